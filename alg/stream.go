@@ -1,0 +1,388 @@
+package alg
+
+import "encoding/binary"
+
+// prefixLen is how much of each message the tracker keeps: every field the
+// gateway reads or writes lies below it.
+const prefixLen = 20
+
+// maxRecords bounds the rewrite records kept for retransmissions per
+// direction. Records are pruned as the receiver acknowledges the bytes, so
+// only a burst of unacknowledged messages could reach it.
+const maxRecords = 128
+
+// Handler decides, for one direction of one control connection, what the
+// tracker writes into Call ID fields and Result Codes as their bytes pass.
+// A field split between two segments is decided byte by byte: the high byte
+// when it passes, the low byte later. The tracker calls the handler once per
+// byte of the stream, on the byte's first transmission, in stream order.
+type Handler interface {
+	// CallIDHigh returns the byte to put in place of hi, the high byte of
+	// the Call ID field at offset off of message m. When the low byte is
+	// in the same segment, m.Uint16(off) already returns the whole ID.
+	CallIDHigh(m *Msg, off int, hi byte) byte
+	// CallIDLow returns the byte to put in place of the low byte of that
+	// field, given the whole original ID and the high byte already written.
+	CallIDLow(m *Msg, off int, id uint16, newHi byte) byte
+	// Result returns the byte to put in place of an OCRP or ICRP Result Code.
+	Result(m *Msg, result byte) byte
+	// Message is called when the last byte of a valid message has passed.
+	Message(m *Msg)
+	// Framing is called when the stream does not frame as PPTP: the
+	// direction then passes bytes unchanged until the next valid header.
+	Framing(r Reason)
+}
+
+// Msg is the tracker's view of the message being walked: its type and the
+// original bytes of its first 20 octets as far as they have passed.
+type Msg struct {
+	Type MsgType
+	// Start is the TCP sequence number of the message's first byte.
+	Start uint32
+	n     int
+	pre   [prefixLen]byte
+	wrote [prefixLen]byte
+	len   int
+}
+
+// Uint16 returns the original 16-bit field at off, if both its bytes have passed.
+func (m *Msg) Uint16(off int) (uint16, bool) {
+	if off+2 > m.n {
+		return 0, false
+	}
+	return binary.BigEndian.Uint16(m.pre[off:]), true
+}
+
+// Byte returns the original byte at off, if it has passed.
+func (m *Msg) Byte(off int) (byte, bool) {
+	if off >= m.n {
+		return 0, false
+	}
+	return m.pre[off], true
+}
+
+type record struct {
+	seq       uint32
+	orig, new byte
+}
+
+// Verdict of the tracker for one segment.
+type SegResult struct {
+	Modified bool // bytes of the segment were rewritten
+	Gap      bool // the segment starts beyond a gap: drop it, TCP resends it
+	Retrans  bool // the segment held bytes already seen
+	// Sum is the RFC 1624 "~m + m'" one's complement sum of the changes,
+	// for updating the TCP checksum incrementally (payload offsets are
+	// word-aligned in a TCP segment, so index parity says which half).
+	Sum uint32
+}
+
+// sumChange adds the change of byte i from o to n to an RFC 1624 sum.
+func sumChange(sum *uint32, i int, o, n byte) {
+	if i&1 == 0 {
+		*sum += uint32(^(uint16(o) << 8)) + uint32(n)<<8
+	} else {
+		*sum += uint32(^uint16(o)) + uint32(n)
+	}
+}
+
+// Stream tracks one direction of a control connection: it follows TCP
+// sequence numbers, finds message boundaries by the Length field across
+// segments, and lets a Handler rewrite Call ID fields in place, whichever
+// segment carries their bytes. It never holds a segment back. Memory is
+// bounded: 20 bytes of the current message and at most maxRecords rewrite
+// records. Not safe for concurrent use.
+type Stream struct {
+	started bool
+	inSync  bool // walking messages; false: looking for a magic cookie
+	finSeen bool
+	hasISN  bool
+	isn     uint32 // the SYN's sequence number, to tell a duplicate SYN from a new connection
+	next    uint32 // sequence number of the next new byte
+	msg     Msg
+	records []record
+	dropped uint64
+}
+
+// Synced reports whether the tracker is walking messages (false after a
+// framing error or when the connection was first seen mid-stream, until the
+// next valid header).
+func (s *Stream) Synced() bool { return s.started && s.inSync }
+
+// FinSeen reports a FIN in this direction.
+func (s *Stream) FinSeen() bool { return s.finSeen }
+
+// Next is the sequence number of the next byte the tracker expects.
+func (s *Stream) Next() uint32 { return s.next }
+
+// RecordsDropped counts rewrite records dropped because the bound was reached.
+func (s *Stream) RecordsDropped() uint64 { return s.dropped }
+
+// Segment walks one TCP segment of this direction. payload is rewritten in
+// place. syn and fin are the segment's flags.
+func (s *Stream) Segment(seq uint32, syn, fin bool, payload []byte, h Handler) SegResult {
+	var res SegResult
+	if syn {
+		// The SYN takes one sequence number; data starts a message.
+		// A SYN with the ISN already seen is a duplicate (possibly
+		// reordered after data): it must not restart the walk.
+		if !s.started || (seq+1 != s.next && !(s.hasISN && seq == s.isn)) {
+			s.started, s.inSync, s.next = true, true, seq+1
+			s.hasISN, s.isn = true, seq
+			s.msg = Msg{Start: seq + 1}
+			s.records = s.records[:0] // the old connection's rewrites
+		}
+		seq++
+	}
+	if !s.started {
+		// First seen mid-stream: find a header by its cookie.
+		s.started, s.inSync, s.next = true, false, seq
+	}
+	delta := int32(seq - s.next)
+	if delta > 0 {
+		if len(payload) > 0 || fin {
+			res.Gap = true
+		}
+		return res
+	}
+	old := 0
+	if delta < 0 {
+		// s.next-seq, not -delta: that overflows at exactly 2^31.
+		old = len(payload)
+		if d := uint64(s.next - seq); d < uint64(old) {
+			old = int(d)
+		}
+		if old > 0 {
+			res.Retrans = true
+			if s.replay(seq, payload[:old], &res.Sum) {
+				res.Modified = true
+			}
+		}
+		payload = payload[old:]
+		seq += uint32(old)
+	}
+	if len(payload) > 0 {
+		if s.walk(seq, payload, old, h, &res.Sum) {
+			res.Modified = true
+		}
+		s.next = seq + uint32(len(payload))
+	}
+	if fin && seq+uint32(len(payload)) == s.next && !s.finSeen {
+		s.finSeen = true
+		s.next++
+	}
+	return res
+}
+
+// Ack prunes the rewrite records the receiver has acknowledged: it drops
+// retransmitted bytes below its ack anyway.
+func (s *Stream) Ack(ack uint32) {
+	i := 0
+	for i < len(s.records) && int32(s.records[i].seq-ack) < 0 {
+		i++
+	}
+	if i > 0 {
+		n := copy(s.records, s.records[i:])
+		s.records = s.records[:n]
+	}
+}
+
+// replay gives retransmitted bytes the rewrite their first copy got.
+func (s *Stream) replay(seq uint32, b []byte, sum *uint32) bool {
+	mod := false
+	for _, r := range s.records {
+		off := r.seq - seq
+		if off < uint32(len(b)) && b[off] == r.orig {
+			b[off] = r.new
+			sumChange(sum, int(off), r.orig, r.new)
+			mod = true
+		}
+	}
+	return mod
+}
+
+func (s *Stream) record(seq uint32, orig, new byte) {
+	if len(s.records) == maxRecords {
+		copy(s.records, s.records[1:])
+		s.records = s.records[:maxRecords-1]
+		s.dropped++
+	}
+	if s.records == nil {
+		s.records = make([]record, 0, 8)
+	}
+	s.records = append(s.records, record{seq: seq, orig: orig, new: new})
+}
+
+// walk parses new bytes b starting at sequence number seq; base is b's
+// index in the segment's payload.
+func (s *Stream) walk(seq uint32, b []byte, base int, h Handler, sum *uint32) bool {
+	mod := false
+	i := 0
+	for i < len(b) {
+		if !s.inSync {
+			j, ok := s.resync(seq+uint32(i), b[i:])
+			if !ok {
+				return mod
+			}
+			i += j
+		}
+		m := &s.msg
+		pos := int(seq + uint32(i) - m.Start)
+		if pos >= prefixLen || (m.len > 0 && pos >= HeaderLen && !interesting(m.Type, pos)) {
+			// Skip to the next interesting byte or the message end.
+			end := m.len
+			if pos < prefixLen {
+				end = nextInteresting(m.Type, pos, m.len)
+			}
+			n := end - pos
+			if n > len(b)-i {
+				n = len(b) - i
+			}
+			if pos < prefixLen {
+				c := copy(m.pre[pos:], b[i:i+n])
+				m.n = pos + c
+			}
+			i += n
+			pos += n
+		} else {
+			c := b[i]
+			m.pre[pos] = c
+			m.n = pos + 1
+			if pos == HeaderLen-1 {
+				t, r := checkHeader(m.pre[:HeaderLen])
+				if r != ReasonNone {
+					h.Framing(r)
+					s.inSync = false
+					// Look for the next header just after this one's
+					// start: its bytes 1..11, maybe from earlier
+					// segments, are where the search begins.
+					copy(m.pre[:], m.pre[1:HeaderLen])
+					m.n = HeaderLen - 1
+					m.Start++
+					i++
+					continue
+				}
+				m.Type, m.len = t, RFCLength(t)
+			} else if pos >= HeaderLen {
+				if (pos == OffCallID || pos == OffPeerCallID) && i+1 < len(b) {
+					// The low byte is in this segment too: let the
+					// handler see the whole ID while it decides the
+					// high byte.
+					m.pre[pos+1] = b[i+1]
+					m.n = pos + 2
+				}
+				nc := s.decide(m, pos, c, h)
+				m.n = pos + 1
+				m.wrote[pos] = nc
+				if nc != c {
+					b[i] = nc
+					sumChange(sum, base+i, c, nc)
+					s.record(seq+uint32(i), c, nc)
+					mod = true
+				}
+			}
+			i++
+			pos++
+		}
+		if m.len > 0 && pos == m.len {
+			h.Message(m)
+			s.msg = Msg{Start: m.Start + uint32(m.len)}
+		}
+	}
+	return mod
+}
+
+// decide asks the handler for the byte at pos of message m.
+func (s *Stream) decide(m *Msg, pos int, c byte, h Handler) byte {
+	switch pos {
+	case OffCallID, OffPeerCallID:
+		return h.CallIDHigh(m, pos, c)
+	case OffCallID + 1, OffPeerCallID + 1:
+		id := binary.BigEndian.Uint16(m.pre[pos-1:])
+		return h.CallIDLow(m, pos-1, id, m.wrote[pos-1])
+	case OffResult:
+		return h.Result(m, c)
+	}
+	return c
+}
+
+// interesting reports whether the byte at pos of a type-t message is part
+// of a Call ID field or a call Result Code.
+func interesting(t MsgType, pos int) bool {
+	at12, at14 := Fields(t)
+	switch pos {
+	case 12, 13:
+		return at12 != NoField
+	case 14, 15:
+		return at14 != NoField
+	case 16:
+		return HasResult(t)
+	}
+	return false
+}
+
+func nextInteresting(t MsgType, pos, end int) int {
+	for p := pos; p < prefixLen && p < end; p++ {
+		if interesting(t, p) {
+			return p
+		}
+	}
+	return end
+}
+
+// resync looks for the first valid header in the bytes kept from earlier
+// segments (m.pre[:m.n], the stream just before b) followed by b, whose
+// first byte has sequence number seq, so that a header split between
+// segments is found as if it had come in one. Found: the stream is in sync,
+// m.pre holds the header's bytes from before b, and resync returns the
+// index in b to walk on from. Not found: m.pre keeps the last HeaderLen-1
+// bytes for the next segment.
+func (s *Stream) resync(seq uint32, b []byte) (int, bool) {
+	m := &s.msg
+	if m.n >= HeaderLen || m.Start+uint32(m.n) != seq {
+		m.n = 0 // not the bytes just before b (a restored or damaged state)
+	}
+	var hdr [HeaderLen]byte
+	for k := 0; k < m.n; k++ {
+		c := copy(hdr[:], m.pre[k:m.n])
+		if c+len(b) < HeaderLen {
+			break
+		}
+		copy(hdr[c:], b)
+		if _, r := checkHeader(hdr[:]); r == ReasonNone {
+			*m = Msg{Start: m.Start + uint32(k), n: c}
+			copy(m.pre[:], hdr[:c])
+			s.inSync = true
+			return 0, true
+		}
+	}
+	if j := findHeader(b); j >= 0 {
+		s.msg = Msg{Start: seq + uint32(j)}
+		s.inSync = true
+		return j, true
+	}
+	const keep = HeaderLen - 1
+	if len(b) >= keep {
+		*m = Msg{Start: seq + uint32(len(b)-keep), n: keep}
+		copy(m.pre[:], b[len(b)-keep:])
+	} else {
+		drop := max(m.n+len(b)-keep, 0)
+		n := copy(m.pre[:], m.pre[drop:m.n])
+		m.n = n + copy(m.pre[n:], b)
+		m.Start = seq - uint32(n)
+	}
+	return 0, false
+}
+
+// findHeader returns the index of the first valid 12-byte header in b, or -1.
+func findHeader(b []byte) int {
+	for i := 0; i+HeaderLen <= len(b); i++ {
+		if b[i+offCookie] != 0x1A {
+			continue
+		}
+		if _, r := checkHeader(b[i : i+HeaderLen]); r == ReasonNone {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pptpgw/pptpgw/cmd/pptpgw/logging"
+	"github.com/pptpgw/pptpgw/conntrack"
+)
+
+// callLog writes one structured line per call event; refusals and
+// malformed messages are rate-limited per reason, so a flood logs once per
+// interval.
+type callLog struct {
+	log     *zap.Logger
+	limiter *logging.Limiter
+}
+
+func newCallLog(log *zap.Logger) *callLog {
+	return &callLog{log: log, limiter: logging.NewLimiter(10*time.Second, 1024)}
+}
+
+func callFields(c conntrack.CallView) []zap.Field {
+	return []zap.Field{
+		zap.String("call", c.ID), zap.String("role", c.Role),
+		zap.String("inside_addr", c.InsideAddr), zap.Uint16("inside_call_id", c.InsideCallID),
+		zap.String("public_addr", c.PublicAddr), zap.Uint16("outer_call_id", c.OuterCallID),
+		zap.String("peer_addr", c.PeerAddr), zap.Uint16("peer_call_id", c.PeerCallID),
+	}
+}
+
+func (l *callLog) CallUp(c conntrack.CallView) {
+	l.log.Info("call set up", append(callFields(c), zap.Bool("picked_up", c.PickedUp))...)
+}
+
+func (l *callLog) CallRefused(c conntrack.CallView, reason string) {
+	ok, suppressed := l.limiter.Check("refused/"+reason, time.Now())
+	if !ok {
+		return
+	}
+	l.log.Warn("call refused", append(callFields(c), zap.String("reason", reason), zap.Uint64("suppressed", suppressed))...)
+}
+
+func (l *callLog) CallDown(c conntrack.CallView, reason string) {
+	l.log.Info("call torn down", append(callFields(c), zap.String("reason", reason),
+		zap.Duration("duration", time.Since(c.Created).Round(time.Millisecond)),
+		zap.Uint64("packets_in", c.PacketsIn), zap.Uint64("packets_out", c.PacketsOut),
+		zap.Uint64("bytes_in", c.BytesIn), zap.Uint64("bytes_out", c.BytesOut))...)
+}
+
+func (l *callLog) Malformed(c conntrack.ConnInfo, reason string) {
+	ok, suppressed := l.limiter.Check("malformed/"+reason, time.Now())
+	if !ok {
+		return
+	}
+	l.log.Warn("malformed control message", zap.String("reason", reason),
+		zap.String("inside", epString(c.Inside)), zap.String("outside", epString(c.Outside)),
+		zap.Uint64("suppressed", suppressed))
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pptpgw/pptpgw/conntrack"
+	"github.com/pptpgw/pptpgw/nat/ctnl"
+)
+
+// liveResolver learns a new control connection's roles and public endpoint
+// from the kernel's conntrack table (DESIGN.md "The data path" 1). The
+// table calls it until it answers; a lookup that fails leaves the packet
+// untouched and the next one asks again.
+type liveResolver struct {
+	ct       ctnl.Getter
+	publicIP []netip.Addr // --public-ip: the explicit override
+	log      *zap.Logger
+	failures atomic.Uint64
+	lastLog  atomic.Int64
+}
+
+func toAP(e conntrack.Endpoint) netip.AddrPort { return netip.AddrPortFrom(e.Addr.IP(), e.Port) }
+
+func fromAP(a netip.AddrPort) conntrack.Endpoint {
+	return conntrack.Endpoint{Addr: conntrack.AddrFrom(a.Addr()), Port: a.Port()}
+}
+
+func epString(e conntrack.Endpoint) string { return toAP(e).String() }
+
+func (r *liveResolver) Resolve(src, dst conntrack.Endpoint) (conntrack.ConnSpec, bool) {
+	n, err := ctnl.Lookup(r.ct, toAP(src), toAP(dst))
+	if err != nil {
+		r.failures.Add(1)
+		if now := time.Now().UnixNano(); now-r.lastLog.Load() > int64(10*time.Second) {
+			r.lastLog.Store(now)
+			r.log.Warn("conntrack lookup failed", zap.Error(err))
+		}
+		return conntrack.ConnSpec{}, false
+	}
+	if !n.Found {
+		return conntrack.ConnSpec{}, false
+	}
+	if !n.Translated() {
+		// Seen only after the SYN was confirmed: a connection the kernel
+		// left untranslated gives identity calls.
+		return conntrack.ConnSpec{Inside: fromAP(n.OrigSrc), Outside: fromAP(n.OrigDst),
+			Public: fromAP(n.OrigSrc), Identity: true}, true
+	}
+	spec := conntrack.ConnSpec{Inside: fromAP(n.Inside()), Outside: fromAP(n.Peer()), Public: fromAP(n.Public())}
+	if len(r.publicIP) > 0 {
+		spec.Public.Addr = r.pickPublic(spec.Public.Addr)
+	}
+	return spec, true
+}
+
+// pickPublic applies --public-ip: the learnt address when it is one of
+// them, else the first.
+func (r *liveResolver) pickPublic(learnt conntrack.Addr) conntrack.Addr {
+	for _, a := range r.publicIP {
+		if conntrack.AddrFrom(a) == learnt {
+			return learnt
+		}
+	}
+	return conntrack.AddrFrom(r.publicIP[0])
+}

@@ -1,0 +1,345 @@
+package conntrack
+
+import (
+	"github.com/pptpgw/pptpgw/alg"
+)
+
+// Segment is one TCP segment of a control connection as the packet path
+// decoded it. Payload is rewritten in place.
+type Segment struct {
+	Src, Dst           Endpoint
+	Seq, Ack           uint32
+	SYN, FIN, RST, ACK bool
+	Payload            []byte
+}
+
+// ConnSpec says which end of a new control connection is inside and which
+// public endpoint the kernel gave it.
+type ConnSpec struct {
+	Inside, Outside Endpoint
+	Public          Endpoint
+	// Identity: the kernel does not translate this connection; its calls
+	// keep their IDs and their GRE passes untouched.
+	Identity bool
+}
+
+// Resolver tells the roles of a control connection the table has not seen
+// yet. ok false: not known yet (the packet passes untouched and the next
+// one asks again).
+type Resolver interface {
+	Resolve(src, dst Endpoint) (spec ConnSpec, ok bool)
+}
+
+// ControlResult is the table's verdict on a control segment.
+type ControlResult struct {
+	Tracked  bool // the segment belongs to a tracked connection
+	Modified bool // payload bytes were rewritten
+	Drop     bool // beyond a gap in the sequence space: drop, TCP resends it
+	Outbound bool // travelling from the inside end
+	// Sum is the RFC 1624 change sum of the rewrites, for the TCP checksum.
+	Sum uint32
+}
+
+// Control walks one control segment: it finds or creates the connection,
+// runs the direction's stream tracker, and applies what the messages say to
+// the calls.
+func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	key := makeConnKey(seg.Src, seg.Dst)
+	c := t.conns[key]
+	if c != nil && c.ended != 0 && seg.SYN && !seg.ACK {
+		// A new connection on the same ports after the old one ended.
+		t.removeConn(c)
+		c = nil
+	}
+	if c == nil {
+		if seg.RST || (seg.FIN && len(seg.Payload) == 0) {
+			return ControlResult{}
+		}
+		spec, ok := r.Resolve(seg.Src, seg.Dst)
+		if !ok {
+			return ControlResult{}
+		}
+		c = t.newConn(key, spec)
+		c.midStream = !seg.SYN
+	}
+	out := seg.Src == c.Inside
+	res := ControlResult{Tracked: true, Outbound: out}
+	c.lastSeen = now
+	dir, rev := &c.out, &c.in
+	h := &c.hOut
+	if !out {
+		dir, rev, h = &c.in, &c.out, &c.hIn
+	}
+	h.now = now
+	if seg.ACK {
+		rev.Ack(seg.Ack)
+	}
+	sr := dir.Segment(seg.Seq, seg.SYN, seg.FIN, seg.Payload, h)
+	if sr.Gap {
+		t.Counters.OutOfOrder.Add(1)
+		res.Drop = true
+		return res
+	}
+	if sr.Retrans {
+		t.Counters.Retransmissions.Add(1)
+	}
+	res.Modified, res.Sum = sr.Modified, sr.Sum
+	switch {
+	case seg.RST:
+		t.endConn(c, now, "rst")
+	case c.out.FinSeen() && c.in.FinSeen():
+		t.endConn(c, now, "fin")
+	case seg.FIN:
+		t.closing(c)
+	}
+	return res
+}
+
+func (t *Table) newConn(key connKey, spec ConnSpec) *Conn {
+	c := &Conn{key: key, Inside: spec.Inside, Outside: spec.Outside, Public: spec.Public,
+		Identity: spec.Identity, resv: [2]int16{-1, -1}}
+	c.hOut = handler{t: t, c: c, out: true}
+	c.hIn = handler{t: t, c: c}
+	t.conns[key] = c
+	t.Counters.ConnsOpened.Add(1)
+	return c
+}
+
+// closing marks every call of c closing (one FIN, CCRQ, StopCCRQ).
+func (t *Table) closing(c *Conn) {
+	c.closing = true
+	for _, k := range c.calls {
+		if k.State == StateEstablished {
+			k.State = StateClosing
+		}
+	}
+}
+
+// endConn ends every call of c; the connection itself lingers for its
+// rewrite records until CloseLinger has passed.
+func (t *Table) endConn(c *Conn, now int64, reason string) {
+	for len(c.calls) > 0 {
+		t.endCall(c.calls[len(c.calls)-1], reason)
+	}
+	if c.ended == 0 {
+		c.ended = now
+		t.Counters.ConnsClosed.Add(1)
+	}
+}
+
+func (t *Table) removeConn(c *Conn) {
+	for len(c.calls) > 0 {
+		t.endCall(c.calls[len(c.calls)-1], "control-closed")
+	}
+	for d := range c.resv {
+		t.release(c, d)
+	}
+	delete(t.conns, c.key)
+	if c.ended == 0 {
+		t.Counters.ConnsClosed.Add(1)
+	}
+}
+
+// handler applies one direction's messages to the table. It is embedded in
+// Conn so that passing it to the tracker allocates nothing.
+type handler struct {
+	t   *Table
+	c   *Conn
+	out bool
+	now int64
+}
+
+func (h *handler) dir() int {
+	if h.out {
+		return 0
+	}
+	return 1
+}
+
+// allocating reports whether an own Call ID field of type t travelling out
+// gets a new outer ID.
+func allocating(t alg.MsgType) bool {
+	return t == alg.OCRQ || t == alg.OCRP || t == alg.ICRQ || t == alg.ICRP
+}
+
+func fieldKind(t alg.MsgType, off int) alg.FieldKind {
+	at12, at14 := alg.Fields(t)
+	if off == alg.OffCallID {
+		return at12
+	}
+	return at14
+}
+
+func (h *handler) CallIDHigh(m *alg.Msg, off int, hi byte) byte {
+	c := h.c
+	if c.Identity {
+		return hi
+	}
+	kind := fieldKind(m.Type, off)
+	switch {
+	case h.out && kind == alg.OwnCallID && allocating(m.Type):
+		// A slot still reserved here belongs to a field the stream gave
+		// up on (a new SYN restarted it): give it back first.
+		h.t.release(c, h.dir())
+		b, ok := h.t.chooseBucket(c, hi)
+		if !ok {
+			return hi
+		}
+		h.t.buckets[bucketKey{c.Outside.Addr, b}]++
+		c.resv[h.dir()] = int16(b)
+		return b
+	case h.out && kind == alg.OwnCallID:
+		// Exact when the whole ID is in this segment; split, the inside
+		// high byte names one outer bucket unless that bucket overflowed.
+		if id, ok := m.Uint16(off); ok {
+			if k := c.findInside(id, hi); k != nil {
+				return byte(k.OuterID >> 8)
+			}
+		} else if k := c.findInsideHi(hi); k != nil {
+			return byte(k.OuterID >> 8)
+		}
+	case !h.out && kind == alg.PeerCallID:
+		if k := c.findOuterHi(hi); k != nil {
+			return byte(k.InsideID >> 8)
+		}
+	}
+	return hi
+}
+
+func (h *handler) CallIDLow(m *alg.Msg, off int, id uint16, newHi byte) byte {
+	c := h.c
+	lo := byte(id)
+	if c.Identity {
+		if h.out && fieldKind(m.Type, off) == alg.OwnCallID && allocating(m.Type) {
+			h.t.allocCall(c, m.Type, id, id, h.now)
+		}
+		return lo
+	}
+	kind := fieldKind(m.Type, off)
+	switch {
+	case h.out && kind == alg.OwnCallID && allocating(m.Type):
+		d := h.dir()
+		outer, ok := uint16(0), c.resv[d] >= 0
+		if ok {
+			outer, ok = h.t.chooseLow(c.Outside.Addr, newHi, lo)
+			h.t.release(c, d)
+		}
+		if !ok {
+			h.t.Counters.IDsExhausted.Add(1)
+			if m.Type == alg.OCRQ || m.Type == alg.ICRQ {
+				// No call for this request: its reply is refused (replyIn).
+				c.unalloc++
+			}
+			return lo
+		}
+		k := h.t.allocCall(c, m.Type, id, outer, h.now)
+		if outer != id {
+			h.t.Counters.Rewrites.Add(1)
+		}
+		return byte(k.OuterID)
+	case h.out && kind == alg.OwnCallID:
+		if k := c.findInside(id, newHi); k != nil {
+			if k.OuterID != id {
+				h.t.Counters.Rewrites.Add(1)
+			}
+			return byte(k.OuterID)
+		}
+	case !h.out && kind == alg.PeerCallID:
+		if k := c.findOuter(id); k != nil {
+			if k.InsideID != id {
+				h.t.Counters.Rewrites.Add(1)
+			}
+			return byte(k.InsideID)
+		}
+	}
+	return lo
+}
+
+func (h *handler) Result(m *alg.Msg, result byte) byte {
+	own, _ := m.Uint16(alg.OffCallID)
+	peerField, _ := m.Uint16(alg.OffPeerCallID)
+	if h.out {
+		// A reply from the inside end: its own ID was just allocated.
+		return h.t.replyOut(h.c, m.Type, own, peerField, result, h.now)
+	}
+	return h.t.replyIn(h.c, m.Type, own, peerField, result, h.now)
+}
+
+func (h *handler) Message(m *alg.Msg) {
+	t, c := h.t, h.c
+	t.Counters.ControlMessages.Add(1)
+	id, _ := m.Uint16(alg.OffCallID)
+	switch m.Type {
+	case alg.OCRQ, alg.ICRQ:
+		if !h.out {
+			t.requestIn(c, m.Type, id, h.now)
+		}
+	case alg.CCRQ:
+		// CCRQ carries the PNS's own ID.
+		if k := h.callByOwn(id); k != nil && k.State == StateEstablished {
+			k.State = StateClosing
+		}
+	case alg.CDN:
+		// CDN carries the PAC's own ID (RFC 2637; Linux overwrites it with
+		// the PNS's, which the fallback below also finds).
+		k := h.callByOwn(id)
+		if k == nil {
+			k = h.callByOther(id)
+		}
+		if k != nil {
+			t.endCall(k, "cdn")
+		}
+	case alg.StopCCRQ:
+		t.closing(c)
+	case alg.StopCCRP:
+		t.endConn(c, h.now, "stop-control-connection")
+	case alg.ICCN, alg.WEN, alg.SLI, alg.OCRP, alg.ICRP:
+		if !h.out && !c.Identity {
+			// Peer ID fields of a call this table never saw set up: pick it up.
+			if _, has := c.findOuterOK(id); !has && m.Type != alg.OCRP && m.Type != alg.ICRP {
+				t.pickUp(c, id, h.now)
+			}
+		}
+	}
+	if m.Type >= alg.OCRQ {
+		for _, k := range c.calls {
+			if k.State != StateRefused {
+				k.lastSeen.Store(h.now)
+			}
+		}
+	}
+}
+
+// callByOwn finds the call a message's own Call ID field names, in the
+// direction the message travels.
+func (h *handler) callByOwn(id uint16) *Call {
+	for _, k := range h.c.calls {
+		if h.out && k.hasInside && k.InsideID == id {
+			return k
+		}
+		if !h.out && k.hasPeer && k.PeerID == id {
+			return k
+		}
+	}
+	return nil
+}
+
+// callByOther finds a call by the other end's ID as it travels here.
+func (h *handler) callByOther(id uint16) *Call {
+	for _, k := range h.c.calls {
+		if h.out && k.hasPeer && k.PeerID == id {
+			return k
+		}
+		if !h.out && k.hasInside && k.OuterID == id {
+			return k
+		}
+	}
+	return nil
+}
+
+func (h *handler) Framing(r alg.Reason) {
+	h.t.Counters.Malformed.Add(1)
+	h.t.obs.Malformed(h.c.Info(), r.String())
+}

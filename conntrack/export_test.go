@@ -1,0 +1,30 @@
+package conntrack
+
+// Sizes is what the table holds, for leak checks in tests.
+type Sizes struct {
+	Conns, ByOuter, ByOut, Buckets, PerIn int
+	Active, Pending, Unbound              int
+	Calls                                 int // calls listed by all connections
+	Records                               int // rewrite records kept by all stream trackers
+}
+
+// Sizes returns the lengths of the table's internal maps and counts.
+func (t *Table) Sizes() Sizes {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	s := Sizes{Conns: len(t.conns), ByOuter: len(t.byOuter), ByOut: len(t.byOut),
+		Buckets: len(t.buckets), PerIn: len(t.perIn), Active: t.active, Pending: t.pending,
+		Unbound: t.unbound}
+	for _, c := range t.conns {
+		s.Calls += len(c.calls)
+		s.Records += len(c.out.State().Records) + len(c.in.State().Records)
+	}
+	return s
+}
+
+// BucketUse returns how many outer IDs of peer's bucket hi are taken or reserved.
+func (t *Table) BucketUse(peer Addr, hi byte) int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return int(t.buckets[bucketKey{peer, hi}])
+}

@@ -1,0 +1,191 @@
+package conntrack
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/pptpgw/pptpgw/alg"
+)
+
+// SnapshotVersion is the version of the state file's format.
+const SnapshotVersion = 1
+
+// Snapshot is the table as the state file keeps it: control connections
+// with their stream positions (so a restarted daemon resumes mid-message,
+// even between the two bytes of a Call ID), their calls and the public
+// endpoints learnt for them.
+type Snapshot struct {
+	Version int        `json:"version"`
+	Conns   []ConnSnap `json:"conns"`
+}
+
+// ConnSnap is one control connection in a Snapshot.
+type ConnSnap struct {
+	Inside    string          `json:"inside"`
+	Outside   string          `json:"outside"`
+	Public    string          `json:"public"`
+	Identity  bool            `json:"identity,omitempty"`
+	Role      Role            `json:"role"`
+	MidStream bool            `json:"mid_stream,omitempty"`
+	Closing   bool            `json:"closing,omitempty"`
+	Ended     int64           `json:"ended,omitempty"`
+	LastSeen  int64           `json:"last_seen"`
+	Unalloc   int             `json:"unalloc,omitempty"`
+	Resv      [2]int16        `json:"resv"`
+	Cur       int             `json:"cur"` // index in Calls of the reply being walked, or -1
+	Out       alg.StreamState `json:"out"`
+	In        alg.StreamState `json:"in"`
+	Calls     []CallSnap      `json:"calls"`
+}
+
+// CallSnap is one call in a Snapshot.
+type CallSnap struct {
+	Role      Role      `json:"role"`
+	State     CallState `json:"state"`
+	Inside    string    `json:"inside"`
+	InsideID  uint16    `json:"inside_id"`
+	HasInside bool      `json:"has_inside"`
+	Public    string    `json:"public"`
+	OuterID   uint16    `json:"outer_id"`
+	Peer      string    `json:"peer"`
+	PeerID    uint16    `json:"peer_id"`
+	HasPeer   bool      `json:"has_peer"`
+	Identity  bool      `json:"identity,omitempty"`
+	PickedUp  bool      `json:"picked_up,omitempty"`
+	Created   int64     `json:"created"`
+	Since     int64     `json:"since"`
+	LastSeen  int64     `json:"last_seen"`
+	PktsIn    uint64    `json:"packets_in"`
+	PktsOut   uint64    `json:"packets_out"`
+	BytesIn   uint64    `json:"bytes_in"`
+	BytesOut  uint64    `json:"bytes_out"`
+}
+
+func epString(e Endpoint) string { return netip.AddrPortFrom(e.Addr.IP(), e.Port).String() }
+
+func parseEP(s string) (Endpoint, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil || !ap.Addr().Unmap().Is4() {
+		return Endpoint{}, fmt.Errorf("endpoint %q: not IPv4 addr:port", s)
+	}
+	return Endpoint{AddrFrom(ap.Addr()), ap.Port()}, nil
+}
+
+func parseAddr(s string) (Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Unmap().Is4() {
+		return Addr{}, fmt.Errorf("address %q: not IPv4", s)
+	}
+	return AddrFrom(a), nil
+}
+
+// Snapshot returns the table's state.
+func (t *Table) Snapshot() Snapshot {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	s := Snapshot{Version: SnapshotVersion, Conns: make([]ConnSnap, 0, len(t.conns))}
+	for _, c := range t.conns {
+		cs := ConnSnap{Inside: epString(c.Inside), Outside: epString(c.Outside), Public: epString(c.Public),
+			Identity: c.Identity, Role: c.Role, MidStream: c.midStream, Closing: c.closing, Ended: c.ended,
+			LastSeen: c.lastSeen, Unalloc: c.unalloc, Resv: c.resv, Cur: -1,
+			Out: c.out.State(), In: c.in.State(), Calls: make([]CallSnap, 0, len(c.calls))}
+		for i, k := range c.calls {
+			if k == c.cur {
+				cs.Cur = i
+			}
+			cs.Calls = append(cs.Calls, CallSnap{Role: k.Role, State: k.State,
+				Inside: k.Inside.String(), InsideID: k.InsideID, HasInside: k.hasInside,
+				Public: k.Public.String(), OuterID: k.OuterID, Peer: k.Peer.String(), PeerID: k.PeerID,
+				HasPeer: k.hasPeer, Identity: k.identity, PickedUp: k.pickedUp, Created: k.created,
+				Since: k.since, LastSeen: k.lastSeen.Load(), PktsIn: k.pktsIn.Load(), PktsOut: k.pktsOut.Load(),
+				BytesIn: k.bytesIn.Load(), BytesOut: k.bytesOut.Load()})
+		}
+		s.Conns = append(s.Conns, cs)
+	}
+	return s
+}
+
+// Restore loads a snapshot into an empty table. Entries that do not parse
+// or that collide with one already restored are skipped and counted in the
+// returned number; the rest is restored.
+func (t *Table) Restore(s Snapshot) (skipped int, err error) {
+	if s.Version != SnapshotVersion {
+		return 0, fmt.Errorf("snapshot version %d: this pptpgw reads version %d", s.Version, SnapshotVersion)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, cs := range s.Conns {
+		skipped += t.restoreConn(cs)
+	}
+	return skipped, nil
+}
+
+// restoreConn restores one connection and returns how many entries (the
+// connection, or calls of it) it skipped.
+func (t *Table) restoreConn(cs ConnSnap) (skipped int) {
+	in, err1 := parseEP(cs.Inside)
+	out, err2 := parseEP(cs.Outside)
+	pub, err3 := parseEP(cs.Public)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return 1
+	}
+	key := makeConnKey(in, out)
+	if t.conns[key] != nil {
+		return 1
+	}
+	c := t.newConn(key, ConnSpec{Inside: in, Outside: out, Public: pub, Identity: cs.Identity})
+	t.Counters.ConnsOpened.Add(^uint64(0))
+	c.Role, c.midStream, c.closing, c.ended, c.lastSeen, c.unalloc = cs.Role, cs.MidStream, cs.Closing, cs.Ended, cs.LastSeen, cs.Unalloc
+	c.out.SetState(cs.Out)
+	c.in.SetState(cs.In)
+	for i, ks := range cs.Calls {
+		k, ok := t.restoreCall(c, ks)
+		if !ok {
+			skipped++
+		} else if i == cs.Cur {
+			c.cur = k
+		}
+	}
+	for d, b := range cs.Resv {
+		if b >= 0 && b <= 255 && t.room(out.Addr, byte(b)) {
+			t.buckets[bucketKey{out.Addr, byte(b)}]++
+			c.resv[d] = b
+		}
+	}
+	return skipped
+}
+
+func (t *Table) restoreCall(c *Conn, ks CallSnap) (*Call, bool) {
+	inside, err1 := parseAddr(ks.Inside)
+	public, err2 := parseAddr(ks.Public)
+	peer, err3 := parseAddr(ks.Peer)
+	if err1 != nil || err2 != nil || err3 != nil || ks.State > StateRefused {
+		return nil, false
+	}
+	k := &Call{conn: c, Role: ks.Role, State: ks.State, Inside: inside, InsideID: ks.InsideID, hasInside: ks.HasInside,
+		Public: public, OuterID: ks.OuterID, Peer: peer, PeerID: ks.PeerID, hasPeer: ks.HasPeer,
+		identity: ks.Identity, pickedUp: ks.PickedUp, created: ks.Created, since: ks.Since}
+	k.lastSeen.Store(ks.LastSeen)
+	k.pktsIn.Store(ks.PktsIn)
+	k.pktsOut.Store(ks.PktsOut)
+	k.bytesIn.Store(ks.BytesIn)
+	k.bytesOut.Store(ks.BytesOut)
+	if k.hasInside && !k.identity {
+		key := peerIDKey{peer, k.OuterID}
+		if t.byOuter[key] != nil || !t.room(peer, byte(k.OuterID>>8)) {
+			return nil, false
+		}
+		t.byOuter[key] = k
+		t.buckets[bucketKey{peer, byte(k.OuterID >> 8)}]++
+		k.inIndex = true
+	}
+	if k.State == StateEstablished || k.State == StateClosing {
+		t.indexOut(k)
+	}
+	if k.pickedUp && !k.hasPeer {
+		t.unbound++
+	}
+	t.count(k, +1)
+	c.calls = append(c.calls, k)
+	return k, true
+}

@@ -1,0 +1,137 @@
+// Package conntrack is pptpgw's userspace state: control connections, calls
+// and their GRE mappings, outer Call ID allocation, limits, idle timeouts on
+// an injected clock, and snapshot/restore. It does no I/O. All methods are
+// safe for concurrent use; the control path takes the table's lock, the GRE
+// path only its read lock and atomic counters.
+package conntrack
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Addr is a packed IPv4 address: a pointer-free map key.
+type Addr [4]byte
+
+// AddrFrom converts a netip.Addr (IPv4 or IPv4-mapped) to Addr.
+func AddrFrom(a netip.Addr) Addr { return Addr(a.Unmap().As4()) }
+
+// IP returns a as a netip.Addr.
+func (a Addr) IP() netip.Addr { return netip.AddrFrom4(a) }
+
+func (a Addr) String() string { return a.IP().String() }
+
+// Endpoint is an IPv4 address and TCP port.
+type Endpoint struct {
+	Addr Addr
+	Port uint16
+}
+
+// Role says which end of a control connection is behind the gateway.
+type Role uint8
+
+const (
+	RoleUnknown   Role = iota
+	RolePNSInside      // a client behind the gateway
+	RolePACInside      // a server behind a port-forward
+)
+
+func (r Role) String() string {
+	switch r {
+	case RolePNSInside:
+		return "pns-inside"
+	case RolePACInside:
+		return "pac-inside"
+	}
+	return "unknown"
+}
+
+// CallState is where a call is in its life.
+type CallState uint8
+
+const (
+	StatePending     CallState = iota // request seen, no reply yet
+	StateEstablished                  // reply with result 1 seen
+	StateClosing                      // CCRQ, StopCCRQ or one FIN seen
+	StateRefused                      // tombstone: refused or cleared, ID kept reserved, no GRE
+)
+
+func (s CallState) String() string {
+	switch s {
+	case StatePending:
+		return "pending"
+	case StateEstablished:
+		return "established"
+	case StateClosing:
+		return "closing"
+	case StateRefused:
+		return "refused"
+	}
+	return "unknown"
+}
+
+// Limits and timeouts; a zero value means the default.
+type Limits struct {
+	MaxCalls          int           // calls in total (pending, up and tombstones)
+	MaxCallsPerInside int           // calls per inside address
+	GREIdle           time.Duration // an established call with no GRE and no control message
+	ControlIdle       time.Duration // a control connection with no segment
+	SetupTimeout      time.Duration // a pending call or a tombstone
+	CloseLinger       time.Duration // an ended control connection's rewrite records
+}
+
+// Defaults for Limits.
+const (
+	DefaultMaxCalls          = 4096
+	DefaultMaxCallsPerInside = 64
+	DefaultGREIdle           = 5 * time.Minute
+	DefaultControlIdle       = 30 * time.Minute
+	DefaultSetupTimeout      = 60 * time.Second
+	DefaultCloseLinger       = 10 * time.Second
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxCalls <= 0 {
+		l.MaxCalls = DefaultMaxCalls
+	}
+	if l.MaxCallsPerInside <= 0 {
+		l.MaxCallsPerInside = DefaultMaxCallsPerInside
+	}
+	if l.GREIdle <= 0 {
+		l.GREIdle = DefaultGREIdle
+	}
+	if l.ControlIdle <= 0 {
+		l.ControlIdle = DefaultControlIdle
+	}
+	if l.SetupTimeout <= 0 {
+		l.SetupTimeout = DefaultSetupTimeout
+	}
+	if l.CloseLinger <= 0 {
+		l.CloseLinger = DefaultCloseLinger
+	}
+	return l
+}
+
+// Observer hears about call life events, for logs and metrics. Its methods
+// are called with the table locked: they must not call back into it.
+type Observer interface {
+	CallUp(c CallView)
+	CallRefused(c CallView, reason string)
+	CallDown(c CallView, reason string)
+	Malformed(conn ConnInfo, reason string)
+}
+
+// NopObserver ignores everything.
+type NopObserver struct{}
+
+func (NopObserver) CallUp(CallView)              {}
+func (NopObserver) CallRefused(CallView, string) {}
+func (NopObserver) CallDown(CallView, string)    {}
+func (NopObserver) Malformed(ConnInfo, string)   {}
+
+// ConnInfo names a control connection in logs.
+type ConnInfo struct {
+	Inside, Outside Endpoint
+	Public          Endpoint
+	Role            Role
+}

@@ -1,0 +1,219 @@
+// Package nat is pptpgw's packet path: it decodes IPv4 packets with
+// gopacket, hands control segments to the call table's stream trackers and
+// GRE to its mappings, rewrites the packet in place with incremental
+// checksums (RFC 1624) and returns a verdict. It does no I/O; the Linux glue
+// lives in sub-packages.
+package nat
+
+import (
+	"encoding/binary"
+	"sync/atomic"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/pptpgw/pptpgw/alg"
+	"github.com/pptpgw/pptpgw/conntrack"
+)
+
+// PPTPPort is the control connection's TCP port.
+const PPTPPort = 1723
+
+// Hook says where a packet was queued, which is what tells a GRE packet's
+// direction (DESIGN.md "The data path").
+type Hook uint8
+
+const (
+	// HookControl: TCP 1723 in mangle FORWARD (the inside view).
+	HookControl Hook = iota
+	// HookGREIn: GRE to a local address, raw PREROUTING (before routing).
+	HookGREIn
+	// HookGREOut: forwarded GRE, mangle POSTROUTING (after routing).
+	HookGREOut
+	// HookLocalOut: GRE the router itself sends.
+	HookLocalOut
+)
+
+// Config is the packet path's policy.
+type Config struct {
+	// LocalGREAccept lets GRE v1 for no known call through to a PPTP
+	// endpoint on the router itself (--local-gre accept).
+	LocalGREAccept bool
+}
+
+// Engine is the shared part of the packet path: the call table, the
+// resolver of new control connections and the per-reason counters. Each
+// queue goroutine uses its own Worker.
+type Engine struct {
+	Table    *conntrack.Table
+	Resolver conntrack.Resolver
+	cfg      atomic.Pointer[Config]
+	counts   [reasonCount]atomic.Uint64
+	packets  atomic.Uint64
+}
+
+// NewEngine returns an engine over table t.
+func NewEngine(t *conntrack.Table, r conntrack.Resolver, cfg Config) *Engine {
+	e := &Engine{Table: t, Resolver: r}
+	e.cfg.Store(&cfg)
+	return e
+}
+
+// SetConfig changes the policy (SIGHUP).
+func (e *Engine) SetConfig(cfg Config) { e.cfg.Store(&cfg) }
+
+// Count returns how many packets got reason r.
+func (e *Engine) Count(r Reason) uint64 { return e.counts[r].Load() }
+
+// Packets returns how many packets the engine has seen.
+func (e *Engine) Packets() uint64 { return e.packets.Load() }
+
+// Worker decodes and rewrites packets for one goroutine: its decoder is
+// reused, so the packet path allocates nothing.
+type Worker struct {
+	e       *Engine
+	parser  *gopacket.DecodingLayerParser
+	ip4     layers.IPv4
+	tcp     layers.TCP
+	gre     greOnly
+	icmp    layers.ICMPv4
+	payload gopacket.Payload
+	decoded []gopacket.LayerType
+	seg     conntrack.Segment
+}
+
+// greOnly decodes a GRE header and stops there: GRE v0 carries IPv4
+// (protocol 0x0800), which the parser would otherwise decode into the
+// same IPv4 layer, replacing the outer header the engine works on.
+type greOnly struct{ layers.GRE }
+
+func (*greOnly) NextLayerType() gopacket.LayerType { return gopacket.LayerTypeZero }
+
+// NewWorker returns a worker for one goroutine.
+func (e *Engine) NewWorker() *Worker {
+	w := &Worker{e: e, decoded: make([]gopacket.LayerType, 0, 4)}
+	w.parser = gopacket.NewDecodingLayerParser(layers.LayerTypeIPv4, &w.ip4, &w.tcp, &w.gre, &w.icmp, &w.payload)
+	w.parser.IgnoreUnsupported = true
+	return w
+}
+
+// Process decides on one IPv4 packet queued at hook; pkt is rewritten in
+// place. now is the time in Unix nanoseconds.
+func (w *Worker) Process(pkt []byte, hook Hook, now int64) (Verdict, Reason) {
+	v, r := w.process(pkt, hook, now)
+	w.e.counts[r].Add(1)
+	w.e.packets.Add(1)
+	return v, r
+}
+
+func (w *Worker) process(pkt []byte, hook Hook, now int64) (Verdict, Reason) {
+	if len(pkt) < 20 || pkt[0]>>4 != 4 {
+		return Accept, ReasonNotIPv4
+	}
+	err := w.parser.DecodeLayers(pkt, &w.decoded)
+	if len(w.decoded) == 0 {
+		return Accept, ReasonTruncated
+	}
+	ip := &w.ip4
+	if ip.Flags&layers.IPv4MoreFragments != 0 || ip.FragOffset != 0 {
+		return Accept, ReasonFragment
+	}
+	switch ip.Protocol {
+	case layers.IPProtocolTCP:
+		if len(w.decoded) < 2 || err != nil {
+			return Accept, ReasonTruncated
+		}
+		if w.tcp.SrcPort != PPTPPort && w.tcp.DstPort != PPTPPort {
+			return Accept, ReasonNotPPTP
+		}
+		return w.control(pkt, now)
+	case layers.IPProtocolGRE:
+		return w.greV1(pkt, hook, now)
+	}
+	return Accept, ReasonNotPPTP
+}
+
+func addr4(b []byte) conntrack.Addr { return conntrack.Addr(b) }
+
+// control runs a TCP 1723 segment through the call table.
+func (w *Worker) control(pkt []byte, now int64) (Verdict, Reason) {
+	t := &w.tcp
+	hdr := w.ip4.Contents
+	s := &w.seg
+	s.Src = conntrack.Endpoint{Addr: addr4(hdr[12:16]), Port: uint16(t.SrcPort)}
+	s.Dst = conntrack.Endpoint{Addr: addr4(hdr[16:20]), Port: uint16(t.DstPort)}
+	s.Seq, s.Ack = t.Seq, t.Ack
+	s.SYN, s.FIN, s.RST, s.ACK = t.SYN, t.FIN, t.RST, t.ACK
+	s.Payload = t.Payload
+	res := w.e.Table.Control(s, now, w.e.Resolver)
+	s.Payload = nil
+	switch {
+	case !res.Tracked:
+		return Accept, ReasonControlUntracked
+	case res.Drop:
+		return Drop, ReasonControlGap
+	case res.Modified:
+		ck := t.Contents[16:18]
+		binary.BigEndian.PutUint16(ck, updateChecksum(binary.BigEndian.Uint16(ck), res.Sum))
+		return AcceptModified, ReasonControl
+	}
+	return Accept, ReasonControl
+}
+
+// greV1 translates PPTP's GRE.
+func (w *Worker) greV1(pkt []byte, hook Hook, now int64) (Verdict, Reason) {
+	g, r := alg.ParseGRE(w.ip4.Payload)
+	if r != alg.ReasonNone {
+		if r == alg.ReasonGREVersion || r == alg.ReasonGREProto {
+			return Accept, ReasonNotPPTPGRE
+		}
+		return Drop, ReasonMalformedGRE
+	}
+	hdr := w.ip4.Contents
+	src, dst := addr4(hdr[12:16]), addr4(hdr[16:20])
+	n := len(w.ip4.Payload)
+	tbl := w.e.Table
+	switch hook {
+	case HookLocalOut:
+		return Accept, ReasonGRELocal
+	case HookGREIn:
+		inside, id, v := tbl.GREIn(src, dst, g.CallID(), n, now)
+		switch v {
+		case conntrack.GREForward:
+			g.SetCallID(id)
+			setAddr(hdr, 16, inside)
+			return AcceptModified, ReasonGREIn
+		case conntrack.GRERefused:
+			return Drop, ReasonRefusedCall
+		}
+		if w.e.cfg.Load().LocalGREAccept {
+			return Accept, ReasonGRELocal
+		}
+		return Drop, ReasonUnknownCall
+	default:
+		public, v := tbl.GREOut(src, dst, g.CallID(), n, now)
+		switch v {
+		case conntrack.GREForward:
+			setAddr(hdr, 12, public)
+			return AcceptModified, ReasonGREOut
+		case conntrack.GREIdentity:
+			return Accept, ReasonGREIdentity
+		case conntrack.GRERefused:
+			return Drop, ReasonRefusedCall
+		}
+		return Drop, ReasonUnknownCall
+	}
+}
+
+// setAddr writes an IPv4 address at off of header hdr and updates the
+// header checksum incrementally.
+func setAddr(hdr []byte, off int, a conntrack.Addr) {
+	var old [4]byte
+	copy(old[:], hdr[off:off+4])
+	if old == a {
+		return
+	}
+	copy(hdr[off:off+4], a[:])
+	ck := binary.BigEndian.Uint16(hdr[10:12])
+	binary.BigEndian.PutUint16(hdr[10:12], updateChecksum(ck, addrChange(old, a)))
+}

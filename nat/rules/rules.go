@@ -1,0 +1,196 @@
+// Package rules owns pptpgw's iptables rules (DESIGN.md "The data path",
+// §2 and §3): four chains of pptpgw's own, one jump into each from a
+// built-in chain, and the queue numbers and mark bit that tie them to the
+// daemon's NFQUEUE sockets.
+//
+// The rules are data (Desired); Install, Remove, Verify and Show compare
+// that data with what `iptables -S` prints. Every operation is
+// check-then-act through the iptables binary and therefore not atomic:
+// callers must not run two of them at once on one host.
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Tables pptpgw touches.
+const (
+	TableMangle = "mangle"
+	TableRaw    = "raw"
+)
+
+// pptpgw's own chains (DESIGN.md §3).
+const (
+	ChainCTL     = "PPTPGW-CTL"     // mangle FORWARD: TCP 1723 to the control queues
+	ChainNoTrack = "PPTPGW-NOTRACK" // raw PREROUTING, first: GRE v1 (and ICMP errors quoting GRE) out of conntrack
+	ChainGREIn   = "PPTPGW-GRE-IN"  // raw PREROUTING, second: inbound GRE v1 to the GRE queues
+	ChainGREOut  = "PPTPGW-GRE-OUT" // mangle POSTROUTING: outbound GRE v1 to the GRE queues
+)
+
+// ChainPrefix starts the name of every chain pptpgw owns.
+const ChainPrefix = "PPTPGW-"
+
+// DefaultMarkBit is the skb mark bit the GRE-in verdict sets so the
+// GRE-out rule skips packets pptpgw already translated (--mark-bit).
+const DefaultMarkBit = 0x10000000
+
+// U32 expressions, verbatim from DESIGN.md / LAB.md (both checked on this
+// kernel). iptables prints them back in hex ("0x0>>0x16&0x3c..."); the
+// comparison in Verify canonicalises both forms.
+const (
+	// U32GREv1 matches GRE version 1 carrying PPP (0x880B): PPTP's GRE
+	// and nothing else, so GRE v0 tunnels keep the kernel's conntrack/NAT.
+	U32GREv1 = "0>>22&0x3C@0>>16&0x7=1&&0>>22&0x3C@0&0xFFFF=0x880B"
+	// U32ICMPQuotingGRE matches ICMP destination-unreachable (3) and
+	// time-exceeded (11) whose quoted IP header says protocol 47.
+	U32ICMPQuotingGRE = "0>>22&0x3C@0>>24=3,11&&0>>22&0x3C@16>>16&0xFF=47"
+)
+
+// Config is the part of pptpgw's configuration the rules depend on.
+type Config struct {
+	// Queue is the first control queue (--queue N).
+	Queue uint16
+	// Queues is the number of control queues (--queues K, 0 means 1). The
+	// GRE and ICMP rules use the next K queues: N+K..N+2K-1.
+	Queues uint16
+	// FailOpen adds --queue-bypass to the control rules only; GRE rules
+	// stay fail-closed (LAB.md: GRE reaching the router's stack kills calls).
+	FailOpen bool
+	// MarkBit is --mark-bit (0 means DefaultMarkBit).
+	MarkBit uint32
+}
+
+func (c Config) withDefaults() Config {
+	if c.Queues == 0 {
+		c.Queues = 1
+	}
+	if c.MarkBit == 0 {
+		c.MarkBit = DefaultMarkBit
+	}
+	return c
+}
+
+// Validate reports a configuration whose queue range does not fit in the
+// kernel's 16-bit queue numbers.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if int(c.Queue)+2*int(c.Queues)-1 > 65535 {
+		return fmt.Errorf("queues %d..%d: beyond 65535", c.Queue, int(c.Queue)+2*int(c.Queues)-1)
+	}
+	return nil
+}
+
+// ControlQueues returns the first control queue and their number.
+func (c Config) ControlQueues() (first, n uint16) {
+	c = c.withDefaults()
+	return c.Queue, c.Queues
+}
+
+// GREQueues returns the first GRE/ICMP queue and their number.
+func (c Config) GREQueues() (first, n uint16) {
+	c = c.withDefaults()
+	return c.Queue + c.Queues, c.Queues
+}
+
+// Chain is one of pptpgw's chains and the built-in chain that jumps to it.
+type Chain struct {
+	Table string
+	Name  string
+	// From is the built-in chain holding the one jump into Name.
+	From string
+}
+
+// Chains lists pptpgw's chains in installation order. The two raw
+// PREROUTING jumps must stay in this order: a packet the queue accepts
+// leaves the raw table, so the notrack rules have to come first.
+func Chains() []Chain {
+	return []Chain{
+		{TableRaw, ChainNoTrack, "PREROUTING"},
+		{TableRaw, ChainGREIn, "PREROUTING"},
+		{TableMangle, ChainCTL, "FORWARD"},
+		{TableMangle, ChainGREOut, "POSTROUTING"},
+	}
+}
+
+// Rule is one iptables rule: Spec is what follows `-t Table -A Chain`.
+type Rule struct {
+	Table string
+	Chain string
+	Spec  []string
+}
+
+// String renders the rule as an iptables command line tail, quoting
+// arguments the way iptables-save does.
+func (r Rule) String() string {
+	return "-t " + r.Table + " -A " + r.Chain + " " + joinSpec(r.Spec)
+}
+
+// IsJump reports whether the rule is a jump from a built-in chain into
+// one of pptpgw's chains.
+func (r Rule) IsJump() bool {
+	return !strings.HasPrefix(r.Chain, ChainPrefix)
+}
+
+// Desired returns every rule pptpgw needs for cfg: the contents of its
+// chains, in chain order, then the jumps into them. Installing them in
+// this order means no packet is ever sent into a half-filled chain.
+func Desired(cfg Config) []Rule {
+	cfg = cfg.withDefaults()
+	ctl := queueTarget(cfg.Queue, cfg.Queues, cfg.FailOpen)
+	gre := queueTarget(cfg.Queue+cfg.Queues, cfg.Queues, false)
+	greBypass := queueTarget(cfg.Queue+cfg.Queues, cfg.Queues, true)
+	greMatch := []string{"-p", "gre", "-m", "u32", "--u32", U32GREv1}
+	icmpMatch := []string{"-p", "icmp", "-m", "u32", "--u32", U32ICMPQuotingGRE}
+	local := []string{"-m", "addrtype", "--dst-type", "LOCAL"}
+	notrack := []string{"-j", "CT", "--notrack"}
+	mark := fmt.Sprintf("0x%x/0x%x", cfg.MarkBit, cfg.MarkBit)
+
+	rs := []Rule{
+		{TableRaw, ChainNoTrack, cat(greMatch, notrack)},
+		// A translated ICMP error would be conntrack-INVALID (DESIGN.md §2).
+		{TableRaw, ChainNoTrack, cat(icmpMatch, local, notrack)},
+		// Never bypass: GRE hitting the router's stack gets ICMP
+		// protocol-unreachable and the peer drops the call.
+		{TableRaw, ChainGREIn, cat(greMatch, local, gre)},
+		// Bypass: if the daemon is down, errors reach the router untouched.
+		{TableRaw, ChainGREIn, cat(icmpMatch, local, greBypass)},
+		{TableMangle, ChainCTL, cat([]string{"-p", "tcp", "-m", "tcp", "--sport", "1723"}, ctl)},
+		{TableMangle, ChainCTL, cat([]string{"-p", "tcp", "-m", "tcp", "--dport", "1723"}, ctl)},
+		// The mark skips packets the GRE-in verdict already translated.
+		{TableMangle, ChainGREOut, cat(greMatch, []string{"-m", "mark", "!", "--mark", mark}, gre)},
+	}
+	for _, c := range Chains() {
+		rs = append(rs, Rule{c.Table, c.From, []string{"-j", c.Name}})
+	}
+	return rs
+}
+
+// queueTarget is the NFQUEUE target for n queues from first.
+func queueTarget(first, n uint16, bypass bool) []string {
+	t := []string{"-j", "NFQUEUE"}
+	if n > 1 {
+		t = append(t, "--queue-balance", fmt.Sprintf("%d:%d", first, int(first)+int(n)-1))
+	} else {
+		t = append(t, "--queue-num", strconv.Itoa(int(first)))
+	}
+	if bypass {
+		t = append(t, "--queue-bypass")
+	}
+	return t
+}
+
+func cat(parts ...[]string) []string {
+	var out []string
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// ErrMismatch is returned by Install when pptpgw's chains hold rules that
+// the configuration does not want (another queue number, a stale rule):
+// Install only adds, so the caller must Remove first to replace them.
+var ErrMismatch = errors.New("installed pptpgw rules differ from the configuration")

@@ -1,0 +1,171 @@
+//go:build e2e
+
+package rules
+
+import (
+	"errors"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+var counterRE = regexp.MustCompile(`\[\d+:\d+\]`)
+
+// save returns iptables-save of ns without comments and counters, and
+// without the tables that hold nothing but empty built-in chains (the
+// nft flavour leaves a table behind once anything listed it).
+func save(t *testing.T, ns, bin string) string {
+	t.Helper()
+	out := sh(t, "ip", "netns", "exec", ns, bin+"-save")
+	var tables [][]string
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(counterRE.ReplaceAllString(l, ""))
+		switch {
+		case l == "" || strings.HasPrefix(l, "#"):
+		case strings.HasPrefix(l, "*"):
+			tables = append(tables, []string{l})
+		default:
+			tables[len(tables)-1] = append(tables[len(tables)-1], l)
+		}
+	}
+	var keep []string
+	for _, tb := range tables {
+		empty := true
+		for _, l := range tb {
+			if strings.HasPrefix(l, "-A ") || (strings.HasPrefix(l, ":") && strings.HasSuffix(l, " -")) {
+				empty = false
+			}
+		}
+		if !empty {
+			keep = append(keep, tb...)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+func TestE2EInstallRemove(t *testing.T) {
+	needRoot(t)
+	for _, bin := range []string{"iptables-nft", "iptables-legacy"} {
+		t.Run(bin, func(t *testing.T) {
+			if _, err := exec.LookPath(bin); err != nil {
+				t.Skip(bin + " not installed")
+			}
+			ns := newNS(t, "rules")
+			ipt, err := New(wrapper(t, ns, bin))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantMode := NFTables
+			if bin == "iptables-legacy" {
+				wantMode = Legacy
+			}
+			if m, err := Backend(wrapper(t, ns, bin)); err != nil || m != wantMode {
+				t.Errorf("Backend = %q, %v; want %q", m, err, wantMode)
+			}
+			x := func(args ...string) string {
+				return sh(t, append([]string{"ip", "netns", "exec", ns, bin}, args...)...)
+			}
+			// An operator's own rules, which must come through untouched.
+			x("-t", "mangle", "-A", "FORWARD", "-p", "tcp", "--tcp-flags", "SYN,RST", "SYN", "-j", "TCPMSS", "--clamp-mss-to-pmtu")
+			x("-t", "raw", "-A", "PREROUTING", "-p", "udp", "--dport", "53", "-j", "CT", "--notrack")
+			before := save(t, ns, bin)
+
+			cfg := Config{Queue: 10, Queues: 2}
+			rep, err := Install(ipt, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Chains) != 4 || len(rep.Rules) != 11 {
+				t.Errorf("first Install added %d chains, %d rules; want 4, 11", len(rep.Chains), len(rep.Rules))
+			}
+			installed := save(t, ns, bin)
+			if d, err := Verify(ipt, cfg); err != nil || len(d) != 0 {
+				t.Fatalf("Verify after Install: %q, %v", d, err)
+			}
+			rep2, err := Install(ipt, cfg)
+			if err != nil || !rep2.Empty() {
+				t.Fatalf("second Install: %+v, %v", rep2, err)
+			}
+			if got := save(t, ns, bin); got != installed {
+				t.Errorf("second Install changed the rules:\n%s\nwant:\n%s", got, installed)
+			}
+			show, err := Show(ipt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range show {
+				if strings.HasPrefix(l, "-A ") && !strings.Contains(installed, l) {
+					t.Errorf("Show line %q not in iptables-save", l)
+				}
+			}
+
+			// FailOpen touches the control rules only.
+			d, _ := Verify(ipt, Config{Queue: 10, Queues: 2, FailOpen: true})
+			if len(d) != 4 {
+				t.Errorf("Verify with FailOpen = %q; want 2 missing + 2 extra control rules", d)
+			}
+			for _, l := range d {
+				if !strings.Contains(l, "-A "+ChainCTL+" ") {
+					t.Errorf("FailOpen changed a non-control rule: %s", l)
+				}
+			}
+			// A changed queue number.
+			if d, _ := Verify(ipt, Config{Queue: 11, Queues: 2}); len(d) != 10 {
+				t.Errorf("Verify with another queue = %d lines, want 10:\n%s", len(d), strings.Join(d, "\n"))
+			}
+			if _, err := Install(ipt, Config{Queue: 11, Queues: 2}); !errors.Is(err, ErrMismatch) {
+				t.Errorf("Install over another queue: %v, want ErrMismatch", err)
+			}
+			x("-t", "mangle", "-R", ChainGREOut, "1", "-p", "gre", "-j", "NFQUEUE", "--queue-num", "99")
+			d, _ = Verify(ipt, cfg)
+			if len(d) != 2 || !strings.HasPrefix(d[0], "missing rule: -t mangle -A PPTPGW-GRE-OUT") ||
+				!strings.Contains(d[1], "--queue-num 99") {
+				t.Errorf("Verify after replacing a rule = %q", d)
+			}
+			// A deleted rule, repaired in place by Install.
+			x("-t", "mangle", "-D", ChainGREOut, "1")
+			x("-t", "raw", "-D", ChainNoTrack, "1")
+			d, _ = Verify(ipt, cfg)
+			if len(d) != 2 || !strings.Contains(d[0], "-A PPTPGW-NOTRACK -p gre") || !strings.Contains(d[1], "-A PPTPGW-GRE-OUT") {
+				t.Errorf("Verify after deleting two rules = %q", d)
+			}
+			if rep, err := Install(ipt, cfg); err != nil || len(rep.Rules) != 2 {
+				t.Errorf("repairing Install = %+v, %v", rep, err)
+			}
+			if got := save(t, ns, bin); got != installed {
+				t.Errorf("after repair:\n%s\nwant:\n%s", got, installed)
+			}
+
+			// The kernel helper attached by hand is found.
+			x("-t", "raw", "-A", "PREROUTING", "-p", "tcp", "--dport", "1723", "-j", "CT", "--helper", "pptp")
+			h, err := HelperAttached(ipt)
+			if err != nil || len(h) != 1 || h[0] != "-t raw -A PREROUTING -p tcp -m tcp --dport 1723 -j CT --helper pptp" {
+				t.Errorf("HelperAttached = %q, %v", h, err)
+			}
+			x("-t", "raw", "-D", "PREROUTING", "-p", "tcp", "--dport", "1723", "-j", "CT", "--helper", "pptp")
+
+			if err := Remove(ipt); err != nil {
+				t.Fatal(err)
+			}
+			if got := save(t, ns, bin); got != before {
+				t.Errorf("after Remove:\n%s\nwant:\n%s", got, before)
+			}
+			if err := Remove(ipt); err != nil {
+				t.Errorf("second Remove: %v", err)
+			}
+
+			// run --install-rules: Undo removes exactly what Install added.
+			rep, err = Install(ipt, Config{FailOpen: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Undo(ipt, rep); err != nil {
+				t.Fatal(err)
+			}
+			if got := save(t, ns, bin); got != before {
+				t.Errorf("after Install+Undo:\n%s\nwant:\n%s", got, before)
+			}
+		})
+	}
+}

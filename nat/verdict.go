@@ -1,0 +1,64 @@
+package nat
+
+// Verdict is what the packet path tells the queue to do with a packet.
+type Verdict uint8
+
+const (
+	Accept         Verdict = iota // pass unchanged
+	AcceptModified                // pass the rewritten packet (and set the mark)
+	Drop
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Accept:
+		return "accept"
+	case AcceptModified:
+		return "accept-modified"
+	case Drop:
+		return "drop"
+	}
+	return "invalid"
+}
+
+// Reason says why a packet got its verdict; each is counted.
+type Reason uint8
+
+const (
+	ReasonControl          Reason = iota // a control segment of a tracked connection
+	ReasonControlUntracked               // a control segment the resolver could not place yet
+	ReasonControlGap                     // beyond a gap in the sequence space (TCP resends it)
+	ReasonGREIn                          // GRE translated towards the inside end
+	ReasonGREOut                         // GRE translated towards the peer
+	ReasonGREIdentity                    // GRE of a call the kernel does not NAT
+	ReasonGRELocal                       // GRE from the router itself, or to it with --local-gre accept
+	ReasonUnknownCall                    // GRE v1 for no known call
+	ReasonRefusedCall                    // GRE of a refused or cleared call
+	ReasonMalformedGRE                   // GRE v1 with wrong flags, protocol or a truncated header
+	ReasonNotPPTPGRE                     // GRE of another version (v0 tunnels)
+	ReasonNotIPv4                        // IPv6 or garbage
+	ReasonFragment                       // an IPv4 fragment
+	ReasonNotPPTP                        // neither TCP 1723 nor GRE
+	ReasonTruncated                      // headers cut short
+	reasonCount
+)
+
+var reasonNames = [...]string{"control", "control_untracked", "control_out_of_order", "gre_in", "gre_out",
+	"gre_identity", "gre_local", "unknown_call", "refused_call", "malformed_gre", "not_pptp_gre",
+	"not_ipv4", "fragment", "not_pptp", "truncated"}
+
+func (r Reason) String() string {
+	if r < reasonCount {
+		return reasonNames[r]
+	}
+	return "invalid"
+}
+
+// Reasons lists every reason, for metrics.
+func Reasons() []Reason {
+	rs := make([]Reason, reasonCount)
+	for i := range rs {
+		rs[i] = Reason(i)
+	}
+	return rs
+}
