@@ -409,7 +409,7 @@ func TestStreamAck(t *testing.T) {
 	}
 }
 
-// Records are bounded: the oldest go first, and are counted.
+// Records are bounded: when full, the older half goes at once, counted.
 func TestStreamMaxRecords(t *testing.T) {
 	const calls = maxRecords/2 + 6
 	var ms [][]byte
@@ -419,16 +419,16 @@ func TestStreamMaxRecords(t *testing.T) {
 	in, out, _ := expect(msgs(ms...))
 	c := newConn(t, 42, false)
 	diffBytes(t, "first", out, c.walk(in, 100, 333))
-	if n := len(c.s.State().Records); n != maxRecords {
-		t.Errorf("%d records, want %d", n, maxRecords)
+	if n := len(c.s.State().Records); n != 2*calls-maxRecords/2 {
+		t.Errorf("%d records, want %d", n, 2*calls-maxRecords/2)
 	}
-	if d := c.s.RecordsDropped(); d != 2*calls-maxRecords {
-		t.Errorf("RecordsDropped = %d, want %d", d, 2*calls-maxRecords)
+	if d := c.s.RecordsDropped(); d != maxRecords/2 {
+		t.Errorf("RecordsDropped = %d, want %d", d, maxRecords/2)
 	}
-	// The first 6 messages' records are gone: their retransmission passes
-	// unchanged; the rest is rewritten.
+	// The first maxRecords/4 messages' records (two bytes each) are gone:
+	// their retransmission passes unchanged; the rest is rewritten.
 	p, _ := c.send(in, 0, len(in), false)
-	lost := 16 * (calls - maxRecords/2)
+	lost := 16 * (maxRecords / 4)
 	diffBytes(t, "retransmission", concat(in[:lost], out[lost:]), p)
 	c.s.Ack(c.seq(len(in)))
 	if n := len(c.s.State().Records); n != 0 {

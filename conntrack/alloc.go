@@ -223,12 +223,19 @@ func (t *Table) indexOut(k *Call) {
 	}
 	t.byOut[key] = k
 	k.inOutIndex = true
+	if k.identity && k.hasInside {
+		// Forwarded GRE towards an untranslated inside end passes too.
+		t.identIn[outKey{k.Inside, k.Peer, k.InsideID}] = k
+	}
 }
 
 func (t *Table) unindexOut(k *Call) {
 	if k.inOutIndex {
 		delete(t.byOut, outKey{k.Inside, k.Peer, k.PeerID})
 		k.inOutIndex = false
+		if key := (outKey{k.Inside, k.Peer, k.InsideID}); k.identity && t.identIn[key] == k {
+			delete(t.identIn, key)
+		}
 	}
 }
 

@@ -111,6 +111,7 @@ type Table struct {
 	conns    map[connKey]*Conn
 	byOuter  map[peerIDKey]*Call
 	byOut    map[outKey]*Call
+	identIn  map[outKey]*Call // identity calls by (inside, peer, inside's Call ID)
 	buckets  map[bucketKey]uint16
 	perIn    map[Addr]int // established and closing calls per inside address
 	active   int          // established and closing calls
@@ -130,6 +131,7 @@ func New(l Limits, obs Observer) *Table {
 		conns:   make(map[connKey]*Conn),
 		byOuter: make(map[peerIDKey]*Call),
 		byOut:   make(map[outKey]*Call),
+		identIn: make(map[outKey]*Call),
 		buckets: make(map[bucketKey]uint16),
 		perIn:   make(map[Addr]int),
 	}
@@ -179,13 +181,21 @@ func (t *Table) GREIn(peer, dst Addr, outer uint16, n int, now int64) (Addr, uin
 	return inside, id, GREForward
 }
 
-// GREOut looks up GRE from an inside address to peer carrying the peer's
-// Call ID. On GREForward it returns the public address to write as source.
+// GREOut looks up forwarded GRE from src to peer carrying the peer's Call
+// ID. On GREForward it returns the public address to write as source.
+// Forwarded GRE of an untranslated call passes either way (GREIdentity).
 func (t *Table) GREOut(src, peer Addr, peerID uint16, n int, now int64) (Addr, GREVerdict) {
 	t.mu.RLock()
 	c := t.byOut[outKey{src, peer, peerID}]
 	unbound := t.unbound
 	if c == nil {
+		if k := t.identIn[outKey{peer, src, peerID}]; k != nil {
+			t.mu.RUnlock()
+			k.lastSeen.Store(now)
+			k.pktsIn.Add(1)
+			k.bytesIn.Add(uint64(n))
+			return Addr{}, GREIdentity
+		}
 		t.mu.RUnlock()
 		if unbound == 0 {
 			return Addr{}, GREUnknown

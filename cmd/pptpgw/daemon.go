@@ -74,7 +74,8 @@ func cmdRun(args []string, stderr *os.File) int {
 	defer cancel()
 	if err := d.start(ctx); err != nil {
 		d.stop()
-		log.Error("start failed", zap.Error(err))
+		// One line on stderr (DESIGN.md "Command line"): the log goes to
+		// stderr as well, so the failure is not logged a second time.
 		fmt.Fprintf(stderr, "pptpgw run: %v\n", err)
 		return 1
 	}
@@ -91,8 +92,11 @@ func (d *daemon) start(ctx context.Context) error {
 		return err
 	}
 	d.ipt = ipt
+	// Logged with "pptpgw started", not now: a start that fails prints
+	// its one line and nothing else.
+	backend := "unknown"
 	if mode, err := rules.Backend(""); err == nil {
-		d.log.Info("iptables backend", zap.String("mode", string(mode)))
+		backend = string(mode)
 	}
 	helpers, err := rules.HelperAttached(ipt)
 	if err != nil {
@@ -151,7 +155,7 @@ func (d *daemon) start(ctx context.Context) error {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
 	}
-	fields := []zap.Field{zap.String("version", version)}
+	fields := []zap.Field{zap.String("version", version), zap.String("iptables_backend", backend)}
 	for _, s := range cfg.Effective() {
 		fields = append(fields, zap.String(s.Name, s.Value))
 	}

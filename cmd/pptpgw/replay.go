@@ -86,6 +86,13 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 		err = lf.Close()
 	}
 	if err != nil {
+		// No half-written outputs after a failure.
+		of.Close()
+		os.Remove(*out)
+		if lf != nil {
+			lf.Close()
+			os.Remove(*lanOut)
+		}
 		return fail("%s: %v", *in, err)
 	}
 	if *asJSON {

@@ -21,11 +21,13 @@ type Capture struct {
 // lab directory, and returns once it is listening. filter is a pcap filter
 // ("" for everything). -Z root: Debian's tcpdump would otherwise drop to the
 // tcpdump user and fail to write into the lab's root-only directory.
+// --immediate-mode: without it packets wait in the kernel's ring for a
+// buffer timeout, and those still there when Stop ends tcpdump are lost.
 func (n *NS) Capture(name, iface, filter string) *Capture {
 	l := n.Lab
 	l.T.Helper()
 	c := &Capture{Path: l.Path(name + ".pcap")}
-	args := []string{"tcpdump", "-i", iface, "-n", "-U", "-Z", "root", "-w", c.Path}
+	args := []string{"tcpdump", "-i", iface, "-n", "-U", "--immediate-mode", "-Z", "root", "-w", c.Path}
 	if filter != "" {
 		args = append(args, strings.Fields(filter)...)
 	}

@@ -271,3 +271,60 @@ func CheckEcho(s ppp.Status, minReplies uint64) error {
 	}
 	return nil
 }
+
+// HostPID returns the pid, as the test sees it, of the process pptpd's pid
+// namespace knows as nsPID (the PID a server-side status reports).
+func (d *PPTPD) HostPID(nsPID int) (int, error) {
+	for _, pid := range d.NS.Pids() {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 3 || f[0] != "NSpid:" {
+				continue
+			}
+			// Only processes of a nested pid namespace (pptpd's).
+			if f[len(f)-1] == strconv.Itoa(nsPID) {
+				return pid, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("no process with pid %d in %s's pid namespace", nsPID, d.Name)
+}
+
+// ShutdownCall makes pptpd end the call whose client-side pppeer has
+// Magic-Number clientMagic the way an administrator would: SIGTERM to the
+// pptpctrl serving it (the parent of its pppeer), which sends
+// Call-Disconnect-Notify, then Stop-Control-Connection-Request. (pptpd
+// 1.4.0 sends no CDN when the client clears the call: it builds one in
+// answer to Call-Clear-Request, then closes the connection unsent.)
+func (d *PPTPD) ShutdownCall(clientMagic uint32) error {
+	s, err := d.PeerOf(clientMagic)
+	if err != nil {
+		return err
+	}
+	pid, err := d.HostPID(s.PID)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return fmt.Errorf("pppeer of the call: %w", err)
+	}
+	// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+	_, rest, _ := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if len(f) < 2 {
+		return fmt.Errorf("pppeer of the call: bad /proc/%d/stat", pid)
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return fmt.Errorf("pppeer of the call: bad /proc/%d/stat: %w", pid, err)
+	}
+	if cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", ppid)); !strings.HasPrefix(string(cmd), "pptpd [") {
+		return fmt.Errorf("parent %d of pppeer %d is %q, not pptpctrl", ppid, pid, strings.TrimRight(string(cmd), "\x00"))
+	}
+	return unix.Kill(ppid, unix.SIGTERM)
+}

@@ -91,7 +91,7 @@ func TestE2ELookup(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var log []seen
-	h := func(q uint16, pkt []byte, mark uint32) (nfq.Verdict, uint32, bool) {
+	h := func(q uint16, pkt []byte, mark uint32, _ nfq.Meta) (nfq.Verdict, uint32, bool) {
 		ihl := int(pkt[0]&0xf) * 4
 		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte(pkt[12:16])), binary.BigEndian.Uint16(pkt[ihl:]))
 		dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte(pkt[16:20])), binary.BigEndian.Uint16(pkt[ihl+2:]))

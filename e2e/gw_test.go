@@ -1,0 +1,654 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pptpgw/pptpgw/e2e/lab"
+	"github.com/pptpgw/pptpgw/e2e/ppp"
+)
+
+// The live gateway: the real pptpgw binary in a gateway namespace with its
+// own rules (no kernel helper), between real pptp-linux / pptpcli clients
+// and a real pptpd.
+
+const publicIP = "198.51.100.1"
+
+// gwTopo is topo's shape with pptpgw on the gateway instead of the kernel's
+// helper:
+//
+//	c1 192.168.1.10 ─┐
+//	c2 192.168.1.11 ─┼─ lan 192.168.1.1 [gw: pptpgw] wan 198.51.100.1 ── 198.51.100.2 [srv]
+//	c3 192.168.1.12 ─┘
+type gwTopo struct {
+	l       *lab.Lab
+	gw, srv *lab.NS
+	clients []*lab.NS
+}
+
+func newGWTopo(t *testing.T, nClients int) *gwTopo {
+	l := lab.New(t)
+	tp := &gwTopo{l: l, gw: l.AddNS("gw"), srv: l.AddNS("srv")}
+	tp.gw.AddBridge("lan", "192.168.1.1/24")
+	for i := range nClients {
+		c := l.AddNS(fmt.Sprintf("c%d", i+1))
+		l.LinkToBridge(c, "eth0", clientIP(i)+"/24", tp.gw, "lan", fmt.Sprintf("lan%d", i+1))
+		c.DefaultRoute("192.168.1.1")
+		tp.clients = append(tp.clients, c)
+	}
+	l.Link(tp.gw, "wan", publicIP+"/24", tp.srv, "eth0", serverIP+"/24")
+	tp.gw.EnableForwarding()
+	tp.gw.MustRun("iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE")
+	return tp
+}
+
+// end is one end of a call whose PPP status the test can read.
+type end struct {
+	name   string
+	status func() (ppp.Status, error)
+}
+
+// callPair is a call's two PPP ends: the client's and the server's.
+type callPair struct {
+	client, server ppp.Status
+}
+
+// pairsOf reads the client end of every call and finds its server end by
+// magic number in srv's status files.
+func pairsOf(ends []end, srv *lab.PPTPD) (map[string]callPair, error) {
+	out := map[string]callPair{}
+	for _, e := range ends {
+		c, err := e.status()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", e.name, err)
+		}
+		s, err := srv.PeerOf(c.Magic)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w (client: %s)", e.name, err, counters(c))
+		}
+		out[e.name] = callPair{c, s}
+	}
+	return out, nil
+}
+
+func counters(s ppp.Status) string {
+	return fmt.Sprintf("lcp_opened=%v echo_req_sent=%d echo_rep_recv=%d echo_rep_sent=%d frames_in=%d frames_out=%d",
+		s.LCPOpened, s.EchoReqSent, s.EchoRepRecv, s.EchoRepSent, s.FramesIn, s.FramesOut)
+}
+
+// waitEchoes waits until every call has LCP opened and at least min echo
+// replies on both ends, and returns the counters it saw.
+func waitEchoes(l *lab.Lab, what string, ends []end, srv *lab.PPTPD, min uint64, timeout time.Duration) map[string]callPair {
+	l.T.Helper()
+	var got map[string]callPair
+	l.MustWaitFor(what, func() error {
+		p, err := pairsOf(ends, srv)
+		if err != nil {
+			return err
+		}
+		for name, cp := range p {
+			if err := lab.CheckEcho(cp.client, min); err != nil {
+				return fmt.Errorf("%s client side: %w", name, err)
+			}
+			if err := lab.CheckEcho(cp.server, min); err != nil {
+				return fmt.Errorf("%s server side: %w", name, err)
+			}
+		}
+		got = p
+		return nil
+	}, timeout)
+	return got
+}
+
+// waitRising waits until the echo replies received and sent on both ends
+// of every call have gone past those in since.
+func waitRising(l *lab.Lab, what string, ends []end, srv *lab.PPTPD, since map[string]callPair, timeout time.Duration) map[string]callPair {
+	l.T.Helper()
+	var got map[string]callPair
+	l.MustWaitFor(what, func() error {
+		p, err := pairsOf(ends, srv)
+		if err != nil {
+			return err
+		}
+		for name, cp := range p {
+			old := since[name]
+			for _, side := range []struct {
+				name     string
+				now, old ppp.Status
+			}{{"client", cp.client, old.client}, {"server", cp.server, old.server}} {
+				if side.now.EchoRepRecv <= side.old.EchoRepRecv || side.now.EchoRepSent <= side.old.EchoRepSent {
+					return fmt.Errorf("%s %s side: echo_rep_recv %d -> %d, echo_rep_sent %d -> %d: not rising",
+						name, side.name, side.old.EchoRepRecv, side.now.EchoRepRecv, side.old.EchoRepSent, side.now.EchoRepSent)
+				}
+			}
+		}
+		got = p
+		return nil
+	}, timeout)
+	return got
+}
+
+// waitCalls waits until the gateway lists exactly n calls in state
+// "established" for which ok (nil: any) holds, and returns them.
+func waitCalls(l *lab.Lab, g *lab.Gateway, n int, ok func([]lab.GWCall) error, timeout time.Duration) []lab.GWCall {
+	l.T.Helper()
+	var got []lab.GWCall
+	l.MustWaitFor(fmt.Sprintf("%d established calls in `pptpgw calls --json`", n), func() error {
+		calls, err := g.Calls()
+		if err != nil {
+			return err
+		}
+		if len(calls) != n {
+			return fmt.Errorf("%d calls: %s", len(calls), callList(calls))
+		}
+		for _, c := range calls {
+			if c.State != "established" {
+				return fmt.Errorf("call not established: %s", c)
+			}
+		}
+		if ok != nil {
+			if err := ok(calls); err != nil {
+				return fmt.Errorf("%w: %s", err, callList(calls))
+			}
+		}
+		got = calls
+		return nil
+	}, timeout)
+	return got
+}
+
+func callList(calls []lab.GWCall) string {
+	var s []string
+	for _, c := range calls {
+		s = append(s, c.String())
+	}
+	return "[" + strings.Join(s, "; ") + "]"
+}
+
+// trafficBothWays checks GRE counters in both directions of every call.
+func trafficBothWays(calls []lab.GWCall) error {
+	for _, c := range calls {
+		if c.PacketsIn == 0 || c.PacketsOut == 0 || c.BytesIn == 0 || c.BytesOut == 0 {
+			return fmt.Errorf("call %s: no GRE counted in one direction", c.ID)
+		}
+	}
+	return nil
+}
+
+func distinctOuter(calls []lab.GWCall) error {
+	seen := map[string]bool{}
+	for _, c := range calls {
+		k := fmt.Sprintf("%s/%d", c.PeerAddr, c.OuterCallID)
+		if seen[k] {
+			return fmt.Errorf("outer call ID %s used twice", k)
+		}
+		seen[k] = true
+	}
+	return nil
+}
+
+// noKernelHelper fails the test if any conntrack entry of ns has the
+// kernel's PPTP helper attached.
+func noKernelHelper(t *testing.T, ns *lab.NS) {
+	t.Helper()
+	out, err := ns.Run("conntrack", "-L")
+	if err != nil {
+		t.Fatalf("conntrack -L: %v", err)
+	}
+	if strings.Contains(out, "helper=pptp") {
+		t.Errorf("the kernel's PPTP helper is attached in %s:\n%s", ns.Name, out)
+	}
+	if !strings.Contains(out, "dport=1723") {
+		t.Errorf("conntrack -L in %s shows no control connection:\n%s", ns.Name, out)
+	}
+}
+
+// TestGWThreeClients: three pptp-linux clients behind one MASQUERADE
+// address call one pptpd at the same time through pptpgw. Every call's LCP
+// opens and echoes flow both ways; the gateway lists three established
+// calls with distinct outer IDs and GRE counted in both directions; the
+// kernel's helper is nowhere.
+func TestGWThreeClients(t *testing.T) {
+	t.Parallel()
+	tp := newGWTopo(t, 3)
+	l := tp.l
+	gw := tp.gw.StartGateway(lab.GatewayConfig{InstallRules: true})
+	srv := tp.srv.StartPPTPD(lab.PPTPDConfig{})
+	var ends []end
+	for i, c := range tp.clients {
+		pc := c.StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(i)})
+		ends = append(ends, end{fmt.Sprintf("pptp%d", i+1), pc.Status})
+	}
+	first := waitEchoes(l, "LCP opened and echoes answered on both ends of 3 calls", ends, srv, 2, 20*time.Second)
+	waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
+
+	calls := waitCalls(l, gw, 3, func(cs []lab.GWCall) error {
+		if err := distinctOuter(cs); err != nil {
+			return err
+		}
+		return trafficBothWays(cs)
+	}, 5*time.Second)
+	insides := map[string]bool{}
+	for _, c := range calls {
+		if c.Role != "pns-inside" || c.PublicAddr != publicIP || c.PeerAddr != serverIP {
+			t.Errorf("call %s: want role pns-inside, public %s, peer %s", c, publicIP, serverIP)
+		}
+		if want := fmt.Sprintf("%s/%s/%d", c.PublicAddr, c.PeerAddr, c.OuterCallID); c.ID != want {
+			t.Errorf("call id %q, want %q", c.ID, want)
+		}
+		insides[c.InsideAddr] = true
+	}
+	var addrs []string
+	for a := range insides {
+		addrs = append(addrs, a)
+	}
+	sort.Strings(addrs)
+	if want := []string{clientIP(0), clientIP(1), clientIP(2)}; strings.Join(addrs, ",") != strings.Join(want, ",") {
+		t.Errorf("inside addresses %v, want %v", addrs, want)
+	}
+	st := gw.MustStats()
+	for _, k := range []string{"gre_in", "gre_out", "control_messages", "packets_total"} {
+		if st[k] == 0 {
+			t.Errorf("stats %s = 0", k)
+		}
+	}
+	if st["calls_active"] != 3 {
+		t.Errorf("stats calls_active = %d, want 3", st["calls_active"])
+	}
+	noKernelHelper(t, tp.gw)
+	t.Logf("calls: %s", callList(calls))
+}
+
+// TestGWSameInsideCallID: two pptpcli clients use the same Call ID (1000)
+// towards one pptpd. The gateway keeps the first and gives the second the
+// next ID of the same bucket (1001); both calls carry LCP echoes.
+func TestGWSameInsideCallID(t *testing.T) {
+	t.Parallel()
+	tp := newGWTopo(t, 2)
+	l := tp.l
+	gw := tp.gw.StartGateway(lab.GatewayConfig{InstallRules: true})
+	srv := tp.srv.StartPPTPD(lab.PPTPDConfig{})
+	var ends []end
+	for i, c := range tp.clients {
+		cli := c.StartPPTPCli(lab.PPTPCliConfig{Server: serverIP, Local: clientIP(i), CallID: 1000})
+		ends = append(ends, end{cli.Name, cli.Status})
+		if i == 0 {
+			// One after the other, so which client keeps 1000 is known.
+			l.MustWaitFor("first call set up", func() error {
+				_, err := gw.Calls()
+				if err != nil {
+					return err
+				}
+				s, err := cli.Status()
+				if err != nil {
+					return err
+				}
+				if len(s.Calls) == 0 || s.Calls[0].State != "established" {
+					return fmt.Errorf("pptpcli1 calls %+v", s.Calls)
+				}
+				return nil
+			}, 10*time.Second)
+		}
+	}
+	first := waitEchoes(l, "LCP opened and echoes answered on both ends of 2 calls", ends, srv, 2, 20*time.Second)
+	waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
+	calls := waitCalls(l, gw, 2, trafficBothWays, 5*time.Second)
+	byInside := map[string]lab.GWCall{}
+	for _, c := range calls {
+		byInside[c.InsideAddr] = c
+		if c.InsideCallID != 1000 {
+			t.Errorf("call %s: inside call ID %d, want 1000", c, c.InsideCallID)
+		}
+	}
+	for i, want := range []uint16{1000, 1001} {
+		c, ok := byInside[clientIP(i)]
+		if !ok {
+			t.Errorf("no call from %s: %s", clientIP(i), callList(calls))
+			continue
+		}
+		if c.OuterCallID != want {
+			t.Errorf("call from %s: outer call ID %d, want %d", clientIP(i), c.OuterCallID, want)
+		}
+	}
+	// Each client sees its own Call ID in the reply (the gateway rewrote
+	// the peer Call ID of OCRP and of GRE back to 1000).
+	for _, e := range ends {
+		s, err := e.status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s.Calls) != 1 || s.Calls[0].CallID != 1000 || s.Calls[0].State != "established" || s.Calls[0].GREIn == 0 {
+			t.Errorf("%s: calls %+v", e.name, s.Calls)
+		}
+	}
+	if st := gw.MustStats(); st["rewrites"] == 0 {
+		t.Errorf("stats rewrites = 0 with two calls sharing an inside Call ID")
+	}
+	t.Logf("calls: %s", callList(calls))
+}
+
+// TestGWPACInside: pptpd behind the gateway, TCP 1723 of the public
+// address port-forwarded (DNAT) to it, called by two outside clients.
+//
+//	srv 192.168.1.10 ── lan 192.168.1.1 [gw: pptpgw] wan 198.51.100.1 ─┬─ o1 198.51.100.10 (pptp-linux)
+//	                                                                   └─ o2 198.51.100.11 (pptpcli)
+func TestGWPACInside(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t)
+	gwNS, srvNS := l.AddNS("gw"), l.AddNS("srv")
+	const inServer = "192.168.1.10"
+	outside := []string{"198.51.100.10", "198.51.100.11"}
+	l.Link(gwNS, "lan", "192.168.1.1/24", srvNS, "eth0", inServer+"/24")
+	srvNS.DefaultRoute("192.168.1.1")
+	gwNS.AddBridge("wan", publicIP+"/24")
+	var outs []*lab.NS
+	for i, a := range outside {
+		o := l.AddNS(fmt.Sprintf("o%d", i+1))
+		l.LinkToBridge(o, "eth0", a+"/24", gwNS, "wan", fmt.Sprintf("wan%d", i+1))
+		outs = append(outs, o)
+	}
+	gwNS.EnableForwarding()
+	gwNS.MustRun("iptables", "-t", "nat", "-A", "PREROUTING", "-d", publicIP, "-p", "tcp", "--dport", "1723",
+		"-j", "DNAT", "--to-destination", inServer)
+	gwNS.MustRun("iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE")
+	gw := gwNS.StartGateway(lab.GatewayConfig{InstallRules: true})
+	srv := srvNS.StartPPTPD(lab.PPTPDConfig{})
+
+	c1 := outs[0].StartPPTPClient(lab.PPTPClientConfig{Server: publicIP, LocalBind: outside[0]})
+	c2 := outs[1].StartPPTPCli(lab.PPTPCliConfig{Server: publicIP, Local: outside[1], CallID: 7})
+	ends := []end{{"pptp1", c1.Status}, {"pptpcli1", c2.Status}}
+	first := waitEchoes(l, "LCP opened and echoes answered on both ends of 2 calls", ends, srv, 2, 20*time.Second)
+	waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
+	calls := waitCalls(l, gw, 2, func(cs []lab.GWCall) error {
+		if err := distinctOuter(cs); err != nil {
+			return err
+		}
+		return trafficBothWays(cs)
+	}, 5*time.Second)
+	peers := map[string]bool{}
+	for _, c := range calls {
+		if c.Role != "pac-inside" || c.InsideAddr != inServer || c.PublicAddr != publicIP {
+			t.Errorf("call %s: want role pac-inside, inside %s, public %s", c, inServer, publicIP)
+		}
+		peers[c.PeerAddr] = true
+	}
+	for _, a := range outside {
+		if !peers[a] {
+			t.Errorf("no call with peer %s: %s", a, callList(calls))
+		}
+	}
+	noKernelHelper(t, gwNS)
+	t.Logf("calls: %s", callList(calls))
+}
+
+// TestGWDoubleNAT: two gateways in a row, each masquerading and running its
+// own pptpgw.
+//
+//	c1 192.168.1.10 ─┬─ lan 192.168.1.1 [gw1] 192.168.2.2 ── 192.168.2.1 [gw2] 198.51.100.1 ── 198.51.100.2 [srv]
+//	c2 192.168.1.11 ─┘
+func TestGWDoubleNAT(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t)
+	gw1NS, gw2NS, srvNS := l.AddNS("gw1"), l.AddNS("gw2"), l.AddNS("srv")
+	gw1NS.AddBridge("lan", "192.168.1.1/24")
+	var clients []*lab.NS
+	for i := range 2 {
+		c := l.AddNS(fmt.Sprintf("c%d", i+1))
+		l.LinkToBridge(c, "eth0", clientIP(i)+"/24", gw1NS, "lan", fmt.Sprintf("lan%d", i+1))
+		c.DefaultRoute("192.168.1.1")
+		clients = append(clients, c)
+	}
+	l.Link(gw1NS, "wan", "192.168.2.2/24", gw2NS, "lan", "192.168.2.1/24")
+	gw1NS.DefaultRoute("192.168.2.1")
+	l.Link(gw2NS, "wan", publicIP+"/24", srvNS, "eth0", serverIP+"/24")
+	for _, g := range []*lab.NS{gw1NS, gw2NS} {
+		g.EnableForwarding()
+		g.MustRun("iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE")
+	}
+	gw1 := gw1NS.StartGateway(lab.GatewayConfig{Name: "pptpgw1", InstallRules: true})
+	gw2 := gw2NS.StartGateway(lab.GatewayConfig{Name: "pptpgw2", InstallRules: true})
+	srv := srvNS.StartPPTPD(lab.PPTPDConfig{})
+
+	c1 := clients[0].StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(0)})
+	c2 := clients[1].StartPPTPCli(lab.PPTPCliConfig{Server: serverIP, Local: clientIP(1), CallID: 300})
+	ends := []end{{"pptp1", c1.Status}, {"pptpcli1", c2.Status}}
+	first := waitEchoes(l, "LCP opened and echoes answered on both ends of 2 calls", ends, srv, 2, 20*time.Second)
+	waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
+	for _, g := range []struct {
+		gw             *lab.Gateway
+		public, inside string
+	}{{gw1, "192.168.2.2", "192.168.1."}, {gw2, publicIP, "192.168.2.2"}} {
+		calls := waitCalls(l, g.gw, 2, func(cs []lab.GWCall) error {
+			if err := distinctOuter(cs); err != nil {
+				return err
+			}
+			return trafficBothWays(cs)
+		}, 5*time.Second)
+		for _, c := range calls {
+			if c.Role != "pns-inside" || c.PublicAddr != g.public || c.PeerAddr != serverIP || !strings.HasPrefix(c.InsideAddr, g.inside) {
+				t.Errorf("%s: call %s: want public %s, peer %s, inside %s*", g.gw.Name, c, g.public, serverIP, g.inside)
+			}
+		}
+		t.Logf("%s calls: %s", g.gw.Name, callList(calls))
+	}
+	noKernelHelper(t, gw1NS)
+	noKernelHelper(t, gw2NS)
+}
+
+// callGone waits until the gateway no longer lists a call from inside.
+func callGone(l *lab.Lab, g *lab.Gateway, inside string, timeout time.Duration) {
+	l.T.Helper()
+	l.MustWaitFor("the call from "+inside+" removed from the gateway", func() error {
+		calls, err := g.Calls()
+		if err != nil {
+			return err
+		}
+		for _, c := range calls {
+			if c.InsideAddr == inside {
+				return fmt.Errorf("still there: %s", c)
+			}
+		}
+		return nil
+	}, timeout)
+}
+
+// callFrom returns the gateway's call from inside.
+func callFrom(t *testing.T, calls []lab.GWCall, inside string) lab.GWCall {
+	t.Helper()
+	for _, c := range calls {
+		if c.InsideAddr == inside {
+			return c
+		}
+	}
+	t.Fatalf("no call from %s: %s", inside, callList(calls))
+	return lab.GWCall{}
+}
+
+// logHas reports whether the gateway's log has a line with every one of
+// the strings.
+func logHas(g *lab.Gateway, strs ...string) bool {
+	b, _ := os.ReadFile(g.Log)
+	for _, line := range strings.Split(string(b), "\n") {
+		all := true
+		for _, s := range strs {
+			all = all && strings.Contains(line, s)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+// TestGWTeardown: a call's mapping goes with its call: on CDN (pptpd
+// shutting a call down), when the client clears it (CCRQ: pptpd 1.4.0
+// answers by closing the connection, without the CDN it should send), and
+// when the control connection is reset. GRE for those calls afterwards, and
+// for a call that never existed, is dropped and counted, and reaches no
+// inside host.
+func TestGWTeardown(t *testing.T) {
+	t.Parallel()
+	tp := newGWTopo(t, 3)
+	l := tp.l
+	gw := tp.gw.StartGateway(lab.GatewayConfig{InstallRules: true})
+	srv := tp.srv.StartPPTPD(lab.PPTPDConfig{})
+	lan := tp.gw.Capture("cap-lan", "lan", "ip proto 47")
+	wan := tp.gw.Capture("cap-wan", "wan", "tcp port 1723 or ip proto 47")
+
+	c1 := tp.clients[0].StartPPTPCli(lab.PPTPCliConfig{Server: serverIP, Local: clientIP(0), CallID: 1000})
+	c2 := tp.clients[1].StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(1)})
+	ends := []end{{"pptpcli1", c1.Status}, {"pptp2", c2.Status}}
+	waitEchoes(l, "LCP opened and echoes answered on both ends of 2 calls", ends, srv, 1, 20*time.Second)
+	p3, err := dialPNS(tp.clients[2], clientIP(2), serverIP, 2000)
+	if err != nil {
+		t.Fatalf("hand-made PNS: %v", err)
+	}
+	defer p3.close()
+	calls := waitCalls(l, gw, 3, nil, 10*time.Second)
+	gone := []lab.GWCall{callFrom(t, calls, clientIP(0)), callFrom(t, calls, clientIP(1)), callFrom(t, calls, clientIP(2))}
+
+	// CDN: pptpd shuts the pptpcli call down.
+	s1, err := c1.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.ShutdownCall(s1.Magic); err != nil {
+		t.Fatal(err)
+	}
+	callGone(l, gw, clientIP(0), 5*time.Second)
+	if !logHas(gw, "call torn down", gone[0].ID, `"reason": "cdn"`) {
+		t.Errorf("call %s was not torn down by its CDN", gone[0].ID)
+	}
+	l.MustWaitFor("pptpcli saw the CDN", func() error {
+		s, err := c1.Status()
+		if err != nil {
+			return err
+		}
+		if s.CDNRecv == 0 {
+			return fmt.Errorf("cdn_recv 0, calls %+v", s.Calls)
+		}
+		return nil
+	}, 3*time.Second)
+	// pptp-linux on SIGTERM clears its call (CCRQ).
+	c2.PPTP.Signal(syscall.SIGTERM)
+	callGone(l, gw, clientIP(1), 5*time.Second)
+	// The hand-made PNS resets its control connection.
+	if err := p3.reset(); err != nil {
+		t.Fatal(err)
+	}
+	callGone(l, gw, clientIP(2), 5*time.Second)
+	if !logHas(gw, "call torn down", gone[2].ID, `"reason": "rst"`) {
+		t.Errorf("call %s was not torn down by the RST", gone[2].ID)
+	}
+	st := gw.MustStats()
+	if st["calls_active"] != 0 {
+		t.Errorf("stats calls_active = %d after every call ended", st["calls_active"])
+	}
+
+	// GRE for the ended calls, and for one that never existed.
+	const n = 5
+	ids := []uint16{gone[0].OuterCallID, gone[1].OuterCallID, gone[2].OuterCallID, 4242}
+	for _, id := range ids {
+		if err := sendGRE(tp.srv, serverIP, publicIP, id, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var after map[string]uint64
+	l.MustWaitFor("crafted GRE counted as dropped", func() error {
+		after = gw.MustStats()
+		if d := after["gre_dropped_unknown_call"] - st["gre_dropped_unknown_call"]; d < uint64(n*len(ids)) {
+			return fmt.Errorf("gre_dropped_unknown_call rose by %d, want >= %d", d, n*len(ids))
+		}
+		return nil
+	}, 3*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	lanPcap, wanPcap := lan.Stop(), wan.Stop()
+	count := func(path, filter string) int {
+		n, err := lab.CountPackets(path, filter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	isCrafted := fmt.Sprintf("ip proto 47 and ip[28:2] = 0x%x", greMarker)
+	if n := count(wanPcap, isCrafted); n != 5*len(ids) {
+		t.Errorf("%d crafted GRE packets arrived at the gateway, want %d", n, 5*len(ids))
+	}
+	if n := count(lanPcap, isCrafted); n != 0 {
+		t.Errorf("%d crafted GRE packets reached the inside", n)
+	}
+	if n := count(wanPcap, "tcp and tcp[tcpflags] & tcp-rst != 0 and src host "+publicIP); n == 0 {
+		t.Errorf("the hand-made PNS's RST did not leave the gateway")
+	}
+	if done, err := gw.Exited(); done {
+		t.Fatalf("pptpgw exited: %v", err)
+	}
+	t.Logf("gre_dropped_unknown_call %d -> %d; ended calls %s", st["gre_dropped_unknown_call"],
+		after["gre_dropped_unknown_call"], callList(gone))
+}
+
+// TestGWMalformed: raw bytes on a control connection through the gateway
+// (bad cookie, Length 0, 11 and 65535, types 0 and 16) are counted as
+// malformed, pass on, and leave the other clients' calls alone.
+func TestGWMalformed(t *testing.T) {
+	t.Parallel()
+	tp := newGWTopo(t, 3)
+	l := tp.l
+	gw := tp.gw.StartGateway(lab.GatewayConfig{InstallRules: true})
+	srv := tp.srv.StartPPTPD(lab.PPTPDConfig{})
+	c1 := tp.clients[0].StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(0)})
+	c2 := tp.clients[1].StartPPTPCli(lab.PPTPCliConfig{Server: serverIP, Local: clientIP(1), CallID: 1000})
+	ends := []end{{"pptp1", c1.Status}, {"pptpcli1", c2.Status}}
+	first := waitEchoes(l, "LCP opened and echoes answered on both ends of 2 calls", ends, srv, 1, 20*time.Second)
+	before := waitCalls(l, gw, 2, nil, 5*time.Second)
+	st := gw.MustStats()
+
+	withLen := func(m []byte, n uint16) []byte { binary.BigEndian.PutUint16(m, n); return m }
+	badCookie := sccrq()
+	binary.BigEndian.PutUint32(badCookie[4:], 0xDEADBEEF)
+	cases := []struct {
+		name string
+		msgs [][]byte
+	}{
+		{"bad cookie", [][]byte{badCookie}},
+		{"length 0", [][]byte{withLen(sccrq(), 0)}},
+		{"length 11", [][]byte{withLen(sccrq(), 11)}},
+		{"length 65535", [][]byte{withLen(sccrq(), 65535)}},
+		{"type 0", [][]byte{ctrlMsg(156, 0)}},
+		{"type 16", [][]byte{ctrlMsg(156, 16)}},
+		// After a good message: the tracker is in sync, then loses it.
+		{"SCCRQ then type 16", [][]byte{sccrq(), ctrlMsg(16, 16)}},
+	}
+	for _, c := range cases {
+		if err := rawControl(tp.clients[2], clientIP(2), serverIP, c.msgs...); err != nil {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+	l.MustWaitFor("malformed messages counted", func() error {
+		s := gw.MustStats()
+		if d := s["malformed"] - st["malformed"]; d < uint64(len(cases)) {
+			return fmt.Errorf("malformed rose by %d, want >= %d", d, len(cases))
+		}
+		return nil
+	}, 5*time.Second)
+	waitRising(l, "echo replies still rising on both ends", ends, srv, first, 5*time.Second)
+	after := waitCalls(l, gw, 2, nil, 5*time.Second)
+	for i := range before {
+		if before[i].ID != after[i].ID || after[i].PacketsIn <= before[i].PacketsIn || after[i].PacketsOut <= before[i].PacketsOut {
+			t.Errorf("call changed or stalled: %s -> %s", before[i], after[i])
+		}
+	}
+	if done, err := gw.Exited(); done {
+		t.Fatalf("pptpgw exited: %v", err)
+	}
+	s := gw.MustStats()
+	t.Logf("malformed %d -> %d, calls %s", st["malformed"], s["malformed"], callList(after))
+}
