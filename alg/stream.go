@@ -174,6 +174,20 @@ func (s *Stream) Segment(seq uint32, syn, fin bool, payload []byte, h Handler) S
 	return res
 }
 
+// Expect starts a direction whose SYN the tracker never saw at the
+// sequence number next, which the other direction's SYN-ACK acknowledged:
+// its first data byte then starts a message, as after a SYN, instead of
+// being searched for a header by the magic cookie. It does nothing once
+// the direction has started.
+func (s *Stream) Expect(next uint32) {
+	if s.started {
+		return
+	}
+	s.started, s.inSync, s.next = true, true, next
+	s.hasISN, s.isn = true, next-1
+	s.msg = Msg{Start: next}
+}
+
 // Ack prunes the rewrite records the receiver has acknowledged: it drops
 // retransmitted bytes below its ack anyway.
 func (s *Stream) Ack(ack uint32) {

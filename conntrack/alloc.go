@@ -317,8 +317,30 @@ func (t *Table) pickUp(c *Conn, id uint16, now int64) {
 	t.pending++
 	t.setState(k, StateEstablished, now)
 	t.unbound++
+	if c.hasLastPeer && len(c.calls) == 1 {
+		t.bindPeer(c, c.lastPeerID)
+	}
 	t.Counters.CallsPickedUp.Add(1)
 	t.obs.CallUp(k.view())
+}
+
+// bindPeer gives the connection's one picked-up call without a peer Call
+// ID the ID id, and its GRE mapping from the inside end.
+func (t *Table) bindPeer(c *Conn, id uint16) {
+	var found *Call
+	for _, k := range c.calls {
+		if k.pickedUp && !k.hasPeer {
+			if found != nil {
+				return
+			}
+			found = k
+		}
+	}
+	if found != nil {
+		found.PeerID, found.hasPeer = id, true
+		t.unbound--
+		t.indexOut(found)
+	}
 }
 
 // bindPickedUp learns a picked-up call's peer Call ID from the first GRE

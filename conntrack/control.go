@@ -44,25 +44,49 @@ type ControlResult struct {
 // runs the direction's stream tracker, and applies what the messages say to
 // the calls.
 func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
+	key := makeConnKey(seg.Src, seg.Dst)
+	// The resolver may ask the kernel (a netlink round trip): do that
+	// without the lock, so GRE lookups never wait for it.
+	t.mu.RLock()
+	c := t.conns[key]
+	t.mu.RUnlock()
+	var spec ConnSpec
+	resolved := false
+	if c == nil || (c.ended != 0 && seg.SYN && !seg.ACK) {
+		if seg.RST || (seg.FIN && len(seg.Payload) == 0) {
+			return ControlResult{}
+		}
+		if spec, resolved = r.Resolve(seg.Src, seg.Dst); !resolved {
+			return ControlResult{}
+		}
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	key := makeConnKey(seg.Src, seg.Dst)
-	c := t.conns[key]
-	if c != nil && c.ended != 0 && seg.SYN && !seg.ACK {
+	c = t.conns[key]
+	if c != nil && c.ended != 0 && seg.SYN && !seg.ACK && resolved {
 		// A new connection on the same ports after the old one ended.
 		t.removeConn(c)
 		c = nil
 	}
 	if c == nil {
-		if seg.RST || (seg.FIN && len(seg.Payload) == 0) {
-			return ControlResult{}
-		}
-		spec, ok := r.Resolve(seg.Src, seg.Dst)
-		if !ok {
+		if !resolved {
+			// Removed meanwhile (timeout): the next packet resolves again.
 			return ControlResult{}
 		}
 		c = t.newConn(key, spec)
 		c.midStream = !seg.SYN
+		if seg.SYN && seg.ACK {
+			// The usual first sight: the opener's SYN could not be
+			// resolved (its kernel conntrack entry is unconfirmed where
+			// pptpgw sees it). The SYN-ACK's ack says where the opener's
+			// data starts: its first message is walked from its first
+			// byte, so even a malformed one is seen and counted.
+			opener := &c.in
+			if seg.Src != c.Inside {
+				opener = &c.out
+			}
+			opener.Expect(seg.Ack)
+		}
 	}
 	out := seg.Src == c.Inside
 	res := ControlResult{Tracked: true, Outbound: out}
@@ -301,6 +325,12 @@ func (h *handler) Message(m *alg.Msg) {
 			if _, has := c.findOuterOK(id); !has && m.Type != alg.OCRP && m.Type != alg.ICRP {
 				t.pickUp(c, id, h.now)
 			}
+		}
+		if h.out && (m.Type == alg.ICCN || m.Type == alg.WEN || m.Type == alg.SLI) && c.midStream {
+			// The outside end's Call ID travelling out: a picked-up call
+			// learns it here when it is the only one that could own it.
+			c.lastPeerID, c.hasLastPeer = id, true
+			t.bindPeer(c, id)
 		}
 	}
 	if m.Type >= alg.OCRQ {

@@ -91,11 +91,15 @@ type Conn struct {
 	hOut, hIn handler
 	inv       *[2]alg.Stream // replay's inverse trackers (inverse.go)
 	gone      []*Call
-	midStream bool  // first seen without its SYN: calls may be picked up
-	unalloc   int   // requests that got no outer ID: their replies are refused
-	ended     int64 // when the connection ended (0: alive)
-	lastSeen  int64
-	closing   bool
+	midStream bool // first seen without its SYN: calls may be picked up
+	// lastPeerID: the outside end's Call ID last seen travelling out on a
+	// mid-stream connection, for the call picked up next.
+	lastPeerID  uint16
+	hasLastPeer bool
+	unalloc     int   // requests that got no outer ID: their replies are refused
+	ended       int64 // when the connection ended (0: alive)
+	lastSeen    int64
+	closing     bool
 }
 
 // Info describes the connection for logs.

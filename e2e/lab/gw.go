@@ -246,29 +246,36 @@ func (n *NS) Do(f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		// The thread is never unlocked: if switching back fails, it dies
-		// with this goroutine instead of running other goroutines in the
-		// wrong namespace; if it succeeds, dying costs only a thread.
+		// Unlocked only once the thread is back in its own namespace. If
+		// that fails, the thread stays locked and dies with this goroutine
+		// rather than run other goroutines in the wrong namespace. A dying
+		// thread is not harmless either: the children it forked get their
+		// Pdeathsig (SIGKILL), so the normal path must not end the thread.
 		orig, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("open own netns: %w", err)
 			return
 		}
 		defer orig.Close()
 		target, err := os.Open(filepath.Join("/run/netns", n.Name))
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("open netns %s: %w", n.Name, err)
 			return
 		}
 		defer target.Close()
 		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("setns %s: %w", n.Name, err)
 			return
 		}
 		ferr := f()
 		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			ferr = fmt.Errorf("setns back: %w (after: %v)", err, ferr)
+			errc <- fmt.Errorf("setns back: %w (after: %v)", err, ferr)
+			return
 		}
+		runtime.UnlockOSThread()
 		errc <- ferr
 	}()
 	return <-errc

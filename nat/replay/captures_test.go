@@ -45,7 +45,7 @@ var captureCases = []captureCase{
 		file: "pptpcrack__test.pcap", inside: []string{"192.168.43.39/32"},
 		dropped: map[string]uint64{"unknown_call": 16},
 		calls: []replay.CallSummary{
-			call("192.168.43.39", 64688, 64688, "192.168.43.104", 0, "picked-up"),
+			call("192.168.43.39", 64688, 64688, "192.168.43.104", 15159, "picked-up"),
 			call("192.168.43.39", 40265, 40265, "192.168.43.104", 29546, "set-up"),
 			call("192.168.43.39", 64688, 64688, "192.168.43.104", 0, "dropped"),
 			call("192.168.43.39", 0, 0, "192.168.43.104", 15159, "dropped"),

@@ -148,7 +148,19 @@ func (r *replayer) CallRefused(c conntrack.CallView, _ string) {
 	c.State = "refused"
 	r.calls = append(r.calls, c)
 }
-func (r *replayer) CallDown(conntrack.CallView, string)  {}
+
+// CallDown keeps what the call learnt while it was up (a picked-up call's
+// peer Call ID).
+func (r *replayer) CallDown(c conntrack.CallView, _ string) { r.update(c) }
+
+func (r *replayer) update(c conntrack.CallView) {
+	for i := len(r.calls) - 1; i >= 0; i-- {
+		if r.calls[i].ID == c.ID && r.calls[i].State != "refused" {
+			r.calls[i].PeerCallID = c.PeerCallID
+			return
+		}
+	}
+}
 func (r *replayer) Malformed(conntrack.ConnInfo, string) {}
 
 func (r *replayer) packet(lt layers.LinkType, data []byte, ci gopacket.CaptureInfo) error {
@@ -317,6 +329,9 @@ func (r *replayer) drop(reason nat.Reason, pkt []byte, inside conntrack.Addr, ou
 }
 
 func (r *replayer) finish() {
+	for _, c := range r.table.Calls() {
+		r.update(c)
+	}
 	for _, c := range r.calls {
 		out := "set-up"
 		switch {
