@@ -1,11 +1,13 @@
 # pptpgw — see README.md. `make test` needs no root; `make e2e` does.
+# sudo resets PATH: find the Go toolchain where go.dev's tarball puts it too.
+export PATH := $(PATH):/usr/local/go/bin
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 BIN      := bin/pptpgw
 
-.PHONY: all build test vet unit race fuzz-seeds fuzz bench e2e clean
+.PHONY: all build test vet unit race fuzz-seeds fuzz bench e2e clean demo demo-down deploy-check release docs
 
 all: build
 
@@ -33,9 +35,52 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./alg/ ./conntrack/ ./nat/
 
-# root: network namespaces, real iptables, pptpd and pptp-linux
+# root: network namespaces, real iptables, pptpd and pptp-linux; the e2e
+# tests run the binary just built (PPTPGW_E2E_BIN; without it they build their own)
 e2e: build
-	$(GO) test -tags e2e -count=1 -timeout 15m ./e2e/... ./nat/...
+	PPTPGW_E2E_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -timeout 15m ./e2e/... ./nat/...
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
+
+# root: a throw-away lab (2 clients, pptpgw, pptpd) left running; see README "Demo"
+DEMO_DIR  ?= /var/tmp/pptpgw-demo
+DEMO_PKGS := iptables iproute2 pptpd pptp-linux conntrack tcpdump curl
+demo:
+	@if [ "$$(id -u)" != 0 ]; then echo "make demo needs root: sudo make demo"; exit 1; fi
+	@if ! command -v $(GO) >/dev/null; then echo "make demo needs Go $$(sed -n 's/^go //p' go.mod) (go.dev/dl; Debian's golang is older)"; exit 1; fi
+	@missing=; for p in $(DEMO_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	$(MAKE) build
+	$(GO) run ./e2e/cmd/demo up --dir $(DEMO_DIR) --pptpgw $(BIN)
+
+demo-down:
+	$(GO) run ./e2e/cmd/demo down --dir $(DEMO_DIR)
+
+# docs/architecture.svg from its Graphviz source (apt-get install graphviz);
+# the source's hash in the SVG lets `make test` notice a stale picture
+docs: docs/architecture.svg
+docs/architecture.svg: docs/architecture.dot
+	dot -Tsvg $< -o $@.tmp
+	echo "<!-- source: architecture.dot sha256 $$(sha256sum $< | cut -d' ' -f1) -->" >> $@.tmp
+	mv $@.tmp $@
+
+# the deploy/ files: Docker build script, systemd-analyze, manifests (deploy/check.sh)
+deploy-check:
+	GO=$(GO) sh deploy/check.sh
+
+# static linux/amd64 and linux/arm64 binaries and .debs in dist/, checked
+RELEASE_ARCHES := amd64 arm64
+release:
+	@rm -rf dist && mkdir -p dist
+	@set -e; for a in $(RELEASE_ARCHES); do \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/pptpgw-$(VERSION)-linux-$$a ./cmd/pptpgw; \
+	  deb=$$(sh deploy/mkdeb.sh dist/pptpgw-$(VERSION)-linux-$$a $$a $(VERSION) dist); \
+	  sh deploy/check-deb.sh $$deb $(VERSION); \
+	done
+	@cd dist && sha256sum * > SHA256SUMS && cat SHA256SUMS

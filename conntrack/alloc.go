@@ -189,6 +189,7 @@ func (t *Table) settle(k *Call, result byte, now int64) byte {
 	}
 	t.setState(k, st, now)
 	t.indexOut(k)
+	k.ppp.watch.Store(true) // policy.go: its PPP negotiation is still to come
 	t.Counters.CallsSetUp.Add(1)
 	t.obs.CallUp(k.view())
 	return result

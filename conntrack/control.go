@@ -38,6 +38,9 @@ type ControlResult struct {
 	Outbound bool // travelling from the inside end
 	// Sum is the RFC 1624 change sum of the rewrites, for the TCP checksum.
 	Sum uint32
+	// Denied: a new connection the policy does not allow (policy.go): not
+	// tracked, drop.
+	Denied bool
 }
 
 // Control walks one control segment: it finds or creates the connection,
@@ -58,6 +61,9 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 		}
 		if spec, resolved = r.Resolve(seg.Src, seg.Dst); !resolved {
 			return ControlResult{}
+		}
+		if t.controlDenied(spec) { // policy.go: --allow-inside, --allow-peer
+			return ControlResult{Drop: true, Denied: true}
 		}
 	}
 	t.mu.Lock()

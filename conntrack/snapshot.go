@@ -59,6 +59,11 @@ type CallSnap struct {
 	PktsOut   uint64    `json:"packets_out"`
 	BytesIn   uint64    `json:"bytes_in"`
 	BytesOut  uint64    `json:"bytes_out"`
+	// Auth, MPPE: CallView's; Negotiating: its PPP link was still being
+	// watched (policy.go).
+	Auth        string `json:"auth,omitempty"`
+	MPPE        string `json:"mppe,omitempty"`
+	Negotiating bool   `json:"negotiating,omitempty"`
 }
 
 func epString(e Endpoint) string { return netip.AddrPortFrom(e.Addr.IP(), e.Port).String() }
@@ -98,7 +103,8 @@ func (t *Table) Snapshot() Snapshot {
 				Public: k.Public.String(), OuterID: k.OuterID, Peer: k.Peer.String(), PeerID: k.PeerID,
 				HasPeer: k.hasPeer, Identity: k.identity, PickedUp: k.pickedUp, Created: k.created,
 				Since: k.since, LastSeen: k.lastSeen.Load(), PktsIn: k.pktsIn.Load(), PktsOut: k.pktsOut.Load(),
-				BytesIn: k.bytesIn.Load(), BytesOut: k.bytesOut.Load()})
+				BytesIn: k.bytesIn.Load(), BytesOut: k.bytesOut.Load(),
+				Auth: k.Auth().String(), MPPE: k.mppeString(), Negotiating: k.ppp.watch.Load()})
 		}
 		s.Conns = append(s.Conns, cs)
 	}
@@ -170,6 +176,7 @@ func (t *Table) restoreCall(c *Conn, ks CallSnap) (*Call, bool) {
 	k.pktsOut.Store(ks.PktsOut)
 	k.bytesIn.Store(ks.BytesIn)
 	k.bytesOut.Store(ks.BytesOut)
+	k.restorePPP(ks.Auth, ks.MPPE, ks.Negotiating)
 	if k.hasInside && !k.identity {
 		key := peerIDKey{peer, k.OuterID}
 		if t.byOuter[key] != nil || !t.room(peer, byte(k.OuterID>>8)) {

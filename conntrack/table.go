@@ -71,6 +71,7 @@ type Call struct {
 	pktsOut    atomic.Uint64
 	bytesIn    atomic.Uint64
 	bytesOut   atomic.Uint64
+	ppp        pppState // policy.go: what its PPP negotiation showed
 }
 
 // Conn is one control connection: its two stream trackers and its calls.
@@ -122,6 +123,10 @@ type Table struct {
 	pending  int
 	unbound  int // picked-up calls whose peer Call ID is not known yet
 	Counters Counters
+	// policy.go: the policy in force and its counters.
+	policy         atomic.Pointer[Policy]
+	policyCleared  atomic.Uint64
+	controlDeniedN atomic.Uint64
 }
 
 // New returns an empty table.
@@ -168,27 +173,39 @@ const (
 // GREIn looks up GRE from peer to dst (a public address) carrying Call ID
 // outer. On GREForward it returns the inside address and Call ID to write.
 func (t *Table) GREIn(peer, dst Addr, outer uint16, n int, now int64) (Addr, uint16, GREVerdict) {
+	inside, id, v, _ := t.greIn(peer, dst, outer, n, now)
+	return inside, id, v
+}
+
+// greIn is GREIn that also returns the call found (GREForward).
+func (t *Table) greIn(peer, dst Addr, outer uint16, n int, now int64) (Addr, uint16, GREVerdict, *Call) {
 	t.mu.RLock()
 	c := t.byOuter[peerIDKey{peer, outer}]
 	if c == nil || c.Public != dst {
 		t.mu.RUnlock()
-		return Addr{}, 0, GREUnknown
+		return Addr{}, 0, GREUnknown, nil
 	}
 	inside, id, st := c.Inside, c.InsideID, c.State
 	t.mu.RUnlock()
 	if st == StateRefused || st == StatePending || !c.hasInside {
-		return Addr{}, 0, GRERefused
+		return Addr{}, 0, GRERefused, nil
 	}
 	c.lastSeen.Store(now)
 	c.pktsIn.Add(1)
 	c.bytesIn.Add(uint64(n))
-	return inside, id, GREForward
+	return inside, id, GREForward, c
 }
 
 // GREOut looks up forwarded GRE from src to peer carrying the peer's Call
 // ID. On GREForward it returns the public address to write as source.
 // Forwarded GRE of an untranslated call passes either way (GREIdentity).
 func (t *Table) GREOut(src, peer Addr, peerID uint16, n int, now int64) (Addr, GREVerdict) {
+	public, v, _ := t.greOut(src, peer, peerID, n, now)
+	return public, v
+}
+
+// greOut is GREOut that also returns the call found (GREForward, GREIdentity).
+func (t *Table) greOut(src, peer Addr, peerID uint16, n int, now int64) (Addr, GREVerdict, *Call) {
 	t.mu.RLock()
 	c := t.byOut[outKey{src, peer, peerID}]
 	unbound := t.unbound
@@ -198,29 +215,29 @@ func (t *Table) GREOut(src, peer Addr, peerID uint16, n int, now int64) (Addr, G
 			k.lastSeen.Store(now)
 			k.pktsIn.Add(1)
 			k.bytesIn.Add(uint64(n))
-			return Addr{}, GREIdentity
+			return Addr{}, GREIdentity, k
 		}
 		t.mu.RUnlock()
 		if unbound == 0 {
-			return Addr{}, GREUnknown
+			return Addr{}, GREUnknown, nil
 		}
 		if c = t.bindPickedUp(src, peer, peerID); c == nil {
-			return Addr{}, GREUnknown
+			return Addr{}, GREUnknown, nil
 		}
 		t.mu.RLock()
 	}
 	public, st, ident := c.Public, c.State, c.identity
 	t.mu.RUnlock()
 	if st == StateRefused || st == StatePending {
-		return Addr{}, GRERefused
+		return Addr{}, GRERefused, nil
 	}
 	c.lastSeen.Store(now)
 	c.pktsOut.Add(1)
 	c.bytesOut.Add(uint64(n))
 	if ident {
-		return public, GREIdentity
+		return public, GREIdentity, c
 	}
-	return public, GREForward
+	return public, GREForward, c
 }
 
 // Counters are the table's event counts since start.
@@ -246,7 +263,7 @@ func (t *Table) Stats() map[string]uint64 {
 	active, pending, conns := t.active, t.pending, len(t.conns)
 	t.mu.RUnlock()
 	k := &t.Counters
-	return map[string]uint64{
+	m := map[string]uint64{
 		"control_messages":     k.ControlMessages.Load(),
 		"rewrites":             k.Rewrites.Load(),
 		"malformed":            k.Malformed.Load(),
@@ -264,6 +281,8 @@ func (t *Table) Stats() map[string]uint64 {
 		"calls_pending":        uint64(pending),
 		"control_conns_active": uint64(conns),
 	}
+	t.addPolicyStats(m)
+	return m
 }
 
 func nanos(t time.Time) int64 { return t.UnixNano() }

@@ -28,6 +28,10 @@ type CallView struct {
 	// PickedUp: the call\'s setup was not seen (connection first seen
 	// mid-stream); its IDs pass unchanged.
 	PickedUp bool `json:"picked_up,omitempty"`
+	// Auth and MPPE: what the call's PPP link negotiated (policy.go), e.g.
+	// "mschapv2" and "128-bit stateless"; "" until known.
+	Auth string `json:"auth"`
+	MPPE string `json:"mppe"`
 }
 
 // CallsBody is the body of GET /v1/calls.
@@ -60,6 +64,7 @@ func (k *Call) view() CallView {
 		PacketsIn: k.pktsIn.Load(), PacketsOut: k.pktsOut.Load(),
 		BytesIn: k.bytesIn.Load(), BytesOut: k.bytesOut.Load(),
 		PickedUp: k.pickedUp,
+		Auth:     k.Auth().String(), MPPE: k.mppeString(),
 	}
 	return v
 }

@@ -195,6 +195,19 @@ func distinctOuter(calls []lab.GWCall) error {
 	return nil
 }
 
+// healthy checks the counters that must stay zero on a clean run: no
+// framing errors, no verdict the kernel refused, no handler panic, nothing
+// dropped for a full queue.
+func healthy(t *testing.T, st map[string]uint64) {
+	t.Helper()
+	for _, k := range []string{"malformed", "queue_verdict_errors", "queue_handler_panics", "queue_enobufs", "queue_drops"} {
+		if v, ok := st[k]; !ok || v != 0 {
+			t.Errorf("stats %s = %d (present %v), want 0", k, v, ok)
+		}
+	}
+	t.Logf("stats: %v", st)
+}
+
 // noKernelHelper fails the test if any conntrack entry of ns has the
 // kernel's PPTP helper attached.
 func noKernelHelper(t *testing.T, ns *lab.NS) {
@@ -262,6 +275,17 @@ func TestGWThreeClients(t *testing.T) {
 	}
 	if st["calls_active"] != 3 {
 		t.Errorf("stats calls_active = %d, want 3", st["calls_active"])
+	}
+	healthy(t, st)
+	// The tables people read show the same calls.
+	table := tp.gw.MustPptpgw("calls", "--admin-socket", gw.AdminSocket)
+	for _, c := range calls {
+		if !strings.Contains(table, c.ID) {
+			t.Errorf("pptpgw calls does not list %s:\n%s", c.ID, table)
+		}
+	}
+	if stats := tp.gw.MustPptpgw("stats", "--admin-socket", gw.AdminSocket); !strings.Contains(stats, "gre_dropped_unknown_call") {
+		t.Errorf("pptpgw stats:\n%s", stats)
 	}
 	noKernelHelper(t, tp.gw)
 	t.Logf("calls: %s", callList(calls))
@@ -390,24 +414,33 @@ func TestGWPACInside(t *testing.T) {
 }
 
 // TestGWDoubleNAT: two gateways in a row, each masquerading and running its
-// own pptpgw.
+// own pptpgw. Call IDs are chosen so that one call is rewritten by both:
+// c4 (behind gw2 only) holds 1001 first; c2 and c3 both use 1000 behind
+// gw1, which keeps 1000 for c2 and gives c3 1001; gw2 then keeps 1000 and
+// moves gw1's 1001 to 1002.
 //
-//	c1 192.168.1.10 ─┬─ lan 192.168.1.1 [gw1] 192.168.2.2 ── 192.168.2.1 [gw2] 198.51.100.1 ── 198.51.100.2 [srv]
-//	c2 192.168.1.11 ─┘
+//	c1 192.168.1.10 ─┐
+//	c2 192.168.1.11 ─┼─ lan 192.168.1.1 [gw1] 192.168.2.2 ─┬─ 192.168.2.1 [gw2] 198.51.100.1 ── 198.51.100.2 [srv]
+//	c3 192.168.1.12 ─┘                       c4 192.168.2.10 ─┘
 func TestGWDoubleNAT(t *testing.T) {
 	t.Parallel()
 	l := lab.New(t)
 	gw1NS, gw2NS, srvNS := l.AddNS("gw1"), l.AddNS("gw2"), l.AddNS("srv")
 	gw1NS.AddBridge("lan", "192.168.1.1/24")
 	var clients []*lab.NS
-	for i := range 2 {
+	for i := range 3 {
 		c := l.AddNS(fmt.Sprintf("c%d", i+1))
 		l.LinkToBridge(c, "eth0", clientIP(i)+"/24", gw1NS, "lan", fmt.Sprintf("lan%d", i+1))
 		c.DefaultRoute("192.168.1.1")
 		clients = append(clients, c)
 	}
-	l.Link(gw1NS, "wan", "192.168.2.2/24", gw2NS, "lan", "192.168.2.1/24")
+	const gw1Out, c4IP = "192.168.2.2", "192.168.2.10"
+	gw2NS.AddBridge("lan", "192.168.2.1/24")
+	l.LinkToBridge(gw1NS, "wan", gw1Out+"/24", gw2NS, "lan", "lan1")
 	gw1NS.DefaultRoute("192.168.2.1")
+	c4NS := l.AddNS("c4")
+	l.LinkToBridge(c4NS, "eth0", c4IP+"/24", gw2NS, "lan", "lan2")
+	c4NS.DefaultRoute("192.168.2.1")
 	l.Link(gw2NS, "wan", publicIP+"/24", srvNS, "eth0", serverIP+"/24")
 	for _, g := range []*lab.NS{gw1NS, gw2NS} {
 		g.EnableForwarding()
@@ -417,28 +450,77 @@ func TestGWDoubleNAT(t *testing.T) {
 	gw2 := gw2NS.StartGateway(lab.GatewayConfig{Name: "pptpgw2", InstallRules: true})
 	srv := srvNS.StartPPTPD(lab.PPTPDConfig{})
 
-	c1 := clients[0].StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(0)})
-	c2 := clients[1].StartPPTPCli(lab.PPTPCliConfig{Server: serverIP, Local: clientIP(1), CallID: 300})
-	ends := []end{{"pptp1", c1.Status}, {"pptpcli1", c2.Status}}
-	first := waitEchoes(l, "LCP opened and echoes answered on both ends of 2 calls", ends, srv, 2, 20*time.Second)
-	waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
-	for _, g := range []struct {
-		gw             *lab.Gateway
-		public, inside string
-	}{{gw1, "192.168.2.2", "192.168.1."}, {gw2, publicIP, "192.168.2.2"}} {
-		calls := waitCalls(l, g.gw, 2, func(cs []lab.GWCall) error {
-			if err := distinctOuter(cs); err != nil {
+	// One after the other, so that who keeps which ID is known.
+	established := func(c *lab.PPTPCli) {
+		t.Helper()
+		l.MustWaitFor(c.Name+"'s call set up", func() error {
+			s, err := c.Status()
+			if err != nil {
 				return err
 			}
-			return trafficBothWays(cs)
-		}, 5*time.Second)
+			if len(s.Calls) == 0 || s.Calls[0].State != "established" {
+				return fmt.Errorf("calls %+v", s.Calls)
+			}
+			return nil
+		}, 10*time.Second)
+	}
+	c4 := c4NS.StartPPTPCli(lab.PPTPCliConfig{Name: "pptpcli4", Server: serverIP, Local: c4IP, CallID: 1001})
+	established(c4)
+	c2 := clients[1].StartPPTPCli(lab.PPTPCliConfig{Name: "pptpcli2", Server: serverIP, Local: clientIP(1), CallID: 1000})
+	established(c2)
+	c3 := clients[2].StartPPTPCli(lab.PPTPCliConfig{Name: "pptpcli3", Server: serverIP, Local: clientIP(2), CallID: 1000})
+	established(c3)
+	c1 := clients[0].StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(0)})
+	ends := []end{{"pptp1", c1.Status}, {"pptpcli2", c2.Status}, {"pptpcli3", c3.Status}, {"pptpcli4", c4.Status}}
+	first := waitEchoes(l, "LCP opened and echoes answered on both ends of 4 calls", ends, srv, 2, 20*time.Second)
+	waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
+
+	ok := func(cs []lab.GWCall) error {
+		if err := distinctOuter(cs); err != nil {
+			return err
+		}
+		return trafficBothWays(cs)
+	}
+	calls1 := waitCalls(l, gw1, 3, ok, 5*time.Second)
+	calls2 := waitCalls(l, gw2, 4, ok, 5*time.Second)
+	for _, c := range calls1 {
+		if c.Role != "pns-inside" || c.PublicAddr != gw1Out || c.PeerAddr != serverIP || !strings.HasPrefix(c.InsideAddr, "192.168.1.") {
+			t.Errorf("pptpgw1: call %s: want public %s, peer %s, inside 192.168.1.*", c, gw1Out, serverIP)
+		}
+	}
+	for _, c := range calls2 {
+		if c.Role != "pns-inside" || c.PublicAddr != publicIP || c.PeerAddr != serverIP || (c.InsideAddr != gw1Out && c.InsideAddr != c4IP) {
+			t.Errorf("pptpgw2: call %s: want public %s, peer %s, inside %s or %s", c, publicIP, serverIP, gw1Out, c4IP)
+		}
+	}
+	// Outer IDs at each gateway, found by (inside address, inside ID).
+	outer := func(calls []lab.GWCall, inside string, id uint16) uint16 {
+		t.Helper()
 		for _, c := range calls {
-			if c.Role != "pns-inside" || c.PublicAddr != g.public || c.PeerAddr != serverIP || !strings.HasPrefix(c.InsideAddr, g.inside) {
-				t.Errorf("%s: call %s: want public %s, peer %s, inside %s*", g.gw.Name, c, g.public, serverIP, g.inside)
+			if c.InsideAddr == inside && c.InsideCallID == id {
+				return c.OuterCallID
 			}
 		}
-		t.Logf("%s calls: %s", g.gw.Name, callList(calls))
+		t.Errorf("no call from %s/%d: %s", inside, id, callList(calls))
+		return 0
 	}
+	if got := outer(calls2, c4IP, 1001); got != 1001 {
+		t.Errorf("pptpgw2: c4's call 1001 went out as %d, want 1001", got)
+	}
+	for _, w := range []struct {
+		inside       string
+		atGW1, atGW2 uint16
+	}{{clientIP(1), 1000, 1000}, {clientIP(2), 1001, 1002}} {
+		mid := outer(calls1, w.inside, 1000)
+		if mid != w.atGW1 {
+			t.Errorf("pptpgw1: call 1000 from %s went out as %d, want %d", w.inside, mid, w.atGW1)
+		}
+		if got := outer(calls2, gw1Out, mid); got != w.atGW2 {
+			t.Errorf("pptpgw2: call %d from %s went out as %d, want %d", mid, gw1Out, got, w.atGW2)
+		}
+	}
+	t.Logf("pptpgw1 calls: %s", callList(calls1))
+	t.Logf("pptpgw2 calls: %s", callList(calls2))
 	noKernelHelper(t, gw1NS)
 	noKernelHelper(t, gw2NS)
 }
@@ -553,7 +635,9 @@ func TestGWTeardown(t *testing.T) {
 		t.Errorf("stats calls_active = %d after every call ended", st["calls_active"])
 	}
 
-	// GRE for the ended calls, and for one that never existed.
+	// GRE for the ended calls, and for one that never existed, from the
+	// server; and from the inside end of the reset call, which would leave
+	// with its private source address if it passed.
 	const n = 5
 	ids := []uint16{gone[0].OuterCallID, gone[1].OuterCallID, gone[2].OuterCallID, 4242}
 	for _, id := range ids {
@@ -561,11 +645,14 @@ func TestGWTeardown(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := sendGRE(tp.clients[2], clientIP(2), serverIP, gone[2].PeerCallID, n); err != nil {
+		t.Fatal(err)
+	}
 	var after map[string]uint64
 	l.MustWaitFor("crafted GRE counted as dropped", func() error {
 		after = gw.MustStats()
-		if d := after["gre_dropped_unknown_call"] - st["gre_dropped_unknown_call"]; d < uint64(n*len(ids)) {
-			return fmt.Errorf("gre_dropped_unknown_call rose by %d, want >= %d", d, n*len(ids))
+		if d := after["gre_dropped_unknown_call"] - st["gre_dropped_unknown_call"]; d < uint64(n*(len(ids)+1)) {
+			return fmt.Errorf("gre_dropped_unknown_call rose by %d, want >= %d", d, n*(len(ids)+1))
 		}
 		return nil
 	}, 3*time.Second)
@@ -579,10 +666,13 @@ func TestGWTeardown(t *testing.T) {
 		return n
 	}
 	isCrafted := fmt.Sprintf("ip proto 47 and ip[28:2] = 0x%x", greMarker)
-	if got := count(wanPcap, isCrafted); got != n*len(ids) {
+	if got := count(wanPcap, isCrafted+" and src host "+serverIP); got != n*len(ids) {
 		t.Errorf("%d crafted GRE packets arrived at the gateway, want %d", got, n*len(ids))
 	}
-	if n := count(lanPcap, isCrafted); n != 0 {
+	if got := count(wanPcap, isCrafted+" and dst host "+serverIP); got != 0 {
+		t.Errorf("%d crafted GRE packets from the inside left the gateway", got)
+	}
+	if n := count(lanPcap, isCrafted+" and dst net 192.168.1.0/24"); n != 0 {
 		t.Errorf("%d crafted GRE packets reached the inside", n)
 	}
 	if n := count(wanPcap, "tcp and tcp[tcpflags] & tcp-rst != 0 and src host "+publicIP); n == 0 {
@@ -651,4 +741,253 @@ func TestGWMalformed(t *testing.T) {
 	}
 	s := gw.MustStats()
 	t.Logf("malformed %d -> %d, calls %s", st["malformed"], s["malformed"], callList(after))
+}
+
+// TestGWRestart: with the rules installed beforehand by `pptpgw rules
+// install`, the daemon is stopped (SIGTERM: exit 0, state written) in the
+// middle of live calls and started again: the rules stay in place across
+// the gap (GRE waits in no queue and is dropped, not answered with ICMP),
+// the calls come back from the state file, and LCP echoes resume on both
+// ends of every call.
+func TestGWRestart(t *testing.T) {
+	t.Parallel()
+	tp := newGWTopo(t, 2)
+	l := tp.l
+	tp.gw.MustPptpgw("rules", "install")
+	gw := tp.gw.StartGateway(lab.GatewayConfig{})
+	srv := tp.srv.StartPPTPD(lab.PPTPDConfig{})
+	c1 := tp.clients[0].StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(0)})
+	c2 := tp.clients[1].StartPPTPCli(lab.PPTPCliConfig{Server: serverIP, Local: clientIP(1), CallID: 1000})
+	ends := []end{{"pptp1", c1.Status}, {"pptpcli1", c2.Status}}
+	waitEchoes(l, "LCP opened and echoes answered on both ends of 2 calls", ends, srv, 2, 20*time.Second)
+	before := waitCalls(l, gw, 2, trafficBothWays, 5*time.Second)
+	rulesBefore := tp.gw.MustPptpgw("rules", "show")
+	icmp := tp.gw.Capture("cap-icmp", "wan", "icmp")
+
+	if err := gw.Stop(); err != nil {
+		t.Fatalf("pptpgw on SIGTERM: %v, want exit 0", err)
+	}
+	if _, err := os.Stat(gw.StateFile); err != nil {
+		t.Fatalf("no state file after SIGTERM: %v", err)
+	}
+	if got := tp.gw.MustPptpgw("rules", "show"); got != rulesBefore || strings.Contains(got, "differs") {
+		t.Errorf("rules changed while the daemon was down:\n%s\nwant\n%s", got, rulesBefore)
+	}
+	// A gap of a few echo intervals: echoes are lost, the calls stay up.
+	time.Sleep(2 * time.Second)
+	gap, err := pairsOf(ends, srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw.Restart()
+	if n, err := lab.CountPackets(icmp.Stop(), "icmp and src host "+publicIP); err != nil || n != 0 {
+		t.Errorf("the gateway sent %d ICMP errors while the daemon was down (%v): GRE reached its stack", n, err)
+	}
+	restored, err := gw.Calls()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(restored) != len(before) {
+		t.Errorf("after restart: %d calls, want %d: %s", len(restored), len(before), callList(restored))
+	}
+	for i := range min(len(before), len(restored)) {
+		b, r := before[i], restored[i]
+		if b.ID != r.ID || b.InsideAddr != r.InsideAddr || b.InsideCallID != r.InsideCallID || b.PeerCallID != r.PeerCallID || r.State != "established" {
+			t.Errorf("call not restored: %s -> %s", b, r)
+		}
+	}
+	waitRising(l, "echo replies rising on both ends after the restart", ends, srv, gap, 10*time.Second)
+	after := waitCalls(l, gw, 2, nil, 5*time.Second)
+	for i := range min(len(restored), len(after)) {
+		if after[i].PacketsIn <= restored[i].PacketsIn || after[i].PacketsOut <= restored[i].PacketsOut {
+			t.Errorf("no GRE counted after the restart: %s -> %s", restored[i], after[i])
+		}
+	}
+	if !logHas(gw, "state restored") {
+		t.Errorf("the restarted daemon did not log \"state restored\"")
+	}
+	// The control streams carry on where the state file left them: a CDN
+	// after the restart is parsed and ends its call.
+	s2, err := c2.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.ShutdownCall(s2.Magic); err != nil {
+		t.Fatal(err)
+	}
+	callGone(l, gw, clientIP(1), 5*time.Second)
+	if id := callFrom(t, before, clientIP(1)).ID; !logHas(gw, "call torn down", id, `"reason": "cdn"`) {
+		t.Errorf("call %s was not torn down by its CDN after the restart", id)
+	}
+	if err := gw.Stop(); err != nil {
+		t.Errorf("pptpgw on SIGTERM: %v, want exit 0", err)
+	}
+	if got := tp.gw.MustPptpgw("rules", "show"); got != rulesBefore {
+		t.Errorf("persistent rules removed by the daemon's exit:\n%s", got)
+	}
+	t.Logf("before %s; after %s", callList(before), callList(after))
+}
+
+// iptablesSave returns `iptables-save` of ns without comments, counters and
+// the tables that hold nothing (iptables-nft leaves a table behind, with
+// its built-in chains, once anything has touched it).
+func iptablesSave(t *testing.T, ns *lab.NS) string {
+	t.Helper()
+	out, err := ns.Run("iptables-save")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res, table []string
+	empty := true
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+			continue
+		case strings.HasPrefix(line, "*"):
+			table, empty = []string{line}, true
+			continue
+		case line == "COMMIT":
+			if !empty {
+				res = append(res, append(table, line)...)
+			}
+			table = nil
+			continue
+		case strings.HasPrefix(line, ":"):
+			// ":CHAIN POLICY [packets:bytes]": a user chain's policy is "-".
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				line = f[0] + " " + f[1]
+				if f[1] != "ACCEPT" {
+					empty = false
+				}
+			}
+		default:
+			empty = false
+		}
+		table = append(table, line)
+	}
+	return strings.Join(res, "\n")
+}
+
+// oneLine checks a refusal: exit 1 and a single line on stderr containing
+// every one of want.
+func oneLine(t *testing.T, what, stdout, stderr string, code int, want ...string) {
+	t.Helper()
+	if code != 1 {
+		t.Errorf("%s: exit %d, want 1; stderr:\n%s", what, code, stderr)
+	}
+	lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+	if len(lines) != 1 || lines[0] == "" {
+		t.Errorf("%s: %d lines on stderr, want one:\n%s", what, len(lines), stderr)
+	}
+	for _, w := range want {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("%s: stderr does not name %q:\n%s", what, w, stderr)
+		}
+	}
+	if stdout != "" {
+		t.Errorf("%s: stdout %q, want nothing", what, stdout)
+	}
+}
+
+// TestGWRules: `rules install` then `rules remove` leaves iptables as it
+// was; so does `run --install-rules` then SIGTERM; `run` refuses to start
+// without the rules, or with the rules of another --queue, in one line.
+func TestGWRules(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t)
+	ns := l.AddNS("gw")
+	ns.AddBridge("wan", publicIP+"/24") // no dummy interfaces in this kernel
+	// The operator's own rules, in the tables pptpgw uses too.
+	for _, r := range [][]string{
+		{"-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE"},
+		{"-t", "mangle", "-A", "FORWARD", "-p", "tcp", "--tcp-flags", "SYN,RST", "SYN", "-j", "TCPMSS", "--clamp-mss-to-pmtu"},
+		{"-t", "raw", "-A", "PREROUTING", "-p", "udp", "--dport", "53", "-j", "CT", "--notrack"},
+		{"-t", "filter", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"},
+	} {
+		ns.MustRun(append([]string{"iptables"}, r...)...)
+	}
+	before := iptablesSave(t, ns)
+	runArgs := []string{"run", "--admin-socket", l.Path("refused.sock"), "--state-file", l.Path("refused.json")}
+
+	// Without the rules, run refuses and names what is missing.
+	o, e, code := ns.Pptpgw(runArgs...)
+	oneLine(t, "run without rules", o, e, code, "missing", "PPTPGW-")
+
+	ns.MustPptpgw("rules", "install")
+	installed := iptablesSave(t, ns)
+	if installed == before {
+		t.Fatalf("rules install changed nothing")
+	}
+	for _, want := range []string{"-A PREROUTING -j PPTPGW-NOTRACK", "-A PREROUTING -j PPTPGW-GRE-IN",
+		"-A FORWARD -j PPTPGW-CTL", "-A POSTROUTING -j PPTPGW-GRE-OUT", "--queue-num 0", "--queue-num 1"} {
+		if !strings.Contains(installed, want) {
+			t.Errorf("installed rules lack %q:\n%s", want, installed)
+		}
+	}
+	ns.MustPptpgw("rules", "install") // idempotent
+	if got := iptablesSave(t, ns); got != installed {
+		t.Errorf("a second rules install changed iptables:\n%s\nwant\n%s", got, installed)
+	}
+	if show := ns.MustPptpgw("rules", "show"); !strings.Contains(show, "PPTPGW-GRE-IN") || strings.Contains(show, "differs") {
+		t.Errorf("rules show:\n%s", show)
+	}
+	ns.MustPptpgw("rules", "remove")
+	if got := iptablesSave(t, ns); got != before {
+		t.Errorf("rules install + remove left iptables changed:\n%s\nwant\n%s", got, before)
+	}
+	ns.MustPptpgw("rules", "remove") // idempotent
+
+	// run --install-rules installs what is missing and removes it at exit.
+	gw := ns.StartGateway(lab.GatewayConfig{InstallRules: true})
+	if got := iptablesSave(t, ns); got != installed {
+		t.Errorf("run --install-rules installed:\n%s\nwant\n%s", got, installed)
+	}
+	if err := gw.Stop(); err != nil {
+		t.Errorf("pptpgw on SIGTERM: %v, want exit 0", err)
+	}
+	if got := iptablesSave(t, ns); got != before {
+		t.Errorf("run --install-rules + SIGTERM left iptables changed:\n%s\nwant\n%s", got, before)
+	}
+
+	// The rules of another queue: run refuses and names the difference.
+	ns.MustPptpgw("rules", "install", "--queue", "5")
+	o, e, code = ns.Pptpgw(runArgs...)
+	oneLine(t, "run with the rules of --queue 5", o, e, code, "--queue-num 5")
+	// ... and so does rules install, which only adds.
+	_, e, code = ns.Pptpgw("rules", "install")
+	if code != 1 || !strings.Contains(e, "--queue-num 5") {
+		t.Errorf("rules install over --queue 5 rules: exit %d: %s", code, e)
+	}
+	ns.MustPptpgw("rules", "remove")
+	if got := iptablesSave(t, ns); got != before {
+		t.Errorf("rules remove after --queue 5 left iptables changed:\n%s\nwant\n%s", got, before)
+	}
+	if _, err := os.Stat(l.Path("refused.sock")); err == nil {
+		t.Errorf("a refused run left its admin socket behind")
+	}
+}
+
+// TestGWKernelHelper: `run` refuses to start, naming the rule, while the
+// kernel's own PPTP helper is attached, unless --force.
+func TestGWKernelHelper(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t)
+	ns := l.AddNS("gw")
+	helper := []string{"-t", "raw", "-A", "PREROUTING", "-p", "tcp", "--dport", "1723", "-j", "CT", "--helper", "pptp"}
+	ns.MustRun(append([]string{"iptables"}, helper...)...)
+	before := iptablesSave(t, ns)
+	o, e, code := ns.Pptpgw("run", "--install-rules", "--admin-socket", l.Path("refused.sock"), "--state-file", l.Path("refused.json"))
+	oneLine(t, "run with the kernel helper attached", o, e, code, "-p tcp -m tcp --dport 1723 -j CT --helper pptp", "--force")
+	if got := iptablesSave(t, ns); got != before {
+		t.Errorf("a refused run changed iptables:\n%s\nwant\n%s", got, before)
+	}
+	gw := ns.StartGateway(lab.GatewayConfig{InstallRules: true, Args: []string{"--force"}})
+	if err := gw.Stop(); err != nil {
+		t.Errorf("pptpgw --force on SIGTERM: %v, want exit 0", err)
+	}
+	if got := iptablesSave(t, ns); got != before {
+		t.Errorf("run --install-rules --force + SIGTERM left iptables changed:\n%s\nwant\n%s", got, before)
+	}
 }

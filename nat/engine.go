@@ -129,6 +129,10 @@ func (w *Worker) process(pkt []byte, hook Hook, now int64) (Verdict, Reason) {
 		return w.control(pkt, now)
 	case layers.IPProtocolGRE:
 		return w.greV1(pkt, hook, now)
+	case layers.IPProtocolICMPv4:
+		if hook == HookGREIn {
+			return w.icmpIn() // icmp.go: errors quoting translated GRE
+		}
 	}
 	return Accept, ReasonNotPPTP
 }
@@ -148,6 +152,8 @@ func (w *Worker) control(pkt []byte, now int64) (Verdict, Reason) {
 	res := w.e.Table.Control(s, now, w.e.Resolver)
 	s.Payload = nil
 	switch {
+	case res.Denied:
+		return Drop, ReasonControlDenied // --allow-inside, --allow-peer
 	case !res.Tracked:
 		return Accept, ReasonControlUntracked
 	case res.Drop:
@@ -177,7 +183,7 @@ func (w *Worker) greV1(pkt []byte, hook Hook, now int64) (Verdict, Reason) {
 	case HookLocalOut:
 		return Accept, ReasonGRELocal
 	case HookGREIn:
-		inside, id, v := tbl.GREIn(src, dst, g.CallID(), n, now)
+		inside, id, v := tbl.GREInPPP(src, dst, g.CallID(), g.Payload(), n, now) // peeks at PPP while negotiating
 		switch v {
 		case conntrack.GREForward:
 			g.SetCallID(id)
@@ -191,7 +197,7 @@ func (w *Worker) greV1(pkt []byte, hook Hook, now int64) (Verdict, Reason) {
 		}
 		return Drop, ReasonUnknownCall
 	default:
-		public, v := tbl.GREOut(src, dst, g.CallID(), n, now)
+		public, v := tbl.GREOutPPP(src, dst, g.CallID(), g.Payload(), n, now) // peeks at PPP while negotiating
 		switch v {
 		case conntrack.GREForward:
 			setAddr(hdr, 12, public)

@@ -40,12 +40,16 @@ const (
 	ReasonFragment                       // an IPv4 fragment
 	ReasonNotPPTP                        // neither TCP 1723 nor GRE
 	ReasonTruncated                      // headers cut short
+	ReasonICMPIn                         // an ICMP error about GRE translated towards the inside end
+	ReasonICMPUnknownCall                // an ICMP error quoting GRE v1 of no translated call: passed untouched
+	ReasonControlDenied                  // a new control connection the policy does not allow (--allow-inside, --allow-peer)
 	reasonCount
 )
 
 var reasonNames = [...]string{"control", "control_untracked", "control_out_of_order", "gre_in", "gre_out",
 	"gre_identity", "gre_local", "unknown_call", "refused_call", "malformed_gre", "not_pptp_gre",
-	"not_ipv4", "fragment", "not_pptp", "truncated"}
+	"not_ipv4", "fragment", "not_pptp", "truncated", "icmp_in", "icmp_unknown_call",
+	"control_denied"}
 
 func (r Reason) String() string {
 	if r < reasonCount {

@@ -123,6 +123,7 @@ func (d *daemon) start(ctx context.Context) error {
 	}
 	d.table = conntrack.New(limitsOf(cfg.Reloadable), newCallLog(d.log.Named("calls")))
 	d.restore()
+	d.setPolicy(cfg.Policy) // policy.go, after restore: restored calls are checked too
 	ct, err := ctnl.Dial(0)
 	if err != nil {
 		return err
@@ -264,6 +265,7 @@ func (d *daemon) reload(snap *time.Ticker) {
 		d.level.SetLevel(lvl)
 	}
 	d.table.SetLimits(limitsOf(next.Reloadable))
+	d.setPolicy(next.Policy) // policy.go
 	if next.SnapshotInterval != d.cfg.SnapshotInterval {
 		snap.Reset(next.SnapshotInterval)
 	}

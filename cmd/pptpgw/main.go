@@ -19,6 +19,7 @@ commands:
   calls    the live mapping table (admin socket)
   stats    counters (admin socket)
   replay   run the engine offline over a capture
+  check    what is wrong with this host's setup
   version  print the version
 
 Run 'pptpgw COMMAND -h' for a command's flags.
@@ -42,6 +43,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdStats(args[1:], stdout, stderr)
 	case "replay":
 		return cmdReplay(args[1:], stdout, stderr)
+	case "check":
+		return cmdCheck(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "pptpgw %s\n", version)
 		return 0

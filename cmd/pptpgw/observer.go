@@ -27,6 +27,7 @@ func callFields(c conntrack.CallView) []zap.Field {
 		zap.String("inside_addr", c.InsideAddr), zap.Uint16("inside_call_id", c.InsideCallID),
 		zap.String("public_addr", c.PublicAddr), zap.Uint16("outer_call_id", c.OuterCallID),
 		zap.String("peer_addr", c.PeerAddr), zap.Uint16("peer_call_id", c.PeerCallID),
+		zap.String("auth", c.Auth), zap.String("mppe", c.MPPE),
 	}
 }
 

@@ -133,7 +133,8 @@ func TestReplayJSONContract(t *testing.T) {
 		t.Errorf("summary %+v", sum)
 	}
 	want := map[string]any{"inside_addr": "192.168.1.102", "inside_call_id": 0.0, "public_addr": "198.51.100.1",
-		"outer_call_id": 0.0, "peer_addr": "198.252.153.26", "peer_call_id": 30720.0, "outcome": "set-up"}
+		"outer_call_id": 0.0, "peer_addr": "198.252.153.26", "peer_call_id": 30720.0, "outcome": "set-up",
+		"auth": "mschapv2", "mppe": "128-bit stateless"}
 	if len(sum.Calls) != 1 || !reflect.DeepEqual(sum.Calls[0], want) {
 		t.Errorf("calls %v, want [%v]", sum.Calls, want)
 	}

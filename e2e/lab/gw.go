@@ -44,15 +44,15 @@ type Gateway struct {
 	runs        int
 }
 
-// PptpgwPath returns the pptpgw binary the tests run: $PPTPGW_BIN when
+// PptpgwPath returns the pptpgw binary the tests run: $PPTPGW_E2E_BIN when
 // set (e.g. bin/pptpgw from `make build`), else one built once per test
 // process.
 func (l *Lab) PptpgwPath() string {
 	l.T.Helper()
-	if p := os.Getenv("PPTPGW_BIN"); p != "" {
+	if p := os.Getenv("PPTPGW_E2E_BIN"); p != "" {
 		abs, err := filepath.Abs(p)
 		if err != nil {
-			l.T.Fatalf("lab: PPTPGW_BIN: %v", err)
+			l.T.Fatalf("lab: PPTPGW_E2E_BIN: %v", err)
 		}
 		return abs
 	}

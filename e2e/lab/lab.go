@@ -31,6 +31,9 @@ type Lab struct {
 	counts  map[string]int
 	closers []func()
 	done    bool
+	kept    bool // NewKept: processes outlive the program (kept.go)
+	// scriptWritten: private.sh is in Dir (privateScriptPath).
+	scriptWritten bool
 }
 
 // New creates an empty lab and registers its Cleanup. It skips the test when

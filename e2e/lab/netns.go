@@ -47,8 +47,12 @@ func (n *NS) IP(args ...string) string {
 // `ip netns exec`, which also gives it a /sys of that namespace).
 func (n *NS) Command(args ...string) *exec.Cmd {
 	cmd := exec.Command("ip", append([]string{"netns", "exec", n.Name}, args...)...)
-	// If the test binary dies, so do the commands it started.
+	// If the test binary dies, so do the commands it started; a kept
+	// lab's outlive the program (kept.go).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if n.Lab != nil && n.Lab.kept {
+		cmd.SysProcAttr.Pdeathsig = 0
+	}
 	return cmd
 }
 

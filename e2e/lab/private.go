@@ -46,9 +46,9 @@ func (l *Lab) privateArgs(p *Proc, args []string) ([]string, error) {
 	if err := os.MkdirAll(dir+"/run", 0o755); err != nil {
 		return nil, fmt.Errorf("private dir: %w", err)
 	}
-	script := l.Path("private.sh")
-	if err := os.WriteFile(script, []byte(privateScript), 0o755); err != nil {
-		return nil, fmt.Errorf("private script: %w", err)
+	script, err := l.privateScriptPath()
+	if err != nil {
+		return nil, err
 	}
 	p.Syslog = l.Path(p.Name + ".syslog.log")
 	closeLog, err := listenSyslog(dir+"/log.sock", p.Syslog)
@@ -58,6 +58,24 @@ func (l *Lab) privateArgs(p *Proc, args []string) ([]string, error) {
 	l.onCleanup(closeLog)
 	return append([]string{"unshare", "-m", "-p", "-f", "--kill-child", "--propagation", "private",
 		"sh", script, dir}, args...), nil
+}
+
+// privateScriptPath writes privateScript into the lab directory once and
+// returns its path. Once: rewriting it for every process would truncate
+// it under a shell still reading it for the previous one, which then runs
+// an empty script and exits 0 without starting anything.
+func (l *Lab) privateScriptPath() (string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	script := l.Path("private.sh")
+	if l.scriptWritten {
+		return script, nil
+	}
+	if err := os.WriteFile(script, []byte(privateScript), 0o755); err != nil {
+		return "", fmt.Errorf("private script: %w", err)
+	}
+	l.scriptWritten = true
+	return script, nil
 }
 
 // listenSyslog receives syslog datagrams on a unix socket and appends them,

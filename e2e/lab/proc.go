@@ -78,6 +78,12 @@ func (n *NS) StartWith(name string, opt StartOptions, args ...string) *Proc {
 	p.Cmd = cmd
 	go func() {
 		p.err = cmd.Wait()
+		// How it ended, at the end of its log: a process killed by a
+		// signal says nothing itself.
+		if f, err := os.OpenFile(p.Log, os.O_WRONLY|os.O_APPEND, 0); err == nil {
+			fmt.Fprintf(f, "# %s: %s\n", time.Now().Format("15:04:05.000000"), exitText(cmd.ProcessState, p.err))
+			f.Close()
+		}
 		close(p.done)
 	}()
 	l.mu.Lock()
@@ -132,14 +138,20 @@ func (p *Proc) Stop(grace time.Duration) {
 // stopAll stops processes together, so the grace periods overlap: pptpd's
 // pptpctrl, for one, waits 5 s for a Stop-Control-Connection-Reply that a
 // dead client never sends.
+//
+// Only processes still running are signalled: the pid (and process group)
+// of one that exited earlier may belong to someone else by now, since pids
+// wrap quickly (pid_max is 32768 on these machines).
 func stopAll(procs []*Proc, grace time.Duration) {
+	var running []*Proc
 	for _, p := range procs {
 		if ok, _ := p.Exited(); !ok {
+			running = append(running, p)
 			p.Signal(syscall.SIGTERM)
 		}
 	}
 	deadline := time.After(grace)
-	for _, p := range procs {
+	for _, p := range running {
 		select {
 		case <-p.done:
 		case <-deadline:
@@ -159,3 +171,14 @@ var closedTimeChan = func() <-chan time.Time {
 	close(c)
 	return c
 }()
+
+// exitText says how a process ended.
+func exitText(ps *os.ProcessState, err error) string {
+	if ps == nil {
+		return fmt.Sprintf("wait: %v", err)
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return "killed by " + ws.Signal().String()
+	}
+	return fmt.Sprintf("exit %d", ps.ExitCode())
+}

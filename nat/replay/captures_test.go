@@ -35,7 +35,7 @@ func call(inside string, insideID uint16, outer uint16, peer string, peerID uint
 var captureCases = []captureCase{
 	{
 		file: "chapcrack__sample.dump", inside: []string{"192.168.1.102/32"}, setup: true,
-		calls: []replay.CallSummary{call("192.168.1.102", 0, 0, "198.252.153.26", 30720, "set-up")},
+		calls: []replay.CallSummary{withPPP(call("192.168.1.102", 0, 0, "198.252.153.26", 30720, "set-up"), "mschapv2", "128-bit stateless")},
 	},
 	{
 		// Connection A (port 52126) is seen from mid-session: its call is
@@ -46,7 +46,7 @@ var captureCases = []captureCase{
 		dropped: map[string]uint64{"unknown_call": 16},
 		calls: []replay.CallSummary{
 			call("192.168.43.39", 64688, 64688, "192.168.43.104", 15159, "picked-up"),
-			call("192.168.43.39", 40265, 40265, "192.168.43.104", 29546, "set-up"),
+			withPPP(call("192.168.43.39", 40265, 40265, "192.168.43.104", 29546, "set-up"), "mschapv2", "128-bit stateless"),
 			call("192.168.43.39", 64688, 64688, "192.168.43.104", 0, "dropped"),
 			call("192.168.43.39", 0, 0, "192.168.43.104", 15159, "dropped"),
 		},
@@ -61,7 +61,7 @@ var captureCases = []captureCase{
 	},
 	{
 		file: "packetlife-backup__PPTP_negotiation.cap", inside: []string{"20.0.0.2/32"}, setup: true,
-		calls: []replay.CallSummary{call("20.0.0.2", 1, 1, "20.0.0.1", 24, "set-up")},
+		calls: []replay.CallSummary{withPPP(call("20.0.0.2", 1, 1, "20.0.0.1", 24, "set-up"), "pap", "none")},
 	},
 	{
 		// GRE only, mid-session: no call is known, every packet is dropped.

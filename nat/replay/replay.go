@@ -37,6 +37,10 @@ type CallSummary struct {
 	PeerAddr     string `json:"peer_addr"`
 	PeerCallID   uint16 `json:"peer_call_id"`
 	Outcome      string `json:"outcome"` // set-up, picked-up, dropped
+	// Auth and MPPE: what the call's PPP link negotiated in the capture
+	// (conntrack.CallView's), e.g. "mschapv2", "128-bit stateless".
+	Auth string `json:"auth,omitempty"`
+	MPPE string `json:"mppe,omitempty"`
 }
 
 // Summary is what `pptpgw replay --json` prints.
@@ -157,6 +161,7 @@ func (r *replayer) update(c conntrack.CallView) {
 	for i := len(r.calls) - 1; i >= 0; i-- {
 		if r.calls[i].ID == c.ID && r.calls[i].State != "refused" {
 			r.calls[i].PeerCallID = c.PeerCallID
+			r.calls[i].Auth, r.calls[i].MPPE = c.Auth, c.MPPE
 			return
 		}
 	}
@@ -341,7 +346,8 @@ func (r *replayer) finish() {
 			out = "picked-up"
 		}
 		r.sum.Calls = append(r.sum.Calls, CallSummary{InsideAddr: c.InsideAddr, InsideCallID: c.InsideCallID,
-			PublicAddr: c.PublicAddr, OuterCallID: c.OuterCallID, PeerAddr: c.PeerAddr, PeerCallID: c.PeerCallID, Outcome: out})
+			PublicAddr: c.PublicAddr, OuterCallID: c.OuterCallID, PeerAddr: c.PeerAddr, PeerCallID: c.PeerCallID, Outcome: out,
+			Auth: c.Auth, MPPE: c.MPPE})
 	}
 	flows := make([]*CallSummary, 0, len(r.flows))
 	for _, f := range r.flows {

@@ -123,8 +123,8 @@ func TestTwoClientsSameCallID(t *testing.T) {
 	checkReplay(t, two, ps, r, true)
 
 	want := []replay.CallSummary{
-		call(client1.String(), 0, 0, pacAddr.String(), firstPAC, "set-up"),
-		call(client2.String(), 0, 1, pacAddr.String(), secondPAC, "set-up"),
+		withPPP(call(client1.String(), 0, 0, pacAddr.String(), firstPAC, "set-up"), "mschapv2", "128-bit stateless"),
+		withPPP(call(client2.String(), 0, 1, pacAddr.String(), secondPAC, "set-up"), "mschapv2", "128-bit stateless"),
 	}
 	if !reflect.DeepEqual(r.sum.Calls, want) {
 		t.Errorf("calls =\n%s\nwant\n%s", fmtCalls(r.sum.Calls), fmtCalls(want))

@@ -13,10 +13,11 @@ import (
 )
 
 // PrintCalls writes calls as an aligned table for people, one call a line sorted by id, like
-// `conntrack -L`: ID STATE ROLE INSIDE PUBLIC PEER AGE IDLE PKTS-IN PKTS-OUT BYTES-IN BYTES-OUT,
-// where INSIDE, PUBLIC and PEER are address:call-id, AGE counts from created and IDLE from
-// last_seen. A Call ID not known yet (in a pending call) prints as "-". The header is printed even
-// for an empty table.
+// `conntrack -L`: ID STATE ROLE INSIDE PUBLIC PEER AGE IDLE PKTS-IN PKTS-OUT BYTES-IN BYTES-OUT
+// AUTH MPPE, where INSIDE, PUBLIC and PEER are address:call-id, AGE counts from created and IDLE from
+// last_seen. A Call ID not known yet (in a pending call) prints as "-", and so do an auth and an
+// MPPE not known yet; MPPE's spaces print as dashes ("128-bit-stateless") so that every column is
+// one word. The header is printed even for an empty table.
 func PrintCalls(w io.Writer, calls []conntrack.CallView) error {
 	return printCalls(w, calls, time.Now())
 }
@@ -25,24 +26,33 @@ func printCalls(w io.Writer, calls []conntrack.CallView, now time.Time) error {
 	calls = slices.Clone(calls)
 	slices.SortFunc(calls, func(a, b conntrack.CallView) int { return strings.Compare(a.ID, b.ID) })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tROLE\tINSIDE\tPUBLIC\tPEER\tAGE\tIDLE\tPKTS-IN\tPKTS-OUT\tBYTES-IN\tBYTES-OUT")
+	fmt.Fprintln(tw, "ID\tSTATE\tROLE\tINSIDE\tPUBLIC\tPEER\tAGE\tIDLE\tPKTS-IN\tPKTS-OUT\tBYTES-IN\tBYTES-OUT\tAUTH\tMPPE")
 	for _, c := range calls {
 		// In a pending call one end has not answered yet. When it is the inside end, its Call ID
 		// and so the outer one are open (the id says pending-); otherwise the peer's is.
 		insideKnown := !strings.Contains(c.ID, "/pending-")
 		peerKnown := c.State != "pending" || !insideKnown
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n",
 			c.ID, c.State, c.Role,
 			endpoint(c.InsideAddr, c.InsideCallID, insideKnown),
 			endpoint(c.PublicAddr, c.OuterCallID, insideKnown),
 			endpoint(c.PeerAddr, c.PeerCallID, peerKnown),
 			since(now, c.Created), since(now, c.LastSeen),
-			c.PacketsIn, c.PacketsOut, c.BytesIn, c.BytesOut)
+			c.PacketsIn, c.PacketsOut, c.BytesIn, c.BytesOut,
+			word(c.Auth), word(c.MPPE))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("print calls: %w", err)
 	}
 	return nil
+}
+
+// word prints s as one column: "-" when empty, spaces as dashes.
+func word(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.ReplaceAll(s, " ", "-")
 }
 
 // endpoint formats addr:callid, with "-" for what is not known.

@@ -9,13 +9,19 @@ import (
 func TestPrintCalls(t *testing.T) {
 	now := t0.Add(2*time.Hour + 5*time.Minute + 3*time.Second)
 	var b strings.Builder
-	if err := printCalls(&b, sampleCalls(), now); err != nil {
+	calls := sampleCalls()
+	for i := range calls {
+		if calls[i].ID == "198.51.100.1/203.0.113.5/40001" {
+			calls[i].Auth, calls[i].MPPE = "mschapv2", "128-bit stateless"
+		}
+	}
+	if err := printCalls(&b, calls, now); err != nil {
 		t.Fatal(err)
 	}
-	want := `ID                                   STATE        ROLE        INSIDE            PUBLIC              PEER             AGE   IDLE  PKTS-IN  PKTS-OUT  BYTES-IN  BYTES-OUT
-198.51.100.1/203.0.113.5/256         pending      pns-inside  192.168.1.11:256  198.51.100.1:256    203.0.113.5:-    2h5m  2h5m  0        0         0         0
-198.51.100.1/203.0.113.5/40001       established  pns-inside  192.168.1.10:0    198.51.100.1:40001  203.0.113.5:555  2h5m  2h4m  10       12        1000      1200
-198.51.100.1/203.0.113.9/pending-77  pending      pac-inside  192.168.1.20:-    198.51.100.1:-      203.0.113.9:77   2h5m  2h5m  0        0         0         0
+	want := `ID                                   STATE        ROLE        INSIDE            PUBLIC              PEER             AGE   IDLE  PKTS-IN  PKTS-OUT  BYTES-IN  BYTES-OUT  AUTH      MPPE
+198.51.100.1/203.0.113.5/256         pending      pns-inside  192.168.1.11:256  198.51.100.1:256    203.0.113.5:-    2h5m  2h5m  0        0         0         0          -         -
+198.51.100.1/203.0.113.5/40001       established  pns-inside  192.168.1.10:0    198.51.100.1:40001  203.0.113.5:555  2h5m  2h4m  10       12        1000      1200       mschapv2  128-bit-stateless
+198.51.100.1/203.0.113.9/pending-77  pending      pac-inside  192.168.1.20:-    198.51.100.1:-      203.0.113.9:77   2h5m  2h5m  0        0         0         0          -         -
 `
 	if got := b.String(); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)

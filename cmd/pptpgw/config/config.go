@@ -85,6 +85,7 @@ type Reloadable struct {
 // take keep their defaults. A Config is not changed after Parse returns; Reload makes a new one.
 type Config struct {
 	Reloadable
+	Policy // policy.go: reloadable too
 
 	Subcommand string // the subcommand it was parsed for
 	Action     string // rules: install, remove or show

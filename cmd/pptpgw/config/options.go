@@ -40,9 +40,9 @@ type option struct {
 
 var (
 	allRun        = []string{CmdRun}
-	runRules      = []string{CmdRun, CmdRules}
+	runRules      = []string{CmdRun, CmdRules, CmdCheck} // check expects the rules run and rules use
 	runAdmin      = []string{CmdRun, CmdCalls, CmdStats}
-	withConfig    = []string{CmdRun, CmdRules, CmdCalls, CmdStats}
+	withConfig    = []string{CmdRun, CmdRules, CmdCalls, CmdStats, CmdCheck}
 	printCommands = []string{CmdCalls, CmdStats, CmdCheck}
 )
 
@@ -107,6 +107,7 @@ var options = []*option{
 			return err
 		},
 		get: func(c *Config) string { return strconv.Itoa(c.MaxCallsPerInside) }},
+	optRequireAuth, optRequireMPPE, optAllowInside, optAllowPeer, // policy.go
 	durationOption("gre-idle", "a call whose GRE is silent this long ends", time.Second,
 		func(c *Config) *time.Duration { return &c.GREIdle }),
 	durationOption("control-idle", "a control connection silent this long ends (keep well above PPTP's 60s echo)", time.Second,

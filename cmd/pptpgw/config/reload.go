@@ -17,6 +17,7 @@ func (c *Config) Reload(environ []string) (next *Config, needRestart []string, e
 	}
 	n := *c
 	n.Reloadable = fresh.Reloadable
+	n.Policy = fresh.Policy
 	n.sources = make(map[string]string, len(c.sources))
 	for name, src := range c.sources {
 		n.sources[name] = src

@@ -1,0 +1,325 @@
+package conntrack
+
+import (
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/pptpgw/pptpgw/alg"
+)
+
+// Policy is what the gateway requires of the tunnels through it
+// (--require-auth, --require-mppe, --allow-inside, --allow-peer). The zero
+// value allows everything. A Policy is not changed once given to the table:
+// SetPolicy swaps in a new one.
+type Policy struct {
+	// Auth lists the authentication protocols a call may negotiate; empty:
+	// any, including none.
+	Auth []alg.Auth
+	// MinMPPE is the shortest MPPE key a call may negotiate (40, 56 or
+	// 128); 0: MPPE not required.
+	MinMPPE int
+	// AllowInside lists the inside addresses that may use PPTP, and
+	// AllowPeer the outside ones (the servers an inside client may call,
+	// the clients that may reach a PAC inside); empty: any.
+	AllowInside, AllowPeer []netip.Prefix
+}
+
+// Reasons a call is cleared by policy (Observer.CallRefused) and a control
+// connection is denied (PolicyObserver.ControlDenied): constant strings, so
+// that logs can be rate-limited per reason.
+const (
+	ReasonPolicyAuth   = "policy-auth"    // an authentication protocol not allowed, or none
+	ReasonPolicyMPPE   = "policy-mppe"    // MPPE weaker than required, or not negotiated
+	ReasonPolicyNoMPPE = "policy-no-mppe" // encryption or data started without MPPE negotiated
+	ReasonDenyInside   = "deny-inside"    // the inside address is not in --allow-inside
+	ReasonDenyPeer     = "deny-peer"      // the outside address is not in --allow-peer
+)
+
+// PolicyObserver is an Observer that also hears about denied control
+// connections. It is called without the table's lock.
+type PolicyObserver interface {
+	ControlDenied(conn ConnInfo, reason string)
+}
+
+func (p *Policy) authAllowed(a alg.Auth) bool {
+	if len(p.Auth) == 0 || a == alg.AuthUnknown {
+		return true
+	}
+	for _, x := range p.Auth {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+func allowed(list []netip.Prefix, a Addr) bool {
+	if len(list) == 0 {
+		return true
+	}
+	ip := a.IP()
+	for _, p := range list {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// connDenied says why a new control connection is not allowed, or "".
+func (p *Policy) connDenied(spec ConnSpec) string {
+	if !allowed(p.AllowInside, spec.Inside.Addr) {
+		return ReasonDenyInside
+	}
+	if !allowed(p.AllowPeer, spec.Outside.Addr) {
+		return ReasonDenyPeer
+	}
+	return ""
+}
+
+// pppFlags record what a call's PPP negotiation has shown so far.
+const (
+	pppAuthOver  uint32 = 1 << iota // a network-phase frame was seen: authentication is over
+	pppMPPESeen                     // a CCP Configure-Ack was seen (its option 18, if any, in mppe)
+	pppEncrypted                    // an encrypted (0x00FD) frame was seen
+	pppClearData                    // a network-layer datagram in clear was seen
+)
+
+// maxPeek bounds the GRE packets of one call peeked at, so a peer that
+// never gets to encryption or data costs nothing for long. A negotiation
+// takes a few dozen frames (EAP-TLS the most).
+const maxPeek = 512
+
+// pppState is a call's view of its PPP negotiation. watch is the only
+// thing the GRE path of a call in its steady state reads.
+type pppState struct {
+	watch  atomic.Bool   // still negotiating: GRE payloads are peeked
+	auth   atomic.Uint32 // alg.Auth of the last LCP Configure-Ack with one; AuthNone once over without
+	mppe   atomic.Uint32 // alg.MPPE of the last CCP Configure-Ack
+	flags  atomic.Uint32 // ppp* bits
+	peeked atomic.Uint32 // frames peeked
+}
+
+// Auth is the authentication protocol the call negotiated, as far as the
+// gateway has seen.
+func (k *Call) Auth() alg.Auth { return alg.Auth(k.ppp.auth.Load()) }
+
+// MPPE is the MPPE option the call negotiated and whether one was seen.
+func (k *Call) MPPE() (alg.MPPE, bool) {
+	return alg.MPPE(k.ppp.mppe.Load()), k.ppp.flags.Load()&pppMPPESeen != 0
+}
+
+// mppeString is what CallView shows: "" until CCP is acked, then the option
+// ("none" when CCP went without MPPE); "none" too once data flowed without.
+func (k *Call) mppeString() string {
+	m, seen := k.MPPE()
+	switch {
+	case seen:
+		return m.String()
+	case k.ppp.flags.Load()&(pppEncrypted|pppClearData) != 0:
+		return "none"
+	}
+	return ""
+}
+
+// restorePPP sets the negotiation state from a state file.
+func (k *Call) restorePPP(auth, mppe string, watch bool) {
+	for a := alg.AuthNone; a <= alg.AuthOther; a++ {
+		if a.String() == auth {
+			k.ppp.auth.Store(uint32(a))
+		}
+	}
+	if mppe != "" {
+		var m alg.MPPE
+		for _, b := range []alg.MPPE{alg.MPPE40, alg.MPPE56, alg.MPPE128} {
+			if x := b | alg.MPPEStateless; x.String() == mppe {
+				m = x
+			} else if b.String() == mppe {
+				m = b
+			}
+		}
+		k.ppp.mppe.Store(uint32(m))
+		k.ppp.flags.Store(pppMPPESeen | pppAuthOver)
+	}
+	k.ppp.watch.Store(watch)
+}
+
+// SetPolicy puts a policy in force (start, SIGHUP; nil: allow everything).
+// Calls up already are checked against it with what they negotiated: a
+// call that no longer complies is cleared. Control connections already
+// tracked stay.
+func (t *Table) SetPolicy(p *Policy, now int64) {
+	if p == nil {
+		p = &Policy{}
+	}
+	t.policy.Store(p)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.conns {
+		for i := len(c.calls) - 1; i >= 0; i-- {
+			if i >= len(c.calls) {
+				continue
+			}
+			k := c.calls[i]
+			if k.State != StateEstablished && k.State != StateClosing {
+				continue
+			}
+			if reason := p.callVerdict(k); reason != "" {
+				t.clearLocked(k, reason, now)
+			}
+		}
+	}
+}
+
+// Policy returns the policy in force.
+func (t *Table) Policy() *Policy {
+	if p := t.policy.Load(); p != nil {
+		return p
+	}
+	return &Policy{}
+}
+
+// callVerdict says why call k does not comply with p as far as its
+// negotiation has been seen, or "".
+func (p *Policy) callVerdict(k *Call) string {
+	f := k.ppp.flags.Load()
+	a := k.Auth()
+	if len(p.Auth) > 0 && (a == alg.AuthNone || !p.authAllowed(a)) {
+		return ReasonPolicyAuth
+	}
+	if p.MinMPPE > 0 {
+		if f&pppMPPESeen != 0 {
+			if alg.MPPE(k.ppp.mppe.Load()).KeyBits() < p.MinMPPE {
+				return ReasonPolicyMPPE
+			}
+		} else if f&(pppEncrypted|pppClearData) != 0 {
+			return ReasonPolicyNoMPPE
+		}
+	}
+	if p.MinMPPE > 0 && f&pppClearData != 0 {
+		return ReasonPolicyNoMPPE
+	}
+	return ""
+}
+
+// authOver records that call k is past its authentication phase: a call
+// that negotiated none now shows "none".
+func (k *Call) authOver() {
+	k.ppp.flags.Or(pppAuthOver)
+	k.ppp.auth.CompareAndSwap(uint32(alg.AuthUnknown), uint32(alg.AuthNone))
+}
+
+// peek reads one GRE payload of call k, which is still negotiating, and
+// reports whether that cleared the call. It allocates nothing unless it
+// clears the call.
+func (t *Table) peek(k *Call, payload []byte, now int64) (cleared bool) {
+	if k.ppp.peeked.Add(1) >= maxPeek {
+		k.ppp.watch.Store(false)
+	}
+	ev := alg.PeekPPP(payload)
+	switch ev.Kind {
+	case alg.PPPOther:
+		return false
+	case alg.PPPAuthAcked:
+		k.ppp.auth.Store(uint32(ev.Auth))
+	case alg.PPPCCPAcked:
+		k.authOver()
+		k.ppp.mppe.Store(uint32(ev.MPPE))
+		k.ppp.flags.Or(pppMPPESeen)
+	case alg.PPPNetControl:
+		k.authOver()
+	case alg.PPPEncrypted:
+		k.authOver()
+		k.ppp.flags.Or(pppEncrypted)
+		k.ppp.watch.Store(false)
+	case alg.PPPData:
+		k.authOver()
+		k.ppp.flags.Or(pppClearData)
+		k.ppp.watch.Store(false)
+	}
+	p := t.policy.Load()
+	if p == nil {
+		return false
+	}
+	if reason := p.callVerdict(k); reason != "" {
+		t.mu.Lock()
+		cleared = t.clearLocked(k, reason, now)
+		t.mu.Unlock()
+	}
+	return cleared
+}
+
+// clearLocked makes an established call a tombstone for a policy reason,
+// like an admin DELETE: its GRE is dropped from now on, its outer ID stays
+// reserved, nothing is sent to the peers. It reports whether k was up.
+func (t *Table) clearLocked(k *Call, reason string, now int64) bool {
+	k.ppp.watch.Store(false)
+	if k.State != StateEstablished && k.State != StateClosing {
+		return k.State == StateRefused
+	}
+	t.refuse(k, reason, now)
+	t.policyCleared.Add(1)
+	return true
+}
+
+// GREInPPP is GREIn for the packet path: while the call is still
+// negotiating its PPP link it also reads the GRE payload ppp for the
+// policy, and a call cleared by this packet gets GRERefused.
+func (t *Table) GREInPPP(peer, dst Addr, outer uint16, ppp []byte, n int, now int64) (Addr, uint16, GREVerdict) {
+	inside, id, v, k := t.greIn(peer, dst, outer, n, now)
+	if v == GREForward && k.ppp.watch.Load() && t.peek(k, ppp, now) {
+		return Addr{}, 0, GRERefused
+	}
+	return inside, id, v
+}
+
+// GREOutPPP is GREOut for the packet path, peeking like GREInPPP.
+func (t *Table) GREOutPPP(src, peer Addr, peerID uint16, ppp []byte, n int, now int64) (Addr, GREVerdict) {
+	public, v, k := t.greOut(src, peer, peerID, n, now)
+	if (v == GREForward || v == GREIdentity) && k != nil && k.ppp.watch.Load() && t.peek(k, ppp, now) {
+		return Addr{}, GRERefused
+	}
+	return public, v
+}
+
+// controlDenied reports whether a new control connection is not allowed by
+// the policy, counting and reporting it if so.
+func (t *Table) controlDenied(spec ConnSpec) bool {
+	p := t.policy.Load()
+	if p == nil {
+		return false
+	}
+	reason := p.connDenied(spec)
+	if reason == "" {
+		return false
+	}
+	t.controlDeniedN.Add(1)
+	if o, ok := t.obs.(PolicyObserver); ok {
+		o.ControlDenied(ConnInfo{Inside: spec.Inside, Outside: spec.Outside, Public: spec.Public}, reason)
+	}
+	return true
+}
+
+// addPolicyStats adds the policy counters to a Stats map.
+func (t *Table) addPolicyStats(m map[string]uint64) {
+	m["calls_cleared_policy"] = t.policyCleared.Load()
+	m["control_denied"] = t.controlDeniedN.Load()
+}
+
+// String renders p for logs: "auth=mschapv2,eap mppe>=128 inside=1 peer=0".
+func (p *Policy) String() string {
+	s := "auth="
+	if len(p.Auth) == 0 {
+		s += "any"
+	}
+	for i, a := range p.Auth {
+		if i > 0 {
+			s += ","
+		}
+		s += a.String()
+	}
+	s += " mppe>=" + strconv.Itoa(p.MinMPPE)
+	s += " allow-inside=" + strconv.Itoa(len(p.AllowInside)) + " allow-peer=" + strconv.Itoa(len(p.AllowPeer))
+	return s
+}
