@@ -2,7 +2,6 @@ package conntrack
 
 import (
 	"net/netip"
-	"strconv"
 	"sync/atomic"
 
 	"github.com/pptpgw/pptpgw/alg"
@@ -188,17 +187,16 @@ func (p *Policy) callVerdict(k *Call) string {
 	if len(p.Auth) > 0 && (a == alg.AuthNone || !p.authAllowed(a)) {
 		return ReasonPolicyAuth
 	}
-	if p.MinMPPE > 0 {
-		if f&pppMPPESeen != 0 {
-			if alg.MPPE(k.ppp.mppe.Load()).KeyBits() < p.MinMPPE {
-				return ReasonPolicyMPPE
-			}
-		} else if f&(pppEncrypted|pppClearData) != 0 {
-			return ReasonPolicyNoMPPE
-		}
+	if p.MinMPPE == 0 {
+		return ""
 	}
-	if p.MinMPPE > 0 && f&pppClearData != 0 {
-		return ReasonPolicyNoMPPE
+	switch {
+	case f&pppMPPESeen != 0 && alg.MPPE(k.ppp.mppe.Load()).KeyBits() < p.MinMPPE:
+		return ReasonPolicyMPPE // a weaker key, MPPC only or another compressor
+	case f&pppClearData != 0:
+		return ReasonPolicyNoMPPE // data in clear, whatever CCP said
+	case f&pppMPPESeen == 0 && f&pppEncrypted != 0:
+		return ReasonPolicyNoMPPE // encryption started without a CCP Ack seen
 	}
 	return ""
 }
@@ -305,21 +303,4 @@ func (t *Table) controlDenied(spec ConnSpec) bool {
 func (t *Table) addPolicyStats(m map[string]uint64) {
 	m["calls_cleared_policy"] = t.policyCleared.Load()
 	m["control_denied"] = t.controlDeniedN.Load()
-}
-
-// String renders p for logs: "auth=mschapv2,eap mppe>=128 inside=1 peer=0".
-func (p *Policy) String() string {
-	s := "auth="
-	if len(p.Auth) == 0 {
-		s += "any"
-	}
-	for i, a := range p.Auth {
-		if i > 0 {
-			s += ","
-		}
-		s += a.String()
-	}
-	s += " mppe>=" + strconv.Itoa(p.MinMPPE)
-	s += " allow-inside=" + strconv.Itoa(len(p.AllowInside)) + " allow-peer=" + strconv.Itoa(len(p.AllowPeer))
-	return s
 }

@@ -4,8 +4,10 @@ package lab
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,8 +117,17 @@ func (l *Lab) SaveState() error {
 // Teardown removes a kept lab: it stops the recorded processes (SIGTERM,
 // then SIGKILL), kills whatever runs in the recorded namespaces and in
 // every namespace named PREFIX-*, deletes them, and removes dir. Nothing
-// there is fine: it returns nil.
+// there is fine: it returns nil. A non-empty dir without lab.json is not
+// touched: an error says so.
 func Teardown(dir, prefix string, log io.Writer) error {
+	// Never remove a directory that is not a kept lab's (--dir /var/tmp).
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, keptStateFile)); err != nil && len(entries) > 0 {
+		return fmt.Errorf("%s is not a kept lab's directory (no %s): not removing it", dir, keptStateFile)
+	}
 	var st keptState
 	if b, err := os.ReadFile(filepath.Join(dir, keptStateFile)); err == nil {
 		if err := json.Unmarshal(b, &st); err != nil {
