@@ -227,6 +227,9 @@ func (t *Table) indexOut(k *Call) {
 	if k.identity && k.hasInside {
 		// Forwarded GRE towards an untranslated inside end passes too.
 		t.identIn[outKey{k.Inside, k.Peer, k.InsideID}] = k
+	} else if !k.identity {
+		// ICMP errors quote the translated packet: (public, peer, peer's ID).
+		t.byPublic[outKey{k.Public, k.Peer, k.PeerID}] = k
 	}
 }
 
@@ -236,6 +239,9 @@ func (t *Table) unindexOut(k *Call) {
 		k.inOutIndex = false
 		if key := (outKey{k.Inside, k.Peer, k.InsideID}); k.identity && t.identIn[key] == k {
 			delete(t.identIn, key)
+		}
+		if key := (outKey{k.Public, k.Peer, k.PeerID}); t.byPublic[key] == k {
+			delete(t.byPublic, key)
 		}
 	}
 }

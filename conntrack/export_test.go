@@ -2,17 +2,17 @@ package conntrack
 
 // Sizes is what the table holds, for leak checks in tests.
 type Sizes struct {
-	Conns, ByOuter, ByOut, Buckets, PerIn int
-	Active, Pending, Unbound              int
-	Calls                                 int // calls listed by all connections
-	Records                               int // rewrite records kept by all stream trackers
+	Conns, ByOuter, ByOut, ByPublic, IdentIn, Buckets, PerIn int
+	Active, Pending, Unbound                                 int
+	Calls                                                    int // calls listed by all connections
+	Records                                                  int // rewrite records kept by all stream trackers
 }
 
 // Sizes returns the lengths of the table's internal maps and counts.
 func (t *Table) Sizes() Sizes {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	s := Sizes{Conns: len(t.conns), ByOuter: len(t.byOuter), ByOut: len(t.byOut),
+	s := Sizes{Conns: len(t.conns), ByOuter: len(t.byOuter), ByOut: len(t.byOut), ByPublic: len(t.byPublic), IdentIn: len(t.identIn),
 		Buckets: len(t.buckets), PerIn: len(t.perIn), Active: t.active, Pending: t.pending,
 		Unbound: t.unbound}
 	for _, c := range t.conns {

@@ -117,6 +117,7 @@ type Table struct {
 	byOuter  map[peerIDKey]*Call
 	byOut    map[outKey]*Call
 	identIn  map[outKey]*Call // identity calls by (inside, peer, inside's Call ID)
+	byPublic map[outKey]*Call // translated calls by (public, peer, peer's Call ID)
 	buckets  map[bucketKey]uint16
 	perIn    map[Addr]int // established and closing calls per inside address
 	active   int          // established and closing calls
@@ -135,14 +136,15 @@ func New(l Limits, obs Observer) *Table {
 		obs = NopObserver{}
 	}
 	return &Table{
-		limits:  l.withDefaults(),
-		obs:     obs,
-		conns:   make(map[connKey]*Conn),
-		byOuter: make(map[peerIDKey]*Call),
-		byOut:   make(map[outKey]*Call),
-		identIn: make(map[outKey]*Call),
-		buckets: make(map[bucketKey]uint16),
-		perIn:   make(map[Addr]int),
+		limits:   l.withDefaults(),
+		obs:      obs,
+		conns:    make(map[connKey]*Conn),
+		byOuter:  make(map[peerIDKey]*Call),
+		byOut:    make(map[outKey]*Call),
+		identIn:  make(map[outKey]*Call),
+		byPublic: make(map[outKey]*Call),
+		buckets:  make(map[bucketKey]uint16),
+		perIn:    make(map[Addr]int),
 	}
 }
 
