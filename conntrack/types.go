@@ -80,14 +80,26 @@ type Limits struct {
 	CloseLinger       time.Duration // an ended control connection's rewrite records
 }
 
-// Defaults for Limits.
+// Defaults for Limits. The timeouts are chosen against PPTP's own clocks
+// (RFC 2637): a live control connection carries an Echo-Request at least
+// every 60 s; GRE may be silent while a user is idle (pppd sends no LCP
+// echo by default).
 const (
-	DefaultMaxCalls          = 4096
+	// DefaultMaxCalls bounds the table (about 1 KiB a call with its stream
+	// records): far above what one edge router carries, low enough that a
+	// flood of call requests cannot exhaust memory.
+	DefaultMaxCalls = 4096
+	// DefaultMaxCallsPerInside keeps one inside host from taking the whole
+	// table; a client normally holds one call.
 	DefaultMaxCallsPerInside = 64
-	DefaultGREIdle           = 5 * time.Minute
-	DefaultControlIdle       = 30 * time.Minute
-	DefaultSetupTimeout      = 60 * time.Second
-	DefaultCloseLinger       = 10 * time.Second
+	// DefaultGREIdle outlives the kernel's own GRE stream timeout (180 s).
+	DefaultGREIdle = 5 * time.Minute
+	// DefaultControlIdle is 30 missed echo intervals: only a peer that is gone is idle that long.
+	DefaultControlIdle = 30 * time.Minute
+	// DefaultSetupTimeout is what pptpd and Windows RRAS wait for a call reply.
+	DefaultSetupTimeout = 60 * time.Second
+	// DefaultCloseLinger keeps a closed connection's rewrite records for retransmissions.
+	DefaultCloseLinger = 10 * time.Second
 )
 
 func (l Limits) withDefaults() Limits {

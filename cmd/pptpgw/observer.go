@@ -51,11 +51,17 @@ func (l *callLog) CallDown(c conntrack.CallView, reason string) {
 }
 
 func (l *callLog) Malformed(c conntrack.ConnInfo, reason string) {
-	ok, suppressed := l.limiter.Check("malformed/"+reason, time.Now())
+	l.connWarn("malformed control message", c, reason)
+}
+
+// connWarn logs a control connection event once per interval per message
+// and reason, with how many were suppressed since.
+func (l *callLog) connWarn(msg string, c conntrack.ConnInfo, reason string) {
+	ok, suppressed := l.limiter.Check(msg+"/"+reason, time.Now())
 	if !ok {
 		return
 	}
-	l.log.Warn("malformed control message", zap.String("reason", reason),
+	l.log.Warn(msg, zap.String("reason", reason),
 		zap.String("inside", epString(c.Inside)), zap.String("outside", epString(c.Outside)),
 		zap.Uint64("suppressed", suppressed))
 }

@@ -33,11 +33,5 @@ func (d *daemon) setPolicy(p config.Policy) {
 // ControlDenied logs a control connection the policy does not allow,
 // rate-limited per reason (conntrack.PolicyObserver).
 func (l *callLog) ControlDenied(c conntrack.ConnInfo, reason string) {
-	ok, suppressed := l.limiter.Check("denied/"+reason, time.Now())
-	if !ok {
-		return
-	}
-	l.log.Warn("control connection denied", zap.String("reason", reason),
-		zap.String("inside", epString(c.Inside)), zap.String("outside", epString(c.Outside)),
-		zap.Uint64("suppressed", suppressed))
+	l.connWarn("control connection denied", c, reason)
 }

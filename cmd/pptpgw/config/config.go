@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/pptpgw/pptpgw/conntrack"
 )
 
 // Subcommands whose options this package parses. replay has its own flags and no config file.
@@ -39,23 +41,13 @@ const (
 // connection carries at least an Echo-Request every 60 s, so control-idle must stay well above
 // that; GRE may legitimately be silent while a user is idle (pppd sends no LCP echo by default).
 const (
-	// DefaultMaxCalls bounds the table (about 1 KiB a call with its stream records); far above what
-	// one edge router carries, low enough that a flood of OCRQs cannot exhaust memory.
-	DefaultMaxCalls = 4096
-	// DefaultMaxCallsPerInside keeps one inside host from taking the whole table; a PPTP client
-	// normally holds one call, a PAC (server) behind the gateway gets its own higher setting.
-	DefaultMaxCallsPerInside = 64
-	// DefaultGREIdle outlives the kernel's own GRE stream timeout (180 s) so a call that is idle
-	// for a few minutes keeps its pinhole, and still frees a dead call's mapping soon.
-	DefaultGREIdle = 5 * time.Minute
-	// DefaultControlIdle is 30 missed PPTP echo intervals (60 s each): only a peer that is gone
-	// (no echo, no reply) is idle that long, and a slow link never is.
-	DefaultControlIdle = 30 * time.Minute
-	// DefaultSetupTimeout matches the time a PAC may take to dial out (RFC 2637 leaves it open;
-	// 60 s is what pptpd and Windows RRAS wait for a call reply).
-	DefaultSetupTimeout = 60 * time.Second
-	// DefaultCloseLinger keeps a closed call's rewrite records for retransmissions (DESIGN.md).
-	DefaultCloseLinger = 10 * time.Second
+	// The call table's limits and timeouts; conntrack says why each value.
+	DefaultMaxCalls          = conntrack.DefaultMaxCalls
+	DefaultMaxCallsPerInside = conntrack.DefaultMaxCallsPerInside
+	DefaultGREIdle           = conntrack.DefaultGREIdle
+	DefaultControlIdle       = conntrack.DefaultControlIdle
+	DefaultSetupTimeout      = conntrack.DefaultSetupTimeout
+	DefaultCloseLinger       = conntrack.DefaultCloseLinger
 	// DefaultSnapshotInterval bounds what a crash loses (DESIGN.md).
 	DefaultSnapshotInterval = 10 * time.Second
 	// DefaultMarkBit is the packet mark bit set on rewritten GRE (DESIGN.md), above the low bits
