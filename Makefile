@@ -7,7 +7,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 BIN      := bin/pptpgw
 
-.PHONY: all build test vet unit race fuzz-seeds fuzz bench e2e clean demo demo-down deploy-check release docs
+.PHONY: all build test vet unit race fuzz-seeds fuzz bench e2e flood-e2e clean demo demo-down deploy-check release docs
 
 all: build
 
@@ -39,6 +39,21 @@ bench:
 # tests run the binary just built (PPTPGW_E2E_BIN; without it they build their own)
 e2e: build
 	PPTPGW_E2E_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -timeout 15m ./e2e/... ./nat/...
+
+# root: e2e's TestFlood at the hardening issue's length, 30 s per flood
+# (`make e2e` runs it for 5 s); FLOOD_CONN_RATE new connections a second
+FLOOD_DURATION  ?= 30s
+FLOOD_CONN_RATE ?= 1000
+flood-e2e: build
+	E2E_FLOOD_DURATION=$(FLOOD_DURATION) E2E_FLOOD_CONN_RATE=$(FLOOD_CONN_RATE) PPTPGW_E2E_BIN=$(CURDIR)/$(BIN) \
+	  $(GO) test -tags e2e -count=1 -timeout 10m -run '^TestFlood$$' -v ./e2e/
+
+# root: GRE packets/s through plain forwarding, the kernel's PPTP helper and
+# pptpgw (queue, kernel) side by side in the lab (e2e/bench_test.go); the
+# table goes to bench-e2e.md. PPTPGW_E2E_BENCH_SECONDS per run, default 2.
+bench-e2e: build
+	PPTPGW_E2E_BENCH=1 PPTPGW_E2E_BENCH_OUT=$(CURDIR)/bench-e2e.md PPTPGW_E2E_BIN=$(CURDIR)/$(BIN) \
+	  $(GO) test -tags e2e -count=1 -timeout 10m -run '^TestBenchGRE$$' -v ./e2e/
 
 clean:
 	rm -rf bin dist

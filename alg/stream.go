@@ -102,12 +102,17 @@ type Stream struct {
 	msg     Msg
 	records []record
 	dropped uint64
+	ended   bool // FIN or RST seen: a message cut short was counted
 }
 
 // Synced reports whether the tracker is walking messages (false after a
 // framing error or when the connection was first seen mid-stream, until the
 // next valid header).
 func (s *Stream) Synced() bool { return s.started && s.inSync }
+
+// IsISN reports whether seq is the sequence number of the SYN this
+// direction started with: a SYN carrying it is a duplicate.
+func (s *Stream) IsISN(seq uint32) bool { return s.hasISN && s.isn == seq }
 
 // FinSeen reports a FIN in this direction.
 func (s *Stream) FinSeen() bool { return s.finSeen }
@@ -128,7 +133,7 @@ func (s *Stream) Segment(seq uint32, syn, fin bool, payload []byte, h Handler) S
 		// reordered after data): it must not restart the walk.
 		if !s.started || (seq+1 != s.next && !(s.hasISN && seq == s.isn)) {
 			s.started, s.inSync, s.next = true, true, seq+1
-			s.hasISN, s.isn = true, seq
+			s.hasISN, s.isn, s.ended = true, seq, false
 			s.msg = Msg{Start: seq + 1}
 			s.records = s.records[:0] // the old connection's rewrites
 		}
@@ -170,8 +175,23 @@ func (s *Stream) Segment(seq uint32, syn, fin bool, payload []byte, h Handler) S
 	if fin && seq+uint32(len(payload)) == s.next && !s.finSeen {
 		s.finSeen = true
 		s.next++
+		s.endInMessage(h)
 	}
 	return res
+}
+
+// Reset is called when the connection is reset (RST): a message this
+// direction had begun never completes and is a framing error (truncated),
+// as when a FIN cuts it short.
+func (s *Stream) Reset(h Handler) { s.endInMessage(h) }
+
+// endInMessage reports a message cut short by the end of the direction,
+// once.
+func (s *Stream) endInMessage(h Handler) {
+	if !s.ended && s.started && s.inSync && s.msg.n > 0 {
+		h.Framing(ReasonTruncated)
+	}
+	s.ended = true
 }
 
 // Expect starts a direction whose SYN the tracker never saw at the

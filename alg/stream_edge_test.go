@@ -487,3 +487,66 @@ func TestStreamSYN(t *testing.T) {
 		diffBytes(t, "new connection's SCCRQ retransmitted", sccrq, p)
 	})
 }
+
+// finCounter counts the Framing calls of a stream.
+type finCounter struct {
+	nopHandler
+	framing []Reason
+}
+
+func (h *finCounter) Framing(r Reason) { h.framing = append(h.framing, r) }
+
+// A direction that ends (FIN) inside a message is a framing error
+// (truncated), counted once, whether the FIN comes with the last bytes or
+// on its own; one that ends between messages or out of sync is not.
+func TestStreamTruncatedAtFIN(t *testing.T) {
+	m := goldenOCRQ
+	for _, cut := range []int{1, 11, 12, len(m) / 2, len(m) - 1, len(m)} {
+		for _, sep := range []bool{false, true} {
+			h := &finCounter{}
+			var s Stream
+			s.Segment(1000, true, false, nil, h)
+			s.Segment(1001, false, !sep, append([]byte(nil), m[:cut]...), h)
+			if sep {
+				s.Segment(1001+uint32(cut), false, true, nil, h)
+				s.Segment(1001+uint32(cut), false, true, nil, h) // retransmitted FIN
+			}
+			want := []Reason{ReasonTruncated}
+			if cut == len(m) {
+				want = nil
+			}
+			if fmt.Sprint(h.framing) != fmt.Sprint(want) {
+				t.Errorf("cut at %d, FIN apart %v: Framing %v, want %v", cut, sep, h.framing, want)
+			}
+		}
+	}
+	h := &finCounter{}
+	var s Stream
+	s.Segment(1000, true, false, nil, h)
+	s.Segment(1001, false, true, []byte{9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 0x1a}, h)
+	if len(h.framing) != 1 {
+		t.Errorf("garbage then FIN: Framing %v, want one (the garbage)", h.framing)
+	}
+}
+
+// A reset ends a message cut short just as a FIN does, counted once.
+func TestStreamTruncatedAtReset(t *testing.T) {
+	h := &finCounter{}
+	var s Stream
+	s.Segment(1000, true, false, nil, h)
+	s.Segment(1001, false, false, append([]byte(nil), goldenOCRQ[:30]...), h)
+	s.Reset(h)
+	s.Reset(h)
+	s.Segment(1031, false, true, nil, h)
+	if fmt.Sprint(h.framing) != fmt.Sprint([]Reason{ReasonTruncated}) {
+		t.Errorf("Framing %v, want one truncated", h.framing)
+	}
+	h = &finCounter{}
+	var s2 Stream
+	s2.Segment(1000, true, false, nil, h)
+	s2.Segment(1001, false, false, append([]byte(nil), goldenOCRQ...), h)
+	s2.Reset(h)
+	if len(h.framing) != 0 {
+		t.Errorf("reset between messages: Framing %v, want none", h.framing)
+	}
+}

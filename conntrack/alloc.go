@@ -188,8 +188,8 @@ func (t *Table) settle(k *Call, result byte, now int64) byte {
 		st = StateClosing // one FIN or StopCCRQ seen already
 	}
 	t.setState(k, st, now)
-	t.indexOut(k)
 	k.ppp.watch.Store(true) // policy.go: its PPP negotiation is still to come
+	t.indexOut(k)           // after watch: fastpath.go reads it
 	t.Counters.CallsSetUp.Add(1)
 	t.obs.CallUp(k.view())
 	return result
@@ -221,6 +221,7 @@ func (t *Table) indexOut(k *Call) {
 	key := outKey{k.Inside, k.Peer, k.PeerID}
 	if old := t.byOut[key]; old != nil && old != k {
 		old.inOutIndex = false
+		t.fastDown(old)
 	}
 	t.byOut[key] = k
 	k.inOutIndex = true
@@ -231,10 +232,12 @@ func (t *Table) indexOut(k *Call) {
 		// ICMP errors quote the translated packet: (public, peer, peer's ID).
 		t.byPublic[outKey{k.Public, k.Peer, k.PeerID}] = k
 	}
+	t.fastUp(k) // fastpath.go
 }
 
 func (t *Table) unindexOut(k *Call) {
 	if k.inOutIndex {
+		t.fastDown(k) // fastpath.go
 		delete(t.byOut, outKey{k.Inside, k.Peer, k.PeerID})
 		k.inOutIndex = false
 		if key := (outKey{k.Inside, k.Peer, k.InsideID}); k.identity && t.identIn[key] == k {

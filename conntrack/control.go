@@ -55,7 +55,10 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 	t.mu.RUnlock()
 	var spec ConnSpec
 	resolved := false
-	if c == nil || (c.ended != 0 && seg.SYN && !seg.ACK) {
+	// A SYN or SYN-ACK on the ports of an ended connection starts a new
+	// one (ports are reused, e.g. after a RST): the SYN usually cannot be
+	// resolved yet (its kernel entry is unconfirmed), the SYN-ACK can.
+	if c == nil || (c.ended != 0 && seg.SYN) {
 		if seg.RST || (seg.FIN && len(seg.Payload) == 0) {
 			return ControlResult{}
 		}
@@ -69,7 +72,7 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c = t.conns[key]
-	if c != nil && c.ended != 0 && seg.SYN && !seg.ACK && resolved {
+	if c != nil && c.ended != 0 && seg.SYN && resolved && !(seg.ACK && c.synDup(seg)) {
 		// A new connection on the same ports after the old one ended.
 		t.removeConn(c)
 		c = nil
@@ -118,6 +121,8 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 	res.Modified, res.Sum = sr.Modified, sr.Sum
 	switch {
 	case seg.RST:
+		c.out.Reset(&c.hOut) // a message cut short by the reset is counted
+		c.in.Reset(&c.hIn)
 		t.endConn(c, now, "rst")
 	case c.out.FinSeen() && c.in.FinSeen():
 		t.endConn(c, now, "fin")
@@ -125,6 +130,15 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 		t.closing(c)
 	}
 	return res
+}
+
+// synDup reports a SYN-ACK that repeats the one its sender's direction
+// started with (a retransmission, not a new connection on the same ports).
+func (c *Conn) synDup(seg *Segment) bool {
+	if seg.Src == c.Inside {
+		return c.out.IsISN(seg.Seq)
+	}
+	return c.in.IsISN(seg.Seq)
 }
 
 func (t *Table) newConn(key connKey, spec ConnSpec) *Conn {

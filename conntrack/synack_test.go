@@ -72,3 +72,60 @@ func TestFirstSeenAtSYNACK(t *testing.T) {
 		})
 	}
 }
+
+// oddResolver refuses every other question, starting with the first: each
+// connection's SYN is unresolvable, its SYN-ACK resolves.
+type oddResolver struct {
+	fakeResolver
+	asked atomic.Int32
+}
+
+func (r *oddResolver) Resolve(src, dst conntrack.Endpoint) (conntrack.ConnSpec, bool) {
+	if r.asked.Add(1)%2 == 1 {
+		return conntrack.ConnSpec{}, false
+	}
+	return r.fakeResolver.Resolve(src, dst)
+}
+
+// TestPortReuseAfterReset: a new connection on the ports of one that ended
+// (reset) within --close-linger is a new connection from its SYN-ACK on:
+// its opener's data is walked from its first byte, not taken for bytes
+// beyond a gap (dropped) or retransmissions (never walked) of the old one.
+func TestPortReuseAfterReset(t *testing.T) {
+	for _, isn := range []uint32{500000, 0x80000000} { // ahead of, and behind, the old stream
+		tbl := conntrack.New(conntrack.Limits{}, nil)
+		res := &oddResolver{}
+		f := pnsFlow(t, tbl, res, cli1, 40000, pac1)
+		f.noCheck = true
+		f.open(dirOut)
+		f.noCheck = false
+		f.send(dirOut, sccrq())
+		f.rst(dirOut)
+		// The old SYN-ACK again (a retransmission): no new connection.
+		dup := &conntrack.Segment{Src: f.ends[dirIn], Dst: f.ends[dirOut], Seq: 0xFFFFFF00, Ack: 1001, SYN: true, ACK: true}
+		res.asked.Store(1) // resolvable, as a SYN-ACK is
+		if r := tbl.Control(dup, f.now, res); !r.Tracked {
+			t.Errorf("ISN %d: the duplicate SYN-ACK not tracked", isn)
+		}
+		res.asked.Store(0) // the next SYN is refused again
+		if got := tbl.Counters.ConnsOpened.Load(); got != 1 {
+			t.Errorf("ISN %d: %d connections opened after a duplicate SYN-ACK, want 1", isn, got)
+		}
+		g := pnsFlow(t, tbl, res, cli1, 40000, pac1)
+		g.next = [2]uint32{isn, 7777}
+		g.noCheck = true
+		g.open(dirOut)
+		g.noCheck = false
+		g.send(dirOut, sccrq())
+		if !g.last.Tracked || g.last.Drop {
+			t.Fatalf("ISN %d: the new connection's SCCRQ: %+v", isn, g.last)
+		}
+		if got := tbl.Counters.ControlMessages.Load(); got != 2 {
+			t.Errorf("ISN %d: control messages = %d, want 2", isn, got)
+		}
+		g.pnsCall(7, 99)
+		if got := tbl.Counters.ConnsOpened.Load(); got != 2 {
+			t.Errorf("ISN %d: %d connections opened, want 2", isn, got)
+		}
+	}
+}

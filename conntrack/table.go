@@ -128,6 +128,10 @@ type Table struct {
 	policy         atomic.Pointer[Policy]
 	policyCleared  atomic.Uint64
 	controlDeniedN atomic.Uint64
+	// fastpath.go: the kernel fast path, and calls waiting for the end of
+	// their PPP negotiation before they reach it.
+	fast     FastPath
+	fastWait map[*Call]struct{}
 }
 
 // New returns an empty table.

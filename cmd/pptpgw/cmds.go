@@ -11,6 +11,7 @@ import (
 
 	"github.com/pptpgw/pptpgw/cmd/pptpgw/admin"
 	"github.com/pptpgw/pptpgw/cmd/pptpgw/config"
+	"github.com/pptpgw/pptpgw/nat/nft"
 	"github.com/pptpgw/pptpgw/nat/rules"
 )
 
@@ -46,6 +47,12 @@ func cmdRules(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "installed %d chains and %d rules\n", len(rep.Chains), len(rep.Rules))
 	case config.RulesRemove:
 		if err := rules.Remove(ipt); err != nil {
+			fmt.Fprintf(stderr, "pptpgw rules remove: %v\n", err)
+			return 1
+		}
+		// The kernel GRE fast path's table (--gre-path kernel) goes too;
+		// a host without nf_tables has none.
+		if _, err := nft.RemoveTable(); err != nil && nft.Available() {
 			fmt.Fprintf(stderr, "pptpgw rules remove: %v\n", err)
 			return 1
 		}

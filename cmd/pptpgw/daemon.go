@@ -20,6 +20,7 @@ import (
 	"github.com/pptpgw/pptpgw/nat"
 	"github.com/pptpgw/pptpgw/nat/ctnl"
 	"github.com/pptpgw/pptpgw/nat/nfq"
+	"github.com/pptpgw/pptpgw/nat/nft"
 	"github.com/pptpgw/pptpgw/nat/rules"
 )
 
@@ -42,6 +43,7 @@ type daemon struct {
 	ctlFirst uint16
 	ctlLast  uint16
 	markBit  uint32
+	fast     *nft.Manager // --gre-path kernel (fastpath.go)
 }
 
 func limitsOf(r config.Reloadable) conntrack.Limits {
@@ -65,10 +67,6 @@ func cmdRun(args []string, stderr *os.File) int {
 		return 2
 	}
 	defer log.Sync()
-	if cfg.GREPath == config.GREPathKernel {
-		fmt.Fprintln(stderr, "pptpgw run: --gre-path kernel: not available in this version, use --gre-path queue")
-		return 1
-	}
 	d := &daemon{cfg: cfg, log: log, level: level, started: time.Now()}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -144,6 +142,9 @@ func (d *daemon) start(ctx context.Context) error {
 		return err
 	}
 	if d.greQ, err = nfq.Open(ctx, nfq.Config{Queue: greFirst, Queues: uint16(cfg.Queues), Logger: d.log.Named("nfq")}, d.handle); err != nil {
+		return err
+	}
+	if err := d.startFastPath(ctx); err != nil { // fastpath.go
 		return err
 	}
 	reg := newRegistry(d)
@@ -285,6 +286,7 @@ func (d *daemon) stop() {
 			q.Close()
 		}
 	}
+	d.stopFastPath() // fastpath.go
 	if d.table != nil {
 		d.snapshot()
 	}
@@ -324,6 +326,7 @@ func (d *daemon) Stats() map[string]uint64 {
 	s["gre_out"] = e.Count(nat.ReasonGREOut)
 	s["gre_dropped_unknown_call"] = e.Count(nat.ReasonUnknownCall)
 	s["gre_dropped_refused_call"] = e.Count(nat.ReasonRefusedCall)
+	d.fastPathStats(s) // fastpath.go
 	s["queue_drops"] = queueDrops(d.ctlFirst, d.ctlFirst+2*uint16(d.cfg.Queues)-1)
 	for _, q := range []*nfq.Runner{d.ctlQ, d.greQ} {
 		qs := q.Stats()

@@ -4,12 +4,17 @@ package lab
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -279,4 +284,47 @@ func (n *NS) Do(f func() error) error {
 		errc <- ferr
 	}()
 	return <-errc
+}
+
+// Healthz asks the admin socket's GET /healthz and returns nil on "200 ok".
+func (g *Gateway) Healthz() error {
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", g.AdminSocket)
+		}}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get("http://pptpgw/healthz")
+	if err != nil {
+		return fmt.Errorf("GET /healthz: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "ok" {
+		return fmt.Errorf("GET /healthz: %s %q", resp.Status, body)
+	}
+	return nil
+}
+
+// RSS returns the daemon's resident set size (VmRSS of /proc/PID/status)
+// in bytes.
+func (g *Gateway) RSS() (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.Pid()))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) != 2 || f[1] != "kB" {
+				break
+			}
+			kb, err := strconv.ParseUint(f[0], 10, 64)
+			if err != nil {
+				return 0, err
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", g.Pid())
 }

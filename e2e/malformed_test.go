@@ -1,0 +1,401 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pptpgw/pptpgw/alg"
+	"github.com/pptpgw/pptpgw/e2e/lab"
+)
+
+// The hardening barrage: every kind of bad control message and bad GRE v1
+// header, sent in the middle of two live calls, by an inside host and by
+// an outside one, in both gateway roles (PNS inside behind MASQUERADE, PAC
+// inside behind a port-forward). Each is counted by its reason, the daemon
+// stays up, and the live calls' LCP echoes carry on.
+
+// ctrlCase is the bytes one control connection carries before its FIN.
+type ctrlCase struct {
+	name string
+	data []byte
+}
+
+// malformedCtrlCases are the bad control streams; each makes exactly one
+// framing error (stats "malformed").
+func malformedCtrlCases() []ctrlCase {
+	var cs []ctrlCase
+	full := func(typ int) []byte {
+		m := ctrlMsg(alg.RFCLength(alg.MsgType(typ)), uint16(typ))
+		if typ == msgSCCRQ {
+			m = sccrq()
+		}
+		return m
+	}
+	// Every type cut short, then FIN: the message never completes.
+	for typ := 1; typ <= 15; typ++ {
+		m := full(typ)
+		seen := map[int]bool{}
+		for _, cut := range []int{1, 11, 12, len(m) / 2, len(m) - 1} {
+			if seen[cut] {
+				continue
+			}
+			seen[cut] = true
+			cs = append(cs, ctrlCase{fmt.Sprintf("type %d cut at %d/%d", typ, cut, len(m)), m[:cut]})
+		}
+	}
+	withLen := func(m []byte, n int) []byte { binary.BigEndian.PutUint16(m, uint16(n)); return m }
+	badCookie := sccrq()
+	binary.BigEndian.PutUint32(badCookie[4:], 0xDEADBEEF)
+	mgmt := sccrq()
+	binary.BigEndian.PutUint16(mgmt[2:], 2) // PPTP Message Type 2: management
+	garbage := make([]byte, 64)
+	for i := range garbage {
+		garbage[i] = 0xAA
+	}
+	cs = append(cs,
+		ctrlCase{"oversized length (SCCRQ 157)", append(withLen(sccrq(), 157), 0)},
+		ctrlCase{"oversized length (echo request 400)", append(withLen(ctrlMsg(16, 5), 400), make([]byte, 384)...)},
+		ctrlCase{"bad cookie", badCookie},
+		ctrlCase{"management message", mgmt},
+		ctrlCase{"type 0", ctrlMsg(156, 0)},
+		ctrlCase{"type 16", ctrlMsg(156, 16)},
+		ctrlCase{"type 255", ctrlMsg(156, 255)},
+		ctrlCase{"type 65535", ctrlMsg(156, 65535)},
+		ctrlCase{"length 0", withLen(sccrq(), 0)},
+		ctrlCase{"length 1", withLen(sccrq(), 1)},
+		ctrlCase{"length 11", withLen(sccrq(), 11)},
+		ctrlCase{"length 65535", withLen(sccrq(), 65535)},
+		ctrlCase{"garbage after a valid SCCRQ", append(sccrq(), garbage...)},
+	)
+	return cs
+}
+
+// rawControlFIN connects from ns (address local) to server:1723, writes
+// data, half-closes (FIN) and waits up to 3 s for the server to close. A
+// message cut short counts as malformed whether the FIN or the server's
+// RST ends it.
+func rawControlFIN(ns *lab.NS, local, server string, data []byte) error {
+	var c net.Conn
+	err := ns.Do(func() (err error) {
+		// pptpd accepts slowly (a fork per connection): on a loaded
+		// machine a SYN may wait for a couple of retransmissions.
+		d := net.Dialer{Timeout: 15 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+		c, err = d.Dial("tcp4", net.JoinHostPort(server, "1723"))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.Write(data); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	// The server may have reset the connection already (pptpd closes on a
+	// first message it does not like, its bytes unread): then no FIN.
+	c.(*net.TCPConn).CloseWrite()
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	io.Copy(io.Discard, c)
+	return nil
+}
+
+// sendCtrlCases runs every case on a connection of its own, a few at a time.
+func sendCtrlCases(t *testing.T, ns *lab.NS, local, server string, cases []ctrlCase) {
+	t.Helper()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	errs := make(chan error, len(cases))
+	for _, c := range cases {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := rawControlFIN(ns, local, server, c.data); err != nil {
+				errs <- fmt.Errorf("%s: %w", c.name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// greCase is one crafted GRE packet (the IP payload) and whether the
+// gateway's rules queue it to the daemon: the u32 match only takes version
+// 1 with protocol 0x880B in the first 4 bytes (DESIGN.md), so other
+// versions and protocols, and headers shorter than 4 bytes, stay with the
+// kernel and are never counted by pptpgw.
+type greCase struct {
+	name   string
+	b      []byte
+	queued bool
+}
+
+// malformedGRECases builds the bad GRE v1 headers around a valid one for
+// callID (K, S and A set: a 16-byte header).
+func malformedGRECases(callID uint16) []greCase {
+	valid := func() []byte {
+		b := greV1(callID, 1)
+		b[1] |= 0x80 // A: an acknowledgment number follows the sequence number
+		return append(b[:12:12], append([]byte{0, 0, 0, 1}, b[12:]...)...)
+	}
+	var cs []greCase
+	flag := func(name string, f func(b []byte)) {
+		b := valid()
+		f(b)
+		cs = append(cs, greCase{name, b, true})
+	}
+	flag("C", func(b []byte) { b[0] |= 0x80 })
+	flag("R", func(b []byte) { b[0] |= 0x40 })
+	flag("s", func(b []byte) { b[0] |= 0x08 })
+	for r := byte(1); r <= 7; r++ {
+		flag(fmt.Sprintf("recur %d", r), func(b []byte) { b[0] |= r })
+	}
+	for _, bit := range []byte{0x08, 0x10, 0x20, 0x40} {
+		flag(fmt.Sprintf("flags bit 0x%02x", bit), func(b []byte) { b[1] |= bit })
+	}
+	flag("K missing", func(b []byte) { b[0] &^= 0x20 })
+	flag("C R s recur 7, K missing", func(b []byte) { b[0] = 0xDF &^ 0x20 })
+	for n := 0; n < 16; n++ {
+		cs = append(cs, greCase{fmt.Sprintf("header cut at %d", n), valid()[:n], n >= 4})
+	}
+	for _, v := range []byte{0, 2, 3, 4, 5, 6, 7} {
+		b := valid()
+		b[1] = b[1]&^0x07 | v
+		cs = append(cs, greCase{fmt.Sprintf("version %d", v), b, false})
+	}
+	for _, p := range []uint16{0x0800, 0x0000, 0x880A, 0x6558} {
+		b := valid()
+		binary.BigEndian.PutUint16(b[2:], p)
+		cs = append(cs, greCase{fmt.Sprintf("protocol 0x%04x", p), b, false})
+	}
+	return cs
+}
+
+// sendGREPayloads sends each payload reps times from ns (address src) to
+// dst through a raw GRE socket.
+func sendGREPayloads(ns *lab.NS, src, dst string, cases []greCase, reps int) error {
+	var c *net.IPConn
+	err := ns.Do(func() (err error) {
+		c, err = net.ListenIP("ip4:gre", &net.IPAddr{IP: net.ParseIP(src)})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("GRE socket in %s: %w", ns.Name, err)
+	}
+	defer c.Close()
+	to := &net.IPAddr{IP: net.ParseIP(dst)}
+	for range reps {
+		for _, k := range cases {
+			if _, err := c.WriteToIP(k.b, to); err != nil {
+				return fmt.Errorf("send GRE %s: %w", k.name, err)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+// barrage is one side's view of the malformed-input run.
+type barrage struct {
+	l        *lab.Lab
+	gw       *lab.Gateway
+	srv      *lab.PPTPD
+	ends     []end
+	calls    []lab.GWCall
+	ctrlFrom *lab.NS // the host sending bad control messages
+	ctrlSrc  string  // its address
+	ctrlDst  string  // where it sends them (the server, or the public address)
+	// GRE: inbound from the outside end of a live call to the public
+	// address, for its outer Call ID; outbound from the inside end of a
+	// live call to its peer, for the peer's Call ID.
+	inNS, outNS *lab.NS
+	// The GRE the rules do not queue (other versions and protocols, cut
+	// before 4 bytes) reaches the gateway's own stack, which answers with
+	// ICMP protocol-unreachable; the peer's pptpd reads that as an error on
+	// its GRE socket and ends every call with the gateway. So those go to
+	// the public address from another host (strayNS, address straySrc).
+	strayNS  *lab.NS
+	straySrc string
+}
+
+const greReps = 3
+
+func (b *barrage) run(t *testing.T) {
+	l, gw := b.l, b.gw
+	first := waitEchoes(l, "LCP opened and echoes answered on both ends of 2 calls", b.ends, b.srv, 1, 20*time.Second)
+	st := gw.MustStats()
+
+	ctrl := malformedCtrlCases()
+	sendCtrlCases(t, b.ctrlFrom, b.ctrlSrc, b.ctrlDst, ctrl)
+
+	call := b.calls[0]
+	inCases := malformedGRECases(call.OuterCallID)
+	outCases := malformedGRECases(call.PeerCallID)
+	var inQueued, inStray []greCase
+	for _, k := range inCases {
+		if k.queued {
+			inQueued = append(inQueued, k)
+		} else {
+			inStray = append(inStray, k)
+		}
+	}
+	if err := sendGREPayloads(b.inNS, call.PeerAddr, call.PublicAddr, inQueued, greReps); err != nil {
+		t.Fatal(err)
+	}
+	if err := sendGREPayloads(b.strayNS, b.straySrc, call.PublicAddr, inStray, greReps); err != nil {
+		t.Fatal(err)
+	}
+	if err := sendGREPayloads(b.outNS, call.InsideAddr, call.PeerAddr, outCases, greReps); err != nil {
+		t.Fatal(err)
+	}
+	queued := 0
+	for _, k := range inCases {
+		if k.queued {
+			queued++
+		}
+	}
+	wantGRE := uint64(2 * greReps * queued)
+	wantCtrl := uint64(len(ctrl))
+	var s map[string]uint64
+	l.MustWaitFor("malformed input counted", func() error {
+		s = gw.MustStats()
+		if d := s["malformed"] - st["malformed"]; d < wantCtrl {
+			return fmt.Errorf("malformed rose by %d, want %d", d, wantCtrl)
+		}
+		if d := s["packets_malformed_gre"] - st["packets_malformed_gre"]; d < wantGRE {
+			return fmt.Errorf("packets_malformed_gre rose by %d, want %d", d, wantGRE)
+		}
+		return nil
+	}, 10*time.Second)
+	time.Sleep(500 * time.Millisecond) // anything counted twice would show by now
+	s = gw.MustStats()
+	delta := func(k string) uint64 { return s[k] - st[k] }
+	if d := delta("malformed"); d != wantCtrl {
+		t.Errorf("malformed rose by %d, want exactly %d (one per bad control connection)", d, wantCtrl)
+	}
+	if d := delta("packets_malformed_gre"); d != wantGRE {
+		t.Errorf("packets_malformed_gre rose by %d, want exactly %d", d, wantGRE)
+	}
+	for _, k := range []string{"packets_not_pptp_gre", "packets_truncated", "packets_gre_local",
+		"queue_handler_panics", "queue_verdict_errors", "calls_refused"} {
+		if d := delta(k); d != 0 {
+			t.Errorf("%s rose by %d, want 0", k, d)
+		}
+	}
+	if d := delta("control_conns_opened"); d < wantCtrl {
+		t.Errorf("control_conns_opened rose by %d, want >= %d (every bad connection tracked)", d, wantCtrl)
+	}
+	t.Logf("%d bad control connections, %d bad GRE packets (%d queued to the daemon) each way x %d: "+
+		"malformed +%d, packets_malformed_gre +%d, packets_not_pptp_gre +%d, packets_truncated +%d, control_conns_opened +%d",
+		len(ctrl), len(inCases), queued, greReps, delta("malformed"), delta("packets_malformed_gre"),
+		delta("packets_not_pptp_gre"), delta("packets_truncated"), delta("control_conns_opened"))
+
+	// The daemon is up and answers; the live calls carry on.
+	if done, err := gw.Exited(); done {
+		t.Fatalf("pptpgw exited: %v", err)
+	}
+	if err := gw.Healthz(); err != nil {
+		t.Errorf("after the barrage: %v", err)
+	}
+	rising := waitRising(l, "echo replies still rising on both ends after the barrage", b.ends, b.srv, first, 10*time.Second)
+	after := waitCalls(l, gw, 2, nil, 5*time.Second)
+	for i := range b.calls {
+		if b.calls[i].ID != after[i].ID || after[i].PacketsIn <= b.calls[i].PacketsIn || after[i].PacketsOut <= b.calls[i].PacketsOut {
+			t.Errorf("call changed or stalled: %s -> %s", b.calls[i], after[i])
+		}
+	}
+	for name, cp := range rising {
+		t.Logf("%s: echo replies client %d -> %d, server %d -> %d", name,
+			first[name].client.EchoRepRecv, cp.client.EchoRepRecv, first[name].server.EchoRepRecv, cp.server.EchoRepRecv)
+	}
+	if st := gw.MustStats(); st["calls_active"] != 2 {
+		t.Errorf("calls_active = %d, want 2", st["calls_active"])
+	}
+}
+
+// TestMalformedPNSInside: a pptp-linux and a pptpcli call through the
+// MASQUERADE gateway; an inside host sends the bad control messages to
+// the server (and the GRE the rules leave to the kernel to the public
+// address), the server end sends bad GRE to the public address, the
+// inside end of a live call sends bad GRE to the server.
+func TestMalformedPNSInside(t *testing.T) {
+	t.Parallel()
+	tp := newGWTopo(t, 3)
+	l := tp.l
+	gw := tp.gw.StartGateway(lab.GatewayConfig{InstallRules: true, LogLevel: "info"})
+	srv := tp.srv.StartPPTPD(lab.PPTPDConfig{})
+	c1 := tp.clients[0].StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(0)})
+	c2 := tp.clients[1].StartPPTPCli(lab.PPTPCliConfig{Server: serverIP, Local: clientIP(1), CallID: 1000})
+	ends := []end{{"pptp1", c1.Status}, {"pptpcli1", c2.Status}}
+	waitEchoes(l, "LCP opened", ends, srv, 1, 20*time.Second)
+	calls := waitCalls(l, gw, 2, trafficBothWays, 5*time.Second)
+	var liveNS *lab.NS
+	for i, c := range tp.clients[:2] {
+		if clientIP(i) == calls[0].InsideAddr {
+			liveNS = c
+		}
+	}
+	if liveNS == nil {
+		t.Fatalf("no client namespace for %s", calls[0])
+	}
+	b := &barrage{l: l, gw: gw, srv: srv, ends: ends, calls: calls,
+		ctrlFrom: tp.clients[2], ctrlSrc: clientIP(2), ctrlDst: serverIP,
+		inNS: tp.srv, outNS: liveNS, strayNS: tp.clients[2], straySrc: clientIP(2)}
+	b.run(t)
+}
+
+// TestMalformedPACInside: pptpd behind a port-forward, called by an
+// outside pptp-linux and an outside pptpcli; a third outside host sends
+// the bad control messages to the public address (DNATed to pptpd), and
+// the GRE the rules leave to the kernel; the outside end of a live call sends bad GRE to the public address, pptpd's
+// host sends bad GRE to that peer.
+func TestMalformedPACInside(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t)
+	gwNS, srvNS := l.AddNS("gw"), l.AddNS("srv")
+	const inServer = "192.168.1.10"
+	outside := []string{"198.51.100.10", "198.51.100.11", "198.51.100.12"}
+	l.Link(gwNS, "lan", "192.168.1.1/24", srvNS, "eth0", inServer+"/24")
+	srvNS.DefaultRoute("192.168.1.1")
+	gwNS.AddBridge("wan", publicIP+"/24")
+	var outs []*lab.NS
+	for i, a := range outside {
+		o := l.AddNS(fmt.Sprintf("o%d", i+1))
+		l.LinkToBridge(o, "eth0", a+"/24", gwNS, "wan", fmt.Sprintf("wan%d", i+1))
+		outs = append(outs, o)
+	}
+	gwNS.EnableForwarding()
+	gwNS.MustRun("iptables", "-t", "nat", "-A", "PREROUTING", "-d", publicIP, "-p", "tcp", "--dport", "1723",
+		"-j", "DNAT", "--to-destination", inServer)
+	gwNS.MustRun("iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE")
+	gw := gwNS.StartGateway(lab.GatewayConfig{InstallRules: true, LogLevel: "info"})
+	srv := srvNS.StartPPTPD(lab.PPTPDConfig{})
+	c1 := outs[0].StartPPTPClient(lab.PPTPClientConfig{Server: publicIP, LocalBind: outside[0]})
+	c2 := outs[1].StartPPTPCli(lab.PPTPCliConfig{Server: publicIP, Local: outside[1], CallID: 7})
+	ends := []end{{"pptp1", c1.Status}, {"pptpcli1", c2.Status}}
+	waitEchoes(l, "LCP opened", ends, srv, 1, 20*time.Second)
+	calls := waitCalls(l, gw, 2, trafficBothWays, 5*time.Second)
+	var peerNS *lab.NS
+	for i, a := range outside[:2] {
+		if a == calls[0].PeerAddr {
+			peerNS = outs[i]
+		}
+	}
+	if peerNS == nil || calls[0].Role != "pac-inside" {
+		t.Fatalf("no outside namespace for %s", calls[0])
+	}
+	b := &barrage{l: l, gw: gw, srv: srv, ends: ends, calls: calls,
+		ctrlFrom: outs[2], ctrlSrc: outside[2], ctrlDst: publicIP,
+		inNS: peerNS, outNS: srvNS, strayNS: outs[2], straySrc: outside[2]}
+	b.run(t)
+}

@@ -1,0 +1,177 @@
+//go:build e2e
+
+package nft
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pptpgw/pptpgw/conntrack"
+	"github.com/pptpgw/pptpgw/nat/internal/nstest"
+)
+
+// fakeSource is a call table of fixed calls.
+type fakeSource struct {
+	mu    sync.Mutex
+	calls []conntrack.GREMap
+	f     conntrack.FastPath
+	got   map[bool][2]uint64 // in -> packets, bytes
+}
+
+func (s *fakeSource) SetFastPath(f conntrack.FastPath) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.f = f
+	if f != nil {
+		for _, c := range s.calls {
+			f.MapAdd(c)
+		}
+	}
+}
+func (s *fakeSource) PromoteFastPath() {}
+func (s *fakeSource) KernelGRE(m conntrack.GREMap, in bool, p, b uint64, now int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.got[in]
+	s.got[in] = [2]uint64{v[0] + p, v[1] + b}
+}
+func (s *fakeSource) counts(in bool) [2]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.got[in]
+}
+
+func addr(s string) conntrack.Addr { return conntrack.AddrFrom(netip.MustParseAddr(s)) }
+
+// greV1 is a GRE v1 header with key, an optional sequence number and ack.
+func greV1(callID uint16, seq, ack bool) []byte {
+	b := []byte{0x20, 0x01, 0x88, 0x0b, 0, 0, byte(callID >> 8), byte(callID)}
+	if seq {
+		b[0] |= 0x10
+		b = binary.BigEndian.AppendUint32(b, 7)
+	}
+	if ack {
+		b[1] |= 0x80
+		b = binary.BigEndian.AppendUint32(b, 3)
+	}
+	if seq {
+		b = append(b, 0xff, 0x03, 0xc0, 0x21)
+		binary.BigEndian.PutUint16(b[4:], 4)
+	}
+	return b
+}
+
+func rawGRE(t *testing.T, ns string) int {
+	t.Helper()
+	var fd int
+	var err error
+	nstest.InNS(t, ns, func() { fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_GRE) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	tv := unix.NsecToTimeval(int64(300 * time.Millisecond))
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	return fd
+}
+
+func send(t *testing.T, fd int, dst string, pkt []byte) {
+	t.Helper()
+	if err := unix.Sendto(fd, pkt, 0, &unix.SockaddrInet4{Addr: netip.MustParseAddr(dst).As4()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// recvGRE returns the source, destination and Call ID of the GRE packets
+// fd receives until it times out.
+func recvGRE(fd int) []string {
+	var got []string
+	buf := make([]byte, 2048)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			return got
+		}
+		p := buf[:n]
+		ihl := int(p[0]&0xf) * 4
+		src, dst := netip.AddrFrom4([4]byte(p[12:16])), netip.AddrFrom4([4]byte(p[16:20]))
+		got = append(got, src.String()+">"+dst.String()+"/"+strconv.Itoa(int(binary.BigEndian.Uint16(p[ihl+6:]))))
+	}
+}
+
+// TestFastPathKernel: the table Start creates translates the GRE of a
+// mapped call both ways in the kernel (data, ack-only, seq-less), leaves
+// unknown Call IDs alone, counts per element, and follows MapDel and Stop.
+func TestFastPathKernel(t *testing.T) {
+	nstest.NeedRoot(t)
+	c, gw, srv := nstest.NewNS(t, "nftc"), nstest.NewNS(t, "nftg"), nstest.NewNS(t, "nfts")
+	nstest.Link(t, c, "eth0", "192.168.1.10/24", gw, "lan", "192.168.1.1/24")
+	nstest.Link(t, gw, "wan", "198.51.100.1/24", srv, "eth0", "198.51.100.2/24")
+	nstest.Sh(t, "ip", "-n", c, "route", "add", "default", "via", "192.168.1.1")
+	nstest.Sh(t, "ip", "netns", "exec", gw, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+
+	call := conntrack.GREMap{Peer: addr("198.51.100.2"), OuterID: 16384, Public: addr("198.51.100.1"),
+		Inside: addr("192.168.1.10"), InsideID: 4660, PeerID: 128}
+	src := &fakeSource{calls: []conntrack.GREMap{call}, got: map[bool][2]uint64{}}
+	m := New(Config{MarkBit: 0x10000000, Poll: 100 * time.Millisecond, NetNS: nstest.FD(t, gw)})
+	if err := m.Start(t.Context(), src); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop(true)
+	list := nstest.Sh(t, "ip", "netns", "exec", gw, "nft", "list", "table", "ip", TableName)
+	for _, want := range []string{"198.51.100.2 . 16384", "192.168.1.10 . 198.51.100.2 . 128", "priority raw - 1", "priority mangle - 1"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("nft list table: no %q:\n%s", want, list)
+		}
+	}
+	t.Logf("nft list table ip %s:\n%s", TableName, list)
+	cfd, sfd := rawGRE(t, c), rawGRE(t, srv)
+	send(t, sfd, "198.51.100.1", greV1(16384, true, true))
+	send(t, sfd, "198.51.100.1", greV1(16384, false, true))
+	send(t, sfd, "198.51.100.1", greV1(16384, true, false))
+	send(t, sfd, "198.51.100.1", greV1(999, true, true)) // unknown: not translated, not forwarded
+	got := strings.Join(recvGRE(cfd), " ")
+	if want := strings.Repeat("198.51.100.2>192.168.1.10/4660 ", 3); got+" " != want {
+		t.Errorf("inside received %q, want %q", got, want)
+	}
+	send(t, cfd, "198.51.100.2", greV1(128, true, true))
+	send(t, cfd, "198.51.100.2", greV1(128, false, true))
+	got = strings.Join(recvGRE(sfd), " ")
+	if want := "198.51.100.1>198.51.100.2/128 198.51.100.1>198.51.100.2/128"; got != want {
+		t.Errorf("server received %q, want %q", got, want)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for (src.counts(true)[0] != 3 || src.counts(false)[0] != 2) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if in, out := src.counts(true), src.counts(false); in[0] != 3 || out[0] != 2 || in[1] == 0 || out[1] == 0 {
+		t.Errorf("counters credited: in %v out %v, want 3 and 2 packets", in, out)
+	}
+	// A call torn down: its elements go, its GRE is no longer translated.
+	m.MapDel(call)
+	deadline = time.Now().Add(3 * time.Second)
+	for m.Stats().Elements != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	list = nstest.Sh(t, "ip", "netns", "exec", gw, "nft", "list", "table", "ip", TableName)
+	if strings.Contains(list, "16384") || strings.Contains(list, "192.168.1.10") {
+		t.Errorf("elements left after MapDel:\n%s", list)
+	}
+	send(t, sfd, "198.51.100.1", greV1(16384, true, true))
+	if got := recvGRE(cfd); len(got) != 0 {
+		t.Errorf("inside received %v after MapDel", got)
+	}
+	if err := m.Stop(true); err != nil {
+		t.Fatal(err)
+	}
+	if out := nstest.Sh(t, "ip", "netns", "exec", gw, "nft", "list", "tables"); strings.Contains(out, TableName) {
+		t.Errorf("table left after Stop(true): %s", out)
+	}
+}
