@@ -145,6 +145,7 @@ func TestNoGrowth(t *testing.T) {
 		n = 10000
 	}
 	goroutines := runtime.NumGoroutine()
+	var heapWarm uint64
 	tbl := newTable(conntrack.Limits{MaxCalls: 50, MaxCallsPerInside: 40})
 	res := &fakeResolver{}
 	const perConn = 100
@@ -197,6 +198,9 @@ func TestNoGrowth(t *testing.T) {
 		}
 		now = now.Add(time.Second)
 		tbl.Expire(now)
+		if c == n/perConn/10 {
+			heapWarm = heapInUse()
+		}
 	}
 	// Connections whose end was not seen end on control idle, then linger.
 	now = now.Add(conntrack.DefaultControlIdle)
@@ -222,6 +226,19 @@ func TestNoGrowth(t *testing.T) {
 	if g := runtime.NumGoroutine(); g > goroutines {
 		t.Errorf("goroutines %d -> %d", goroutines, g)
 	}
+	// The heap after all of it is no larger than after the first tenth
+	// (the maps keep their buckets; 4 MiB of slack for the runtime).
+	if h := heapInUse(); h > heapWarm+4<<20 {
+		t.Errorf("heap in use %d KiB after %d setups, %d KiB after a tenth of them", h>>10, n, heapWarm>>10)
+	}
+	runtime.KeepAlive(tbl)
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
 }
 
 func TestGREZeroAllocs(t *testing.T) {
