@@ -233,7 +233,7 @@ func TestGWThreeClients(t *testing.T) {
 	t.Parallel()
 	tp := newGWTopo(t, 3)
 	l := tp.l
-	gw := tp.gw.StartGateway(lab.GatewayConfig{InstallRules: true})
+	gw := tp.gw.StartGateway(lab.GatewayConfig{InstallRules: true, Args: []string{"--gre-path", "queue"}}) // counts GRE the queues see
 	srv := tp.srv.StartPPTPD(lab.PPTPDConfig{})
 	var ends []end
 	for i, c := range tp.clients {
@@ -754,7 +754,7 @@ func TestGWRestart(t *testing.T) {
 	tp := newGWTopo(t, 2)
 	l := tp.l
 	tp.gw.MustPptpgw("rules", "install")
-	gw := tp.gw.StartGateway(lab.GatewayConfig{})
+	gw := tp.gw.StartGateway(lab.GatewayConfig{Args: []string{"--gre-path", "queue"}}) // counts GRE the queues see
 	srv := tp.srv.StartPPTPD(lab.PPTPDConfig{})
 	c1 := tp.clients[0].StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(0)})
 	c2 := tp.clients[1].StartPPTPCli(lab.PPTPCliConfig{Server: serverIP, Local: clientIP(1), CallID: 1000})

@@ -332,7 +332,7 @@ func TestMalformedPNSInside(t *testing.T) {
 	t.Parallel()
 	tp := newGWTopo(t, 3)
 	l := tp.l
-	gw := tp.gw.StartGateway(lab.GatewayConfig{InstallRules: true, LogLevel: "info"})
+	gw := tp.gw.StartGateway(lab.GatewayConfig{InstallRules: true, LogLevel: "info", Args: []string{"--gre-path", "queue"}}) // the queues see the GRE
 	srv := tp.srv.StartPPTPD(lab.PPTPDConfig{})
 	c1 := tp.clients[0].StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(0)})
 	c2 := tp.clients[1].StartPPTPCli(lab.PPTPCliConfig{Server: serverIP, Local: clientIP(1), CallID: 1000})
@@ -378,7 +378,7 @@ func TestMalformedPACInside(t *testing.T) {
 	gwNS.MustRun("iptables", "-t", "nat", "-A", "PREROUTING", "-d", publicIP, "-p", "tcp", "--dport", "1723",
 		"-j", "DNAT", "--to-destination", inServer)
 	gwNS.MustRun("iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE")
-	gw := gwNS.StartGateway(lab.GatewayConfig{InstallRules: true, LogLevel: "info"})
+	gw := gwNS.StartGateway(lab.GatewayConfig{InstallRules: true, LogLevel: "info", Args: []string{"--gre-path", "queue"}}) // the queues see the GRE
 	srv := srvNS.StartPPTPD(lab.PPTPDConfig{})
 	c1 := outs[0].StartPPTPClient(lab.PPTPClientConfig{Server: publicIP, LocalBind: outside[0]})
 	c2 := outs[1].StartPPTPCli(lab.PPTPCliConfig{Server: publicIP, Local: outside[1], CallID: 7})

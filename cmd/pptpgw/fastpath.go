@@ -10,11 +10,13 @@ import (
 	"github.com/pptpgw/pptpgw/nat/nft"
 )
 
-// startFastPath starts the kernel GRE fast path (--gre-path kernel) from
-// the call table as restored; with --gre-path queue it removes a table a
-// kernel run left behind, so the kernel translates nothing on its own.
+// startFastPath starts the kernel GRE fast path (--gre-path kernel, or
+// auto: the default) from the call table as restored; with --gre-path
+// queue it removes a table a kernel run left behind, so the kernel
+// translates nothing on its own. With auto, a table that cannot be created
+// (no nf_tables) leaves GRE to the queues, logged.
 func (d *daemon) startFastPath(ctx context.Context) error {
-	if d.cfg.GREPath != config.GREPathKernel {
+	if d.cfg.GREPath == config.GREPathQueue {
 		if removed, err := nft.RemoveTable(); err != nil {
 			d.log.Debug("no nf_tables fast path to remove", zap.Error(err))
 		} else if removed {
@@ -25,6 +27,10 @@ func (d *daemon) startFastPath(ctx context.Context) error {
 	d.fast = nft.New(nft.Config{MarkBit: d.markBit, Log: d.log.Named("nft")})
 	if err := d.fast.Start(ctx, d.table); err != nil {
 		d.fast = nil
+		if d.cfg.GREPath == config.GREPathAuto {
+			d.log.Warn("no kernel GRE fast path, GRE goes through the queues", zap.Error(err))
+			return nil
+		}
 		return fmt.Errorf("--gre-path kernel: %w (use --gre-path queue where nf_tables is missing)", err)
 	}
 	return nil

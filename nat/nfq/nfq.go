@@ -1,6 +1,8 @@
 // Package nfq runs pptpgw's NFQUEUE sockets: one go-nfqueue socket and
 // receive goroutine per queue of a contiguous range, a Handler per packet
-// and a verdict back to the kernel. It knows nothing of PPTP.
+// and a verdict back to the kernel. go-nfqueue binds the queue; the
+// packets are then read and the verdicts written on the raw socket with
+// no allocation per packet (recv.go, verdict.go). It knows nothing of PPTP.
 package nfq
 
 import (

@@ -33,6 +33,8 @@ type Runner struct {
 type queue struct {
 	num     uint16
 	nf      *nfqueue.Nfqueue
+	vw      *verdictWriter // nil: verdicts through go-nfqueue
+	rd      *reader        // nil: packets through go-nfqueue's loop
 	log     *zap.Logger
 	lastLog atomic.Int64 // unix nanoseconds of the last rate-limited log
 }
@@ -90,6 +92,10 @@ func (r *Runner) bind(ctx context.Context, num uint16, h Handler) (*queue, error
 		return nil, fmt.Errorf("open queue %d: %w", num, err)
 	}
 	q.nf = nf
+	if raw, err := nf.Con.SyscallConn(); err == nil {
+		q.vw = newVerdictWriter(raw, num)
+		q.rd = newReader(raw)
+	}
 	// Without NoENOBUFS a full socket buffer makes Receive fail; with it
 	// the kernel drops quietly and counts in /proc (ReadProcStats).
 	if err := nf.SetOption(netlink.NoENOBUFS, true); err != nil {
@@ -104,7 +110,7 @@ func (r *Runner) bind(ctx context.Context, num uint16, h Handler) (*queue, error
 		nf.Close()
 		return nil, fmt.Errorf("queue %d: set write buffer: %w", num, err)
 	}
-	if err := nf.RegisterWithErrorFunc(ctx, r.hook(q, h), r.errFunc(ctx, q)); err != nil {
+	if err := nf.RegisterWithErrorFunc(ctx, r.hook(ctx, q, h), r.errFunc(ctx, q)); err != nil {
 		nf.Close()
 		return nil, fmt.Errorf("bind queue %d: %w", num, err)
 	}
@@ -112,47 +118,78 @@ func (r *Runner) bind(ctx context.Context, num uint16, h Handler) (*queue, error
 }
 
 // hook adapts the Handler to go-nfqueue, on the queue's receive goroutine.
-func (r *Runner) hook(q *queue, h Handler) nfqueue.HookFunc {
+// After the first packet it keeps that goroutine and reads the socket
+// itself (recv.go) until the context ends.
+func (r *Runner) hook(ctx context.Context, q *queue, h Handler) nfqueue.HookFunc {
 	return func(a nfqueue.Attribute) int {
-		if a.PacketID == nil || a.Payload == nil {
-			return 0
-		}
-		var mark uint32
-		if a.Mark != nil {
-			mark = *a.Mark
-		}
-		r.packets.Add(1)
-		pkt := *a.Payload
-		meta := Meta{HasInDev: a.InDev != nil}
-		if a.Hook != nil {
-			meta.Hook = *a.Hook
-		}
-		v, newMark, modified := r.call(q, h, pkt, mark, meta)
-		var err error
-		switch {
-		case v == Drop:
-			r.dropped.Add(1)
-			err = q.nf.SetVerdict(*a.PacketID, nfqueue.NfDrop)
-		case modified || newMark != mark:
-			opts := make([]nfqueue.VerdictOption, 0, 2)
-			if modified {
-				r.modified.Add(1)
-				opts = append(opts, nfqueue.WithAlteredPacket(pkt))
+		if a.PacketID != nil && a.Payload != nil {
+			var mark uint32
+			if a.Mark != nil {
+				mark = *a.Mark
 			}
-			if newMark != mark {
-				r.marked.Add(1)
-				opts = append(opts, nfqueue.WithMark(newMark))
+			meta := Meta{HasInDev: a.InDev != nil}
+			if a.Hook != nil {
+				meta.Hook = *a.Hook
 			}
-			err = q.nf.SetVerdictWithOption(*a.PacketID, nfqueue.NfAccept, opts...)
-		default:
-			err = q.nf.SetVerdict(*a.PacketID, nfqueue.NfAccept)
+			r.packet(q, h, *a.PacketID, *a.Payload, mark, meta)
 		}
-		if err != nil {
-			r.verdictErrors.Add(1)
-			q.rateLimited(zap.WarnLevel, "verdict failed", zap.Error(err))
+		if q.rd != nil && q.vw != nil {
+			return r.serve(ctx, q, h)
 		}
 		return 0
 	}
+}
+
+// packet runs the handler on one queued packet and sends its verdict.
+func (r *Runner) packet(q *queue, h Handler, id uint32, pkt []byte, mark uint32, meta Meta) {
+	r.packets.Add(1)
+	v, newMark, modified := r.call(q, h, pkt, mark, meta)
+	if v == Drop {
+		r.dropped.Add(1)
+	} else {
+		if modified {
+			r.modified.Add(1)
+		}
+		if newMark != mark {
+			r.marked.Add(1)
+		}
+	}
+	if err := r.verdict(q, id, v, pkt, modified, newMark, newMark != mark); err != nil {
+		r.verdictErrors.Add(1)
+		q.rateLimited(zap.WarnLevel, "verdict failed", zap.Error(err))
+	}
+}
+
+// verdict sends the packet's verdict: encoded into the queue's buffer and
+// written without blocking (no allocation), or, when the socket buffer is
+// full or the raw socket is unavailable, through go-nfqueue, whose send
+// waits up to the write timeout.
+func (r *Runner) verdict(q *queue, id uint32, v Verdict, pkt []byte, modified bool, mark uint32, setMark bool) error {
+	if q.vw != nil && fits(len(pkt)) {
+		var payload []byte
+		if modified && v != Drop {
+			payload = pkt
+		}
+		nv := uint32(nfAccept)
+		if v == Drop {
+			nv, setMark = nfDrop, false
+		}
+		err := q.vw.send(q.vw.encode(id, nv, setMark, mark, payload))
+		if !errors.Is(err, errWouldBlock) {
+			return err
+		}
+	}
+	switch {
+	case v == Drop:
+		return q.nf.SetVerdict(id, nfqueue.NfDrop)
+	case modified && setMark:
+		return q.nf.SetVerdictWithOption(id, nfqueue.NfAccept, nfqueue.WithAlteredPacket(pkt), nfqueue.WithMark(mark))
+	case modified:
+		return q.nf.SetVerdictWithOption(id, nfqueue.NfAccept, nfqueue.WithAlteredPacket(pkt))
+	case setMark:
+		return q.nf.SetVerdictWithOption(id, nfqueue.NfAccept, nfqueue.WithMark(mark))
+	}
+	return q.nf.SetVerdict(id, nfqueue.NfAccept)
 }
 
 // call runs the handler; a panic drops the packet (the queues are

@@ -26,6 +26,7 @@ const (
 
 // Values of --gre-path, --local-gre and the rules actions.
 const (
+	GREPathAuto   = "auto" // kernel where nf_tables works, else queue
 	GREPathQueue  = "queue"
 	GREPathKernel = "kernel"
 
@@ -88,7 +89,7 @@ type Config struct {
 	InstallRules bool         // --install-rules
 	FailOpen     bool         // --fail-open: control queues only
 	Force        bool         // --force: start although the kernel's PPTP helper is attached
-	GREPath      string       // --gre-path: queue or kernel
+	GREPath      string       // --gre-path: auto, queue or kernel
 	PublicIPs    []netip.Addr // --public-ip: explicit public addresses (IPv4), in order, no duplicates
 	LocalGRE     string       // --local-gre: drop or accept
 	MarkBit      uint32       // --mark-bit: exactly one bit set
@@ -118,7 +119,7 @@ func Default() Config {
 			LogLevel:          "info",
 		},
 		Queues:      1,
-		GREPath:     GREPathQueue,
+		GREPath:     GREPathAuto,
 		LocalGRE:    LocalGREDrop,
 		MarkBit:     DefaultMarkBit,
 		AdminSocket: DefaultAdminSocket,

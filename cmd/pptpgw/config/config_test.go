@@ -47,7 +47,7 @@ func TestDefaults(t *testing.T) {
 	if d := cmp.Diff(&want, c, cmpConfig...); d != "" {
 		t.Errorf("defaults (-want +got):\n%s", d)
 	}
-	if want.Queues != 1 || want.MarkBit != 0x10000000 || want.GREPath != "queue" || want.LocalGRE != "drop" ||
+	if want.Queues != 1 || want.MarkBit != 0x10000000 || want.GREPath != "auto" || want.LocalGRE != "drop" ||
 		want.AdminSocket != "/run/pptpgw/admin.sock" || want.StateFile != "/var/lib/pptpgw/state.json" ||
 		want.LogLevel != "info" || want.LogFormat != "json" || want.FailOpen {
 		t.Errorf("defaults differ from DESIGN.md: %+v", want)

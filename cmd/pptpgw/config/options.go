@@ -70,9 +70,9 @@ var options = []*option{
 	{name: "force", usage: "start even though the kernel's PPTP helper is attached", cmds: allRun, from: fromAll,
 		set: func(c *Config, v string) (err error) { c.Force, err = parseBool(v); return err },
 		get: func(c *Config) string { return strconv.FormatBool(c.Force) }},
-	{name: "gre-path", arg: "queue|kernel", usage: "who rewrites GRE: the queues or nf_tables maps", cmds: allRun, from: fromAll,
+	{name: "gre-path", arg: "auto|queue|kernel", usage: "who rewrites GRE: nf_tables maps (kernel), the queues (queue), or kernel where nf_tables works, else queue (auto)", cmds: allRun, from: fromAll,
 		set: func(c *Config, v string) (err error) {
-			c.GREPath, err = parseEnum(v, GREPathQueue, GREPathKernel)
+			c.GREPath, err = parseEnum(v, GREPathAuto, GREPathQueue, GREPathKernel)
 			return err
 		},
 		get: func(c *Config) string { return c.GREPath }},
