@@ -359,21 +359,17 @@ func TestGWSameInsideCallID(t *testing.T) {
 	t.Logf("calls: %s", callList(calls))
 }
 
-// TestGWPACInside: pptpd behind the gateway, TCP 1723 of the public
-// address port-forwarded (DNAT) to it, called by two outside clients.
-//
-//	srv 192.168.1.10 ── lan 192.168.1.1 [gw: pptpgw] wan 198.51.100.1 ─┬─ o1 198.51.100.10 (pptp-linux)
-//	                                                                   └─ o2 198.51.100.11 (pptpcli)
-func TestGWPACInside(t *testing.T) {
-	t.Parallel()
-	l := lab.New(t)
-	gwNS, srvNS := l.AddNS("gw"), l.AddNS("srv")
-	const inServer = "192.168.1.10"
-	outside := []string{"198.51.100.10", "198.51.100.11"}
+// inServer is pptpd's host behind the gateway in the port-forward tests.
+const inServer = "192.168.1.10"
+
+// newPACTopo builds the port-forward topology: pptpd's host behind the
+// gateway, TCP 1723 of the public address DNATed to it, MASQUERADE on the
+// way out, and one namespace per outside address on the WAN bridge.
+func newPACTopo(l *lab.Lab, outside []string) (gwNS, srvNS *lab.NS, outs []*lab.NS) {
+	gwNS, srvNS = l.AddNS("gw"), l.AddNS("srv")
 	l.Link(gwNS, "lan", "192.168.1.1/24", srvNS, "eth0", inServer+"/24")
 	srvNS.DefaultRoute("192.168.1.1")
 	gwNS.AddBridge("wan", publicIP+"/24")
-	var outs []*lab.NS
 	for i, a := range outside {
 		o := l.AddNS(fmt.Sprintf("o%d", i+1))
 		l.LinkToBridge(o, "eth0", a+"/24", gwNS, "wan", fmt.Sprintf("wan%d", i+1))
@@ -383,6 +379,19 @@ func TestGWPACInside(t *testing.T) {
 	gwNS.MustRun("iptables", "-t", "nat", "-A", "PREROUTING", "-d", publicIP, "-p", "tcp", "--dport", "1723",
 		"-j", "DNAT", "--to-destination", inServer)
 	gwNS.MustRun("iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE")
+	return gwNS, srvNS, outs
+}
+
+// TestGWPACInside: pptpd behind the gateway, TCP 1723 of the public
+// address port-forwarded (DNAT) to it, called by two outside clients.
+//
+//	srv 192.168.1.10 ── lan 192.168.1.1 [gw: pptpgw] wan 198.51.100.1 ─┬─ o1 198.51.100.10 (pptp-linux)
+//	                                                                   └─ o2 198.51.100.11 (pptpcli)
+func TestGWPACInside(t *testing.T) {
+	t.Parallel()
+	l := lab.New(t)
+	outside := []string{"198.51.100.10", "198.51.100.11"}
+	gwNS, srvNS, outs := newPACTopo(l, outside)
 	gw := gwNS.StartGateway(lab.GatewayConfig{InstallRules: true})
 	srv := srvNS.StartPPTPD(lab.PPTPDConfig{})
 

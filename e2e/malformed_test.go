@@ -362,22 +362,8 @@ func TestMalformedPNSInside(t *testing.T) {
 func TestMalformedPACInside(t *testing.T) {
 	t.Parallel()
 	l := lab.New(t)
-	gwNS, srvNS := l.AddNS("gw"), l.AddNS("srv")
-	const inServer = "192.168.1.10"
 	outside := []string{"198.51.100.10", "198.51.100.11", "198.51.100.12"}
-	l.Link(gwNS, "lan", "192.168.1.1/24", srvNS, "eth0", inServer+"/24")
-	srvNS.DefaultRoute("192.168.1.1")
-	gwNS.AddBridge("wan", publicIP+"/24")
-	var outs []*lab.NS
-	for i, a := range outside {
-		o := l.AddNS(fmt.Sprintf("o%d", i+1))
-		l.LinkToBridge(o, "eth0", a+"/24", gwNS, "wan", fmt.Sprintf("wan%d", i+1))
-		outs = append(outs, o)
-	}
-	gwNS.EnableForwarding()
-	gwNS.MustRun("iptables", "-t", "nat", "-A", "PREROUTING", "-d", publicIP, "-p", "tcp", "--dport", "1723",
-		"-j", "DNAT", "--to-destination", inServer)
-	gwNS.MustRun("iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE")
+	gwNS, srvNS, outs := newPACTopo(l, outside)
 	gw := gwNS.StartGateway(lab.GatewayConfig{InstallRules: true, LogLevel: "info", Args: []string{"--gre-path", "queue"}}) // the queues see the GRE
 	srv := srvNS.StartPPTPD(lab.PPTPDConfig{})
 	c1 := outs[0].StartPPTPClient(lab.PPTPClientConfig{Server: publicIP, LocalBind: outside[0]})
