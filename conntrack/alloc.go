@@ -47,7 +47,7 @@ func (c *Conn) bucketTaken(b, hi byte) bool {
 func (t *Table) chooseLow(peer Addr, hi, lo byte) (uint16, bool) {
 	for i := 0; i < 256; i++ {
 		id := uint16(hi)<<8 | uint16(lo+byte(i))
-		if t.byOuter[peerIDKey{peer, id}] == nil {
+		if t.byOuter[mkPeerIDKey(peer, id)] == nil {
 			return id, true
 		}
 	}
@@ -81,7 +81,7 @@ func (t *Table) allocCall(c *Conn, mt alg.MsgType, id, outer uint16, now int64) 
 	}
 	c.Role = k.Role
 	if !k.identity {
-		t.byOuter[peerIDKey{k.Peer, outer}] = k
+		t.byOuter[mkPeerIDKey(k.Peer, outer)] = k
 		t.buckets[bucketKey{k.Peer, byte(outer >> 8)}]++
 		k.inIndex = true
 	}
@@ -218,12 +218,12 @@ func (t *Table) indexOut(k *Call) {
 	if !k.hasPeer || k.inOutIndex {
 		return
 	}
-	key := outKey{k.Inside, k.Peer, k.PeerID}
-	if old := t.byOut[key]; old != nil && old != k {
+	if old := t.byOut.get(k.Inside, k.Peer, k.PeerID); old != nil && old != k {
+		t.byOut.del(old)
 		old.inOutIndex = false
 		t.fastDown(old)
 	}
-	t.byOut[key] = k
+	t.byOut.add(k)
 	k.inOutIndex = true
 	if k.identity && k.hasInside {
 		// Forwarded GRE towards an untranslated inside end passes too.
@@ -238,7 +238,7 @@ func (t *Table) indexOut(k *Call) {
 func (t *Table) unindexOut(k *Call) {
 	if k.inOutIndex {
 		t.fastDown(k) // fastpath.go
-		delete(t.byOut, outKey{k.Inside, k.Peer, k.PeerID})
+		t.byOut.del(k)
 		k.inOutIndex = false
 		if key := (outKey{k.Inside, k.Peer, k.InsideID}); k.identity && t.identIn[key] == k {
 			delete(t.identIn, key)
@@ -284,7 +284,7 @@ func (t *Table) endCall(k *Call, reason string) {
 		c.remember(k)
 	}
 	if k.inIndex {
-		key := peerIDKey{k.Peer, k.OuterID}
+		key := mkPeerIDKey(k.Peer, k.OuterID)
 		if t.byOuter[key] == k {
 			delete(t.byOuter, key)
 		}
@@ -310,7 +310,7 @@ func (t *Table) endCall(k *Call, reason string) {
 // pickUp adopts a call named by a peer Call ID field on a connection first
 // seen mid-stream: its IDs pass unchanged, so inside ID = outer ID.
 func (t *Table) pickUp(c *Conn, id uint16, now int64) {
-	if !c.midStream || t.byOuter[peerIDKey{c.Outside.Addr, id}] != nil || !t.room(c.Outside.Addr, byte(id>>8)) {
+	if !c.midStream || t.byOuter[mkPeerIDKey(c.Outside.Addr, id)] != nil || !t.room(c.Outside.Addr, byte(id>>8)) {
 		return
 	}
 	k := &Call{conn: c, Inside: c.Inside.Addr, InsideID: id, hasInside: true, Public: c.Public.Addr,
@@ -320,7 +320,7 @@ func (t *Table) pickUp(c *Conn, id uint16, now int64) {
 		k.Role = RolePACInside
 	}
 	k.lastSeen.Store(now)
-	t.byOuter[peerIDKey{k.Peer, id}] = k
+	t.byOuter[mkPeerIDKey(k.Peer, id)] = k
 	t.buckets[bucketKey{k.Peer, byte(id >> 8)}]++
 	k.inIndex = true
 	c.calls = append(c.calls, k)

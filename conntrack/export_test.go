@@ -12,7 +12,7 @@ type Sizes struct {
 func (t *Table) Sizes() Sizes {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	s := Sizes{Conns: len(t.conns), ByOuter: len(t.byOuter), ByOut: len(t.byOut), ByPublic: len(t.byPublic), IdentIn: len(t.identIn),
+	s := Sizes{Conns: len(t.conns), ByOuter: len(t.byOuter), ByOut: t.byOut.calls(), ByPublic: len(t.byPublic), IdentIn: len(t.identIn),
 		Buckets: len(t.buckets), PerIn: len(t.perIn), Active: t.active, Pending: t.pending,
 		Unbound: t.unbound}
 	for _, c := range t.conns {

@@ -109,9 +109,9 @@ func (t *Table) KernelGRE(m GREMap, in bool, packets, bytes uint64, now int64) {
 	t.mu.RLock()
 	var k *Call
 	if in {
-		k = t.byOuter[peerIDKey{m.Peer, m.OuterID}]
+		k = t.byOuter[mkPeerIDKey(m.Peer, m.OuterID)]
 	} else {
-		k = t.byOut[outKey{m.Inside, m.Peer, m.PeerID}]
+		k = t.byOut.get(m.Inside, m.Peer, m.PeerID)
 	}
 	t.mu.RUnlock()
 	if k == nil {

@@ -178,7 +178,7 @@ func (t *Table) restoreCall(c *Conn, ks CallSnap) (*Call, bool) {
 	k.bytesOut.Store(ks.BytesOut)
 	k.restorePPP(ks.Auth, ks.MPPE, ks.Negotiating)
 	if k.hasInside && !k.identity {
-		key := peerIDKey{peer, k.OuterID}
+		key := mkPeerIDKey(peer, k.OuterID)
 		if t.byOuter[key] != nil || !t.room(peer, byte(k.OuterID>>8)) {
 			return nil, false
 		}

@@ -363,3 +363,45 @@ func TestControlZeroAllocs(t *testing.T) {
 		t.Errorf("Control: %v allocs per segment, want 0", allocs)
 	}
 }
+
+// BenchmarkMemoryPerCall reports the heap a call costs once established
+// (bytes/call, measured over 10 000 calls after a GC): with 100 calls per
+// control connection (a call's own share), and with a control connection
+// per call (what a call costs when each client has its own connection, the
+// common case: the connection's stream trackers and rewrite records
+// included).
+func BenchmarkMemoryPerCall(b *testing.B) {
+	const n = 10000
+	for _, perConn := range []int{100, 1} {
+		b.Run(fmt.Sprintf("calls_per_conn=%d", perConn), func(b *testing.B) {
+			for range b.N {
+				before := heapAlloc()
+				tbl := newTable(conntrack.Limits{MaxCalls: 2 * n, MaxCallsPerInside: 2 * n})
+				res := &fakeResolver{}
+				var f *flow
+				for i := range n {
+					if i%perConn == 0 {
+						f = pnsFlow(b, tbl, res, clientAddr(i/perConn%250), uint16(20000+i/perConn/250), pac1)
+						f.noCheck = true
+						f.start()
+					}
+					id := uint16(i)
+					f.send(dirOut, ocrq(id))
+					f.send(dirIn, ocrp(id^0x8000, id, 1))
+				}
+				if got := tbl.Stats()["calls_active"]; got != n {
+					b.Fatalf("calls_active %d, want %d", got, n)
+				}
+				b.ReportMetric(float64(heapAlloc()-before)/n, "bytes/call")
+				runtime.KeepAlive(tbl)
+			}
+		})
+	}
+}
+
+func heapAlloc() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}

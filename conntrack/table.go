@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"encoding/binary"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,15 +11,88 @@ import (
 
 // peerIDKey finds a call by the Call ID its peer puts in GRE towards the
 // public address: outer IDs are unique per peer across public addresses.
-type peerIDKey struct {
-	peer Addr
-	id   uint16
+// Packed into a uint64, the map takes its fast path (the GRE lookups are
+// the per-packet work).
+type peerIDKey uint64
+
+func mkPeerIDKey(peer Addr, id uint16) peerIDKey {
+	return peerIDKey(uint64(binary.BigEndian.Uint32(peer[:]))<<16 | uint64(id))
 }
 
 // outKey finds a call by GRE leaving the inside end: (inside, peer, peer's Call ID).
 type outKey struct {
 	inside, peer Addr
 	peerID       uint16
+}
+
+// seenGrain is how fresh a call's last-seen time is kept by its GRE: a
+// store per packet would be a locked instruction per packet for nothing
+// (the idle timeouts count in minutes).
+const seenGrain = int64(time.Millisecond)
+
+// seen records GRE of the call at now.
+func (c *Call) seen(now int64) {
+	if now-c.lastSeen.Load() >= seenGrain {
+		c.lastSeen.Store(now)
+	}
+}
+
+// outIndex is byOut, the per-packet index of outKey. 80 bits do not fit
+// a fast map key, so the key is the peer, its Call ID and 16 bits hashed
+// from the inside address; calls whose keys collide (the same server
+// Call ID from two inside hosts whose hashes agree) are chained through
+// Call.outNext and told apart by their inside address.
+type outIndex map[uint64]*Call
+
+func outIndexKey(inside, peer Addr, peerID uint16) uint64 {
+	h := binary.BigEndian.Uint32(inside[:]) * 0x9e3779b1 // Fibonacci hashing: the high bits mix all of them
+	return uint64(binary.BigEndian.Uint32(peer[:]))<<32 | uint64(peerID)<<16 | uint64(h>>16)
+}
+
+func (x outIndex) get(inside, peer Addr, peerID uint16) *Call {
+	for c := x[outIndexKey(inside, peer, peerID)]; c != nil; c = c.outNext {
+		if c.Inside == inside && c.Peer == peer && c.PeerID == peerID {
+			return c
+		}
+	}
+	return nil
+}
+
+// add indexes k, which must not be indexed, and no other call under its key.
+func (x outIndex) add(k *Call) {
+	key := outIndexKey(k.Inside, k.Peer, k.PeerID)
+	k.outNext = x[key]
+	x[key] = k
+}
+
+func (x outIndex) del(k *Call) {
+	key := outIndexKey(k.Inside, k.Peer, k.PeerID)
+	if head := x[key]; head == k {
+		if k.outNext == nil {
+			delete(x, key)
+		} else {
+			x[key] = k.outNext
+		}
+	} else {
+		for c := head; c != nil; c = c.outNext {
+			if c.outNext == k {
+				c.outNext = k.outNext
+				break
+			}
+		}
+	}
+	k.outNext = nil
+}
+
+// calls counts the indexed calls.
+func (x outIndex) calls() int {
+	n := 0
+	for _, c := range x {
+		for ; c != nil; c = c.outNext {
+			n++
+		}
+	}
+	return n
 }
 
 // bucketKey is a 256-wide block of one peer's outer Call IDs (the high byte).
@@ -60,10 +134,11 @@ type Call struct {
 	Peer       Addr
 	PeerID     uint16
 	hasPeer    bool
-	identity   bool // the kernel does not NAT this connection: nothing to rewrite
-	pickedUp   bool // setup not seen: picked up mid-stream
-	inIndex    bool // in byOuter and counted in its bucket
-	inOutIndex bool // in byOut
+	identity   bool  // the kernel does not NAT this connection: nothing to rewrite
+	pickedUp   bool  // setup not seen: picked up mid-stream
+	inIndex    bool  // in byOuter and counted in its bucket
+	inOutIndex bool  // in byOut
+	outNext    *Call // byOut's chain
 	created    int64
 	since      int64 // when State last changed
 	lastSeen   atomic.Int64
@@ -115,7 +190,7 @@ type Table struct {
 	obs      Observer
 	conns    map[connKey]*Conn
 	byOuter  map[peerIDKey]*Call
-	byOut    map[outKey]*Call
+	byOut    outIndex
 	identIn  map[outKey]*Call // identity calls by (inside, peer, inside's Call ID)
 	byPublic map[outKey]*Call // translated calls by (public, peer, peer's Call ID)
 	buckets  map[bucketKey]uint16
@@ -144,7 +219,7 @@ func New(l Limits, obs Observer) *Table {
 		obs:      obs,
 		conns:    make(map[connKey]*Conn),
 		byOuter:  make(map[peerIDKey]*Call),
-		byOut:    make(map[outKey]*Call),
+		byOut:    make(outIndex),
 		identIn:  make(map[outKey]*Call),
 		byPublic: make(map[outKey]*Call),
 		buckets:  make(map[bucketKey]uint16),
@@ -186,7 +261,7 @@ func (t *Table) GREIn(peer, dst Addr, outer uint16, n int, now int64) (Addr, uin
 // greIn is GREIn that also returns the call found (GREForward).
 func (t *Table) greIn(peer, dst Addr, outer uint16, n int, now int64) (Addr, uint16, GREVerdict, *Call) {
 	t.mu.RLock()
-	c := t.byOuter[peerIDKey{peer, outer}]
+	c := t.byOuter[mkPeerIDKey(peer, outer)]
 	if c == nil || c.Public != dst {
 		t.mu.RUnlock()
 		return Addr{}, 0, GREUnknown, nil
@@ -196,7 +271,7 @@ func (t *Table) greIn(peer, dst Addr, outer uint16, n int, now int64) (Addr, uin
 	if st == StateRefused || st == StatePending || !c.hasInside {
 		return Addr{}, 0, GRERefused, nil
 	}
-	c.lastSeen.Store(now)
+	c.seen(now)
 	c.pktsIn.Add(1)
 	c.bytesIn.Add(uint64(n))
 	return inside, id, GREForward, c
@@ -213,12 +288,12 @@ func (t *Table) GREOut(src, peer Addr, peerID uint16, n int, now int64) (Addr, G
 // greOut is GREOut that also returns the call found (GREForward, GREIdentity).
 func (t *Table) greOut(src, peer Addr, peerID uint16, n int, now int64) (Addr, GREVerdict, *Call) {
 	t.mu.RLock()
-	c := t.byOut[outKey{src, peer, peerID}]
+	c := t.byOut.get(src, peer, peerID)
 	unbound := t.unbound
 	if c == nil {
 		if k := t.identIn[outKey{peer, src, peerID}]; k != nil {
 			t.mu.RUnlock()
-			k.lastSeen.Store(now)
+			k.seen(now)
 			k.pktsIn.Add(1)
 			k.bytesIn.Add(uint64(n))
 			return Addr{}, GREIdentity, k
@@ -237,7 +312,7 @@ func (t *Table) greOut(src, peer Addr, peerID uint16, n int, now int64) (Addr, G
 	if st == StateRefused || st == StatePending {
 		return Addr{}, GRERefused, nil
 	}
-	c.lastSeen.Store(now)
+	c.seen(now)
 	c.pktsOut.Add(1)
 	c.bytesOut.Add(uint64(n))
 	if ident {

@@ -32,19 +32,24 @@ func greQueueCount(t *testing.T, ns *lab.NS, table, chain string) uint64 {
 	return 0
 }
 
-// nftElements returns `nft list map ip pptpgw NAME`.
+// nftMap returns `nft list map ip pptpgw NAME` (or `list set`).
 func nftMap(ns *lab.NS, name string) (string, error) {
-	return ns.Run("nft", "list", "map", "ip", "pptpgw", name)
+	kind := "map"
+	if name == "out_calls" {
+		kind = "set"
+	}
+	return ns.Run("nft", "list", kind, "ip", "pptpgw", name)
 }
 
 // mapped checks that the kernel fast path's maps hold call c (want) or
 // not (!want).
 func mapped(ns *lab.NS, c lab.GWCall, want bool) error {
 	for _, m := range []struct{ name, elem string }{
-		{"gre_in_daddr", fmt.Sprintf("%s . %d counter packets", c.PeerAddr, c.OuterCallID)},
-		{"gre_in_daddr", fmt.Sprintf(": %s", c.InsideAddr)},
-		{"gre_in_callid", fmt.Sprintf("%s . %d : %d", c.PeerAddr, c.OuterCallID, c.InsideCallID)},
-		{"gre_out_saddr", fmt.Sprintf("%s . %s . %d counter packets", c.InsideAddr, c.PeerAddr, c.PeerCallID)},
+		{"in_addr", fmt.Sprintf("%s . %s . %d counter packets", c.PeerAddr, c.PublicAddr, c.OuterCallID)},
+		{"in_addr", fmt.Sprintf(": %s", c.InsideAddr)},
+		{"in_callid", fmt.Sprintf("%s . %s . %d : %d", c.PeerAddr, c.PublicAddr, c.OuterCallID, c.InsideCallID)},
+		{"out_addr", fmt.Sprintf("%s . %s . %d : %s", c.InsideAddr, c.PeerAddr, c.PeerCallID, c.PublicAddr)},
+		{"out_calls", fmt.Sprintf("%s . %s . %d counter packets", c.InsideAddr, c.PeerAddr, c.PeerCallID)},
 	} {
 		out, err := nftMap(ns, m.name)
 		if err != nil {

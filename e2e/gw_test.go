@@ -929,8 +929,9 @@ func TestGWRules(t *testing.T) {
 	if installed == before {
 		t.Fatalf("rules install changed nothing")
 	}
-	for _, want := range []string{"-A PREROUTING -j PPTPGW-NOTRACK", "-A PREROUTING -j PPTPGW-GRE-IN",
-		"-A FORWARD -j PPTPGW-CTL", "-A POSTROUTING -j PPTPGW-GRE-OUT", "--queue-num 0", "--queue-num 1"} {
+	skip := "-m mark ! --mark 0x10000000/0x10000000"
+	for _, want := range []string{"-A PREROUTING " + skip + " -j PPTPGW-NOTRACK", "-A PREROUTING " + skip + " -j PPTPGW-GRE-IN",
+		"-A FORWARD -p tcp -j PPTPGW-CTL", "-A POSTROUTING " + skip + " -j PPTPGW-GRE-OUT", "--queue-num 0", "--queue-num 1"} {
 		if !strings.Contains(installed, want) {
 			t.Errorf("installed rules lack %q:\n%s", want, installed)
 		}

@@ -75,24 +75,19 @@ type Worker struct {
 	parser  *gopacket.DecodingLayerParser
 	ip4     layers.IPv4
 	tcp     layers.TCP
-	gre     greOnly
 	icmp    layers.ICMPv4
 	payload gopacket.Payload
 	decoded []gopacket.LayerType
 	seg     conntrack.Segment
 }
 
-// greOnly decodes a GRE header and stops there: GRE v0 carries IPv4
-// (protocol 0x0800), which the parser would otherwise decode into the
-// same IPv4 layer, replacing the outer header the engine works on.
-type greOnly struct{ layers.GRE }
-
-func (*greOnly) NextLayerType() gopacket.LayerType { return gopacket.LayerTypeZero }
-
 // NewWorker returns a worker for one goroutine.
 func (e *Engine) NewWorker() *Worker {
 	w := &Worker{e: e, decoded: make([]gopacket.LayerType, 0, 4)}
-	w.parser = gopacket.NewDecodingLayerParser(layers.LayerTypeIPv4, &w.ip4, &w.tcp, &w.gre, &w.icmp, &w.payload)
+	// No GRE layer: the parser stops after IPv4 (IgnoreUnsupported) and
+	// greV1 reads the GRE header in place with alg.ParseGRE, which checks
+	// what PPTP needs; gopacket's GRE decode would be the same work twice.
+	w.parser = gopacket.NewDecodingLayerParser(layers.LayerTypeIPv4, &w.ip4, &w.tcp, &w.icmp, &w.payload)
 	w.parser.IgnoreUnsupported = true
 	return w
 }

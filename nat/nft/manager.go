@@ -73,8 +73,8 @@ type Manager struct {
 	wake chan struct{}
 
 	// worker only
-	in       map[[8]byte]*inEntry
-	out      map[[12]byte]*outEntry
+	in       map[key]*inEntry
+	out      map[key]*outEntry
 	create   bool
 	failing  bool
 	cancel   context.CancelFunc
@@ -232,8 +232,8 @@ func (m *Manager) apply() error {
 		if err := m.rs.create(c); err != nil {
 			return err
 		}
-		m.in = map[[8]byte]*inEntry{}
-		m.out = map[[12]byte]*outEntry{}
+		m.in = map[key]*inEntry{}
+		m.out = map[key]*outEntry{}
 	}
 	n := 0
 	for _, o := range ops {
@@ -261,8 +261,8 @@ func (m *Manager) apply() error {
 // returns the number of messages.
 func (m *Manager) plan(c *nftables.Conn, o op) (int, error) {
 	g := o.m
-	ik := [8]byte(inKey(g.Peer, g.OuterID))
-	ok := [12]byte(outKey(g.Inside, g.Peer, g.PeerID))
+	ik := greKey(g.Peer, g.Public, g.OuterID)
+	ok := greKey(g.Inside, g.Peer, g.PeerID)
 	n := 0
 	sameIn := func(e *inEntry) bool { return e.m.Inside == g.Inside && e.m.InsideID == g.InsideID }
 	sameOut := func(e *outEntry) bool { return e.m.Public == g.Public }
@@ -270,12 +270,13 @@ func (m *Manager) plan(c *nftables.Conn, o op) (int, error) {
 		n++
 		e := []nftables.SetElement{{Key: ik[:]}}
 		delete(m.in, ik)
-		return errors.Join(c.SetDeleteElements(m.rs.inDaddr, e), c.SetDeleteElements(m.rs.inID, e))
+		return errors.Join(c.SetDeleteElements(m.rs.inAddr, e), c.SetDeleteElements(m.rs.inID, e))
 	}
 	delOut := func() error {
 		n++
 		delete(m.out, ok)
-		return c.SetDeleteElements(m.rs.outSa, []nftables.SetElement{{Key: ok[:]}})
+		e := []nftables.SetElement{{Key: ok[:]}}
+		return errors.Join(c.SetDeleteElements(m.rs.outCalls, e), c.SetDeleteElements(m.rs.outAdr, e))
 	}
 	if !o.add {
 		if e := m.in[ik]; e != nil && sameIn(e) {
@@ -299,7 +300,7 @@ func (m *Manager) plan(c *nftables.Conn, o op) (int, error) {
 		n++
 		m.in[ik] = &inEntry{m: g}
 		err := errors.Join(
-			c.SetAddElements(m.rs.inDaddr, []nftables.SetElement{{Key: ik[:], Val: g.Inside[:]}}),
+			c.SetAddElements(m.rs.inAddr, []nftables.SetElement{{Key: ik[:], Val: g.Inside[:]}}),
 			c.SetAddElements(m.rs.inID, []nftables.SetElement{{Key: ik[:], Val: callID(g.InsideID)}}))
 		if err != nil {
 			return n, err
@@ -313,7 +314,10 @@ func (m *Manager) plan(c *nftables.Conn, o op) (int, error) {
 		}
 		n++
 		m.out[ok] = &outEntry{m: g}
-		if err := c.SetAddElements(m.rs.outSa, []nftables.SetElement{{Key: ok[:], Val: g.Public[:]}}); err != nil {
+		err := errors.Join(
+			c.SetAddElements(m.rs.outCalls, []nftables.SetElement{{Key: ok[:]}}),
+			c.SetAddElements(m.rs.outAdr, []nftables.SetElement{{Key: ok[:], Val: g.Public[:]}}))
+		if err != nil {
 			return n, err
 		}
 	}
@@ -326,27 +330,27 @@ func (m *Manager) poll(now int64) error {
 	if m.failing || len(m.in)+len(m.out) == 0 {
 		return nil
 	}
-	ins, err := m.conn.GetSetElements(m.rs.inDaddr)
+	ins, err := m.conn.GetSetElements(m.rs.inAddr)
 	if err != nil {
 		return err
 	}
 	for _, el := range ins {
-		if len(el.Key) != 8 || el.Counter == nil {
+		if len(el.Key) != len(key{}) || el.Counter == nil {
 			continue
 		}
-		if e := m.in[[8]byte(el.Key)]; e != nil {
+		if e := m.in[key(el.Key)]; e != nil {
 			m.credit(e, el.Counter.Packets, el.Counter.Bytes, true, now)
 		}
 	}
-	outs, err := m.conn.GetSetElements(m.rs.outSa)
+	outs, err := m.conn.GetSetElements(m.rs.outCalls)
 	if err != nil {
 		return err
 	}
 	for _, el := range outs {
-		if len(el.Key) != 12 || el.Counter == nil {
+		if len(el.Key) != len(key{}) || el.Counter == nil {
 			continue
 		}
-		if e := m.out[[12]byte(el.Key)]; e != nil {
+		if e := m.out[key(el.Key)]; e != nil {
 			m.credit(e, el.Counter.Packets, el.Counter.Bytes, false, now)
 		}
 	}

@@ -114,6 +114,7 @@ func TestFastPathKernel(t *testing.T) {
 	c, gw, srv := nstest.NewNS(t, "nftc"), nstest.NewNS(t, "nftg"), nstest.NewNS(t, "nfts")
 	nstest.Link(t, c, "eth0", "192.168.1.10/24", gw, "lan", "192.168.1.1/24")
 	nstest.Link(t, gw, "wan", "198.51.100.1/24", srv, "eth0", "198.51.100.2/24")
+	nstest.Sh(t, "ip", "-n", gw, "addr", "add", "198.51.100.3/24", "dev", "wan") // another public address
 	nstest.Sh(t, "ip", "-n", c, "route", "add", "default", "via", "192.168.1.1")
 	nstest.Sh(t, "ip", "netns", "exec", gw, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 
@@ -126,7 +127,8 @@ func TestFastPathKernel(t *testing.T) {
 	}
 	defer m.Stop(true)
 	list := nstest.Sh(t, "ip", "netns", "exec", gw, "nft", "list", "table", "ip", TableName)
-	for _, want := range []string{"198.51.100.2 . 16384", "192.168.1.10 . 198.51.100.2 . 128", "priority raw - 1", "priority mangle - 1"} {
+	for _, want := range []string{"198.51.100.2 . 198.51.100.1 . 16384 counter packets 0 bytes 0 : 192.168.1.10",
+		"198.51.100.2 . 198.51.100.1 . 16384 : 4660", "192.168.1.10 . 198.51.100.2 . 128 counter packets 0 bytes 0 }", "192.168.1.10 . 198.51.100.2 . 128 : 198.51.100.1", "priority raw - 1", "priority mangle - 1"} {
 		if !strings.Contains(list, want) {
 			t.Errorf("nft list table: no %q:\n%s", want, list)
 		}
@@ -136,7 +138,8 @@ func TestFastPathKernel(t *testing.T) {
 	send(t, sfd, "198.51.100.1", greV1(16384, true, true))
 	send(t, sfd, "198.51.100.1", greV1(16384, false, true))
 	send(t, sfd, "198.51.100.1", greV1(16384, true, false))
-	send(t, sfd, "198.51.100.1", greV1(999, true, true)) // unknown: not translated, not forwarded
+	send(t, sfd, "198.51.100.1", greV1(999, true, true))   // unknown: not translated, not forwarded
+	send(t, sfd, "198.51.100.3", greV1(16384, true, true)) // not the call's public address: the same
 	got := strings.Join(recvGRE(cfd), " ")
 	if want := strings.Repeat("198.51.100.2>192.168.1.10/4660 ", 3); got+" " != want {
 		t.Errorf("inside received %q, want %q", got, want)

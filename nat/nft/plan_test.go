@@ -11,13 +11,11 @@ import (
 )
 
 func TestKeys(t *testing.T) {
-	peer, inside := conntrack.Addr{198, 51, 100, 2}, conntrack.Addr{192, 168, 1, 10}
-	// As `nft --debug=netlink` shows the elements the nft CLI adds.
-	if got, want := inKey(peer, 0x4000), []byte{198, 51, 100, 2, 0x40, 0, 0, 0}; !bytes.Equal(got, want) {
-		t.Errorf("inKey % x, want % x", got, want)
-	}
-	if got, want := outKey(inside, peer, 0x80), []byte{192, 168, 1, 10, 198, 51, 100, 2, 0, 0x80, 0, 0}; !bytes.Equal(got, want) {
-		t.Errorf("outKey % x, want % x", got, want)
+	peer, public := conntrack.Addr{198, 51, 100, 2}, conntrack.Addr{203, 0, 113, 1}
+	// As `nft --debug=netlink` shows the elements the nft CLI adds:
+	// each field padded to 4 bytes.
+	if got, want := greKey(peer, public, 0x4000), (key{198, 51, 100, 2, 203, 0, 113, 1, 0x40, 0, 0, 0}); got != want {
+		t.Errorf("greKey % x, want % x", got, want)
 	}
 	if got := callID(0x1234); !bytes.Equal(got, []byte{0x12, 0x34}) {
 		t.Errorf("callID % x", got)
@@ -33,7 +31,7 @@ func TestPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := New(Config{MarkBit: 0x10000000})
-	m.in, m.out = map[[8]byte]*inEntry{}, map[[12]byte]*outEntry{}
+	m.in, m.out = map[key]*inEntry{}, map[key]*outEntry{}
 	a := conntrack.GREMap{Peer: conntrack.Addr{198, 51, 100, 2}, OuterID: 1000, Public: conntrack.Addr{198, 51, 100, 1},
 		Inside: conntrack.Addr{192, 168, 1, 10}, InsideID: 1000, PeerID: 128}
 	b := a
@@ -50,9 +48,10 @@ func TestPlan(t *testing.T) {
 		{"add a", op{true, a}, 2, 1, 1},
 		{"add a again", op{true, a}, 0, 1, 1},
 		{"add b", op{true, b}, 2, 2, 2},
-		{"a's outbound value changes", op{true, moved}, 2, 2, 2},
-		{"delete a as it was: the outbound element is moved's now", op{false, a}, 1, 1, 2},
-		{"delete moved", op{false, moved}, 1, 1, 1},
+		// The inbound key holds the public address: a new element.
+		{"a's public address changes", op{true, moved}, 3, 3, 2},
+		{"delete a as it was: the outbound element is moved's now", op{false, a}, 1, 2, 2},
+		{"delete moved", op{false, moved}, 2, 1, 1},
 		{"delete a call never added", op{false, a}, 0, 1, 1},
 		{"delete b", op{false, b}, 2, 0, 0},
 	} {

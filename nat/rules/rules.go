@@ -33,8 +33,9 @@ const (
 // ChainPrefix starts the name of every chain pptpgw owns.
 const ChainPrefix = "PPTPGW-"
 
-// DefaultMarkBit is the skb mark bit the GRE-in verdict sets so the
-// GRE-out rule skips packets pptpgw already translated (--mark-bit).
+// DefaultMarkBit is the skb mark bit set on every GRE packet pptpgw
+// translated (by the GRE-in verdict or the kernel fast path) so that the
+// GRE chains skip it (--mark-bit).
 const DefaultMarkBit = 0x10000000
 
 // U32 expressions, verbatim from DESIGN.md / LAB.md (both checked on this
@@ -159,11 +160,18 @@ func Desired(cfg Config) []Rule {
 		{TableRaw, ChainGREIn, cat(icmpMatch, local, greBypass)},
 		{TableMangle, ChainCTL, cat([]string{"-p", "tcp", "-m", "tcp", "--sport", "1723"}, ctl)},
 		{TableMangle, ChainCTL, cat([]string{"-p", "tcp", "-m", "tcp", "--dport", "1723"}, ctl)},
-		// The mark skips packets the GRE-in verdict already translated.
-		{TableMangle, ChainGREOut, cat(greMatch, []string{"-m", "mark", "!", "--mark", mark}, gre)},
+		{TableMangle, ChainGREOut, cat(greMatch, gre)},
 	}
+	// Packets already translated (by the GRE-in verdict, or by the kernel
+	// fast path before the raw table) carry the mark and skip every GRE
+	// chain: one mark test instead of their u32 and addrtype matches.
+	skip := []string{"-m", "mark", "!", "--mark", mark}
 	for _, c := range Chains() {
-		rs = append(rs, Rule{c.Table, c.From, []string{"-j", c.Name}})
+		spec := skip
+		if c.Name == ChainCTL {
+			spec = []string{"-p", "tcp"} // GRE need not look at the control rules
+		}
+		rs = append(rs, Rule{c.Table, c.From, cat(spec, []string{"-j", c.Name})})
 	}
 	return rs
 }

@@ -30,11 +30,11 @@ func TestDesiredDefault(t *testing.T) {
 		"-t raw -A PPTPGW-GRE-IN " + icmQ + " -m addrtype --dst-type LOCAL -j NFQUEUE --queue-num 1 --queue-bypass",
 		"-t mangle -A PPTPGW-CTL -p tcp -m tcp --sport 1723 -j NFQUEUE --queue-num 0",
 		"-t mangle -A PPTPGW-CTL -p tcp -m tcp --dport 1723 -j NFQUEUE --queue-num 0",
-		"-t mangle -A PPTPGW-GRE-OUT " + greQ + " -m mark ! --mark 0x10000000/0x10000000 -j NFQUEUE --queue-num 1",
-		"-t raw -A PREROUTING -j PPTPGW-NOTRACK",
-		"-t raw -A PREROUTING -j PPTPGW-GRE-IN",
-		"-t mangle -A FORWARD -j PPTPGW-CTL",
-		"-t mangle -A POSTROUTING -j PPTPGW-GRE-OUT",
+		"-t mangle -A PPTPGW-GRE-OUT " + greQ + " -j NFQUEUE --queue-num 1",
+		"-t raw -A PREROUTING -m mark ! --mark 0x10000000/0x10000000 -j PPTPGW-NOTRACK",
+		"-t raw -A PREROUTING -m mark ! --mark 0x10000000/0x10000000 -j PPTPGW-GRE-IN",
+		"-t mangle -A FORWARD -p tcp -j PPTPGW-CTL",
+		"-t mangle -A POSTROUTING -m mark ! --mark 0x10000000/0x10000000 -j PPTPGW-GRE-OUT",
 	}
 	if d := cmp.Diff(want, strs(Desired(Config{}))); d != "" {
 		t.Errorf("Desired(default) (-want +got):\n%s", d)
@@ -48,7 +48,8 @@ func TestDesiredBalanceFailOpen(t *testing.T) {
 		"--dport 1723 -j NFQUEUE --queue-balance 4:6 --queue-bypass\n",
 		"LOCAL -j NFQUEUE --queue-balance 7:9\n",
 		"LOCAL -j NFQUEUE --queue-balance 7:9 --queue-bypass\n",
-		"! --mark 0x2/0x2 -j NFQUEUE --queue-balance 7:9\n",
+		"-A PPTPGW-GRE-OUT " + greQ + " -j NFQUEUE --queue-balance 7:9\n",
+		"-A POSTROUTING -m mark ! --mark 0x2/0x2 -j PPTPGW-GRE-OUT",
 	} {
 		if !strings.Contains(got, s) {
 			t.Errorf("missing %q in\n%s", s, got)
@@ -141,7 +142,7 @@ func TestInstallFillsGapsInPlace(t *testing.T) {
 	// Take out the first rule of a chain and the first of two raw jumps.
 	d := Desired(cfg)
 	_ = f.Delete(TableRaw, ChainNoTrack, d[0].Spec...)
-	_ = f.Delete(TableRaw, "PREROUTING", "-j", ChainNoTrack)
+	_ = f.Delete(TableRaw, "PREROUTING", jumpSpec(t, cfg, ChainNoTrack)...)
 	rep, err := Install(f, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -212,17 +213,17 @@ func TestShow(t *testing.T) {
 		"*mangle",
 		":PPTPGW-CTL - [0:0]",
 		":PPTPGW-GRE-OUT - [0:0]",
-		"-A FORWARD -j PPTPGW-CTL",
-		"-A POSTROUTING -j PPTPGW-GRE-OUT",
+		"-A FORWARD -p tcp -j PPTPGW-CTL",
+		"-A POSTROUTING -m mark ! --mark 0x10000000/0x10000000 -j PPTPGW-GRE-OUT",
 		"-A PPTPGW-CTL -p tcp -m tcp --sport 1723 -j NFQUEUE --queue-num 0",
 		"-A PPTPGW-CTL -p tcp -m tcp --dport 1723 -j NFQUEUE --queue-num 0",
-		`-A PPTPGW-GRE-OUT -p gre -m u32 --u32 "0x0>>0x16&0x3c@0x0>>0x10&0x7=0x1&&0x0>>0x16&0x3c@0x0&0xffff=0x880b" -m mark ! --mark 0x10000000/0x10000000 -j NFQUEUE --queue-num 1`,
+		`-A PPTPGW-GRE-OUT -p gre -m u32 --u32 "0x0>>0x16&0x3c@0x0>>0x10&0x7=0x1&&0x0>>0x16&0x3c@0x0&0xffff=0x880b" -j NFQUEUE --queue-num 1`,
 		"COMMIT",
 		"*raw",
 		":PPTPGW-NOTRACK - [0:0]",
 		":PPTPGW-GRE-IN - [0:0]",
-		"-A PREROUTING -j PPTPGW-NOTRACK",
-		"-A PREROUTING -j PPTPGW-GRE-IN",
+		"-A PREROUTING -m mark ! --mark 0x10000000/0x10000000 -j PPTPGW-NOTRACK",
+		"-A PREROUTING -m mark ! --mark 0x10000000/0x10000000 -j PPTPGW-GRE-IN",
 	}
 	if d := cmp.Diff(want, got[:len(want)]); d != "" {
 		t.Errorf("Show (-want +got):\n%s", d)
@@ -269,4 +270,16 @@ func TestValidate(t *testing.T) {
 	if _, err := Install(newFake(), Config{Queue: 65535}); err == nil {
 		t.Error("Install accepted an invalid config")
 	}
+}
+
+// jumpSpec is the spec of the jump into chain that Desired(cfg) holds.
+func jumpSpec(t *testing.T, cfg Config, chain string) []string {
+	t.Helper()
+	for _, r := range Desired(cfg) {
+		if r.IsJump() && jumpTarget(r.Spec) == chain {
+			return r.Spec
+		}
+	}
+	t.Fatalf("no jump into %s", chain)
+	return nil
 }

@@ -33,8 +33,8 @@ func TestVerifyDetects(t *testing.T) {
 			_ = f.Append(TableMangle, "PREROUTING", "-p", "gre", "-j", ChainGREOut)
 		}, cfg, []string{"extra rule: -t mangle -A PREROUTING -p gre -j PPTPGW-GRE-OUT"}},
 		{"jumps swapped", func(f *fakeIPT) {
-			_ = f.Delete(TableRaw, "PREROUTING", "-j", ChainNoTrack)
-			_ = f.Append(TableRaw, "PREROUTING", "-j", ChainNoTrack)
+			_ = f.Delete(TableRaw, "PREROUTING", jumpSpec(t, cfg, ChainNoTrack)...)
+			_ = f.Append(TableRaw, "PREROUTING", jumpSpec(t, cfg, ChainNoTrack)...)
 		}, cfg, []string{"jump to PPTPGW-NOTRACK must come before"}},
 		{"rules swapped", func(f *fakeIPT) {
 			c := f.chain(TableMangle, ChainCTL)
@@ -44,10 +44,10 @@ func TestVerifyDetects(t *testing.T) {
 			_ = f.NewChain(TableRaw, "PPTPGW-OLD")
 		}, cfg, []string{"extra chain: raw PPTPGW-OLD"}},
 		{"missing chain", func(f *fakeIPT) {
-			_ = f.Delete(TableMangle, "POSTROUTING", "-j", ChainGREOut)
+			_ = f.Delete(TableMangle, "POSTROUTING", jumpSpec(t, cfg, ChainGREOut)...)
 			_ = f.ClearChain(TableMangle, ChainGREOut)
 			_ = f.DeleteChain(TableMangle, ChainGREOut)
-		}, cfg, []string{"missing chain: -t mangle -N PPTPGW-GRE-OUT", "missing rule", "missing rule: -t mangle -A POSTROUTING -j PPTPGW-GRE-OUT"}},
+		}, cfg, []string{"missing chain: -t mangle -N PPTPGW-GRE-OUT", "missing rule", "missing rule: -t mangle -A POSTROUTING -m mark ! --mark 0x10000000/0x10000000 -j PPTPGW-GRE-OUT"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
