@@ -221,19 +221,39 @@ func (m *Manager) resync() {
 	m.failing = false
 }
 
-// apply sends the queued changes in one batch.
+// maxBatch bounds the element operations of one transaction (each is one
+// to four netlink messages): a batch of thousands overflows the socket
+// buffers, ENOBUFS on the acks and EMSGSIZE on the send.
+const maxBatch = 128
+
+// apply sends the queued changes, in transactions of at most maxBatch
+// operations. A table created afresh is committed empty first: until its
+// elements follow, the GRE of those calls takes the queues.
 func (m *Manager) apply() error {
 	m.mu.Lock()
 	ops := m.ops
 	m.ops = nil
 	m.mu.Unlock()
 	c := m.conn
+	flush := func() error {
+		m.elements.Store(uint64(len(m.in)))
+		if err := c.Flush(); err != nil {
+			m.create = true // the kernel and the mirror may differ: start over
+			return err
+		}
+		m.syncs.Add(1)
+		return nil
+	}
 	if m.create {
 		if err := m.rs.create(c); err != nil {
 			return err
 		}
 		m.in = map[key]*inEntry{}
 		m.out = map[key]*outEntry{}
+		if err := flush(); err != nil {
+			return err
+		}
+		m.create = false
 	}
 	n := 0
 	for _, o := range ops {
@@ -242,19 +262,17 @@ func (m *Manager) apply() error {
 			m.create = true
 			return err
 		}
-		n += k
+		if n += k; n >= maxBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+			n = 0
+		}
 	}
-	if n == 0 && !m.create {
+	if n == 0 {
 		return nil
 	}
-	m.elements.Store(uint64(len(m.in)))
-	if err := c.Flush(); err != nil {
-		m.create = true
-		return err
-	}
-	m.create = false
-	m.syncs.Add(1)
-	return nil
+	return flush()
 }
 
 // plan queues on c what o changes in the kernel, against the mirror, and

@@ -4,6 +4,7 @@ package nft
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -176,5 +177,47 @@ func TestFastPathKernel(t *testing.T) {
 	}
 	if out := nstest.Sh(t, "ip", "netns", "exec", gw, "nft", "list", "tables"); strings.Contains(out, TableName) {
 		t.Errorf("table left after Stop(true): %s", out)
+	}
+}
+
+// TestFastPathManyCalls: a start with 10 000 calls (a restart of a busy
+// gateway) fills the maps in several transactions, and the last call's
+// GRE is translated by the kernel.
+func TestFastPathManyCalls(t *testing.T) {
+	nstest.NeedRoot(t)
+	c, gw, srv := nstest.NewNS(t, "nftmc"), nstest.NewNS(t, "nftmg"), nstest.NewNS(t, "nftms")
+	nstest.Link(t, c, "eth0", "192.168.1.10/24", gw, "lan", "192.168.1.1/24")
+	nstest.Link(t, gw, "wan", "198.51.100.1/24", srv, "eth0", "198.51.100.2/24")
+	nstest.Sh(t, "ip", "-n", c, "route", "add", "default", "via", "192.168.1.1")
+	nstest.Sh(t, "ip", "netns", "exec", gw, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	const n = 10000
+	src := &fakeSource{got: map[bool][2]uint64{}}
+	for i := range n {
+		src.calls = append(src.calls, conntrack.GREMap{Peer: addr("198.51.100.2"), OuterID: uint16(i), Public: addr("198.51.100.1"),
+			Inside: addr("192.168.1.10"), InsideID: uint16(i) ^ 0x8000, PeerID: uint16(i)})
+	}
+	m := New(Config{MarkBit: 0x10000000, Poll: 100 * time.Millisecond, NetNS: nstest.FD(t, gw)})
+	if err := m.Start(t.Context(), src); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop(true)
+	if st := m.Stats(); st.Elements != n || st.Errors != 0 || st.Syncs < n/maxBatch {
+		t.Errorf("stats %+v, want %d elements in at least %d transactions and no error", st, n, n/maxBatch)
+	}
+	for _, m := range []struct{ kind, name, key string }{
+		{"map", MapInAddr, "198.51.100.2 . 198.51.100.1 . "},
+		{"map", MapInCallID, "198.51.100.2 . 198.51.100.1 . "},
+		{"set", SetOutCalls, "192.168.1.10 . 198.51.100.2 . "},
+		{"map", MapOutAddr, "192.168.1.10 . 198.51.100.2 . "},
+	} {
+		list := nstest.Sh(t, "ip", "netns", "exec", gw, "nft", "list", m.kind, "ip", TableName, m.name)
+		if got := strings.Count(list, m.key); got != n {
+			t.Errorf("%s %s holds %d elements, want %d", m.kind, m.name, got, n)
+		}
+	}
+	cfd := rawGRE(t, c)
+	send(t, rawGRE(t, srv), "198.51.100.1", greV1(n-1, true, true))
+	if got, want := strings.Join(recvGRE(cfd), " "), fmt.Sprintf("198.51.100.2>192.168.1.10/%d", (n-1)^0x8000); got != want {
+		t.Errorf("inside received %q, want %q", got, want)
 	}
 }
