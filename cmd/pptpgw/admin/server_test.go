@@ -160,6 +160,10 @@ func TestRoutes(t *testing.T) {
 	if code != 200 || !strings.Contains(body, "pptpgw_rewrites_total 7") {
 		t.Errorf("GET /metrics: %d %q", code, body)
 	}
+	// After a GC, as text: the MemStats the scale bench reads per call.
+	if code, _, body = request(t, hc, "GET", "http://x/debug/pprof/heap?gc=1&debug=1", nil); code != 200 || !strings.Contains(body, "# HeapAlloc = ") {
+		t.Errorf("GET /debug/pprof/heap: %d %.200q", code, body)
+	}
 }
 
 func TestEmptyTable(t *testing.T) {
@@ -278,6 +282,7 @@ func TestServeMetrics(t *testing.T) {
 		{"GET", "/v1/calls", 404}, // read-only: nothing but metrics over TCP
 		{"DELETE", "/v1/calls/198.51.100.1/203.0.113.5/40001", 404},
 		{"GET", "/v1/stats", 404},
+		{"GET", "/debug/pprof/heap", 404},
 		{"POST", "/metrics", 405},
 	} {
 		if code, _, _ := request(t, hc, tt.method, base+tt.path, nil); code != tt.code {
