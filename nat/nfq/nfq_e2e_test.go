@@ -5,6 +5,7 @@ package nfq
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -212,5 +213,41 @@ func TestE2EFailOpen(t *testing.T) {
 	}
 	if strings.Join(got, " ") != "over1 over2" {
 		t.Errorf("while the queue was full received %q, want over1 over2", got)
+	}
+}
+
+// TestE2EBurst sends bursts that the queue takes in batches: every packet
+// is rewritten and arrives once, in order.
+func TestE2EBurst(t *testing.T) {
+	needRoot(t)
+	a, b := newNS(t, "bua"), newNS(t, "bub")
+	link(t, a, "va", "198.51.100.1/24", b, "vb", "198.51.100.2/24")
+	sh(t, "ip", "netns", "exec", b, "iptables", "-A", "INPUT", "-p", "udp", "--dport", "9002", "-j", "NFQUEUE", "--queue-num", "11")
+	h := func(q uint16, pkt []byte, mark uint32, _ Meta) (Verdict, uint32, bool) {
+		ihl := int(pkt[0]&0x0f) * 4
+		pkt[ihl+8] = 'B'
+		pkt[ihl+6], pkt[ihl+7] = 0, 0 // UDP checksum 0: none (RFC 768)
+		return Accept, mark, true
+	}
+	r, err := Open(t.Context(), Config{Queue: 11, NetNS: nsFD(t, b)}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	send, recv := udpPair(t, a, b, "198.51.100.2:9002")
+	const bursts, per = 20, 100
+	for i := range bursts {
+		for j := range per {
+			send(fmt.Sprintf("b%05d", i*per+j))
+		}
+		for j := range per {
+			s, ok := recv()
+			if want := fmt.Sprintf("B%05d", i*per+j); !ok || s != want {
+				t.Fatalf("received %q (%v), want %q", s, ok, want)
+			}
+		}
+	}
+	if st := r.Stats(); st.Packets != bursts*per || st.Modified != bursts*per || st.VerdictErrors != 0 {
+		t.Errorf("Stats = %+v", st)
 	}
 }

@@ -142,6 +142,14 @@ func (r *Runner) hook(ctx context.Context, q *queue, h Handler) nfqueue.HookFunc
 
 // packet runs the handler on one queued packet and sends its verdict.
 func (r *Runner) packet(q *queue, h Handler, id uint32, pkt []byte, mark uint32, meta Meta) {
+	r.handle(q, h, id, pkt, mark, meta)
+	r.flush(q)
+}
+
+// handle runs the handler on one queued packet and queues its verdict in
+// the batch (or, without the raw socket, sends it at once). pkt must stay
+// untouched until the next flush.
+func (r *Runner) handle(q *queue, h Handler, id uint32, pkt []byte, mark uint32, meta Meta) {
 	r.packets.Add(1)
 	v, newMark, modified := r.call(q, h, pkt, mark, meta)
 	if v == Drop {
@@ -154,42 +162,71 @@ func (r *Runner) packet(q *queue, h Handler, id uint32, pkt []byte, mark uint32,
 			r.marked.Add(1)
 		}
 	}
-	if err := r.verdict(q, id, v, pkt, modified, newMark, newMark != mark); err != nil {
-		r.verdictErrors.Add(1)
-		q.rateLimited(zap.WarnLevel, "verdict failed", zap.Error(err))
+	pv := pendingVerdict{id: id, v: v, modified: modified, setMark: newMark != mark, mark: newMark, pkt: pkt}
+	if q.vw == nil || !fits(len(pkt)) {
+		r.flush(q) // keep the order of the verdicts
+		r.slowVerdict(q, pv)
+		return
+	}
+	var payload []byte
+	if modified && v != Drop {
+		payload = pkt
+	}
+	nv := uint32(nfAccept)
+	if v == Drop {
+		nv, pv.setMark = nfDrop, false
+	}
+	if !q.vw.room(verdictLen(pv.setMark, payload)) {
+		r.flush(q)
+	}
+	q.vw.encode(id, nv, pv.setMark, newMark, payload)
+	q.vw.pend = append(q.vw.pend, pv)
+}
+
+// flush writes the batch's verdicts in one message, without blocking.
+// When the socket buffer is full they go one by one through go-nfqueue,
+// whose send waits up to the write timeout.
+func (r *Runner) flush(q *queue) {
+	if q.vw == nil || len(q.vw.pend) == 0 {
+		return
+	}
+	err := q.vw.send()
+	pend := q.vw.pend
+	q.vw.pend = pend[:0]
+	switch {
+	case errors.Is(err, errWouldBlock):
+		for i := range pend {
+			r.slowVerdict(q, pend[i])
+		}
+	case err != nil:
+		r.verdictErrors.Add(uint64(len(pend)))
+		q.rateLimited(zap.WarnLevel, "verdict failed", zap.Int("verdicts", len(pend)), zap.Error(err))
+	}
+	// drop the references to packets: the hook's first one is the library's
+	for i := range pend {
+		pend[i].pkt = nil
 	}
 }
 
-// verdict sends the packet's verdict: encoded into the queue's buffer and
-// written without blocking (no allocation), or, when the socket buffer is
-// full or the raw socket is unavailable, through go-nfqueue, whose send
-// waits up to the write timeout.
-func (r *Runner) verdict(q *queue, id uint32, v Verdict, pkt []byte, modified bool, mark uint32, setMark bool) error {
-	if q.vw != nil && fits(len(pkt)) {
-		var payload []byte
-		if modified && v != Drop {
-			payload = pkt
-		}
-		nv := uint32(nfAccept)
-		if v == Drop {
-			nv, setMark = nfDrop, false
-		}
-		err := q.vw.send(q.vw.encode(id, nv, setMark, mark, payload))
-		if !errors.Is(err, errWouldBlock) {
-			return err
-		}
-	}
+// slowVerdict sends one verdict through go-nfqueue.
+func (r *Runner) slowVerdict(q *queue, pv pendingVerdict) {
+	var err error
 	switch {
-	case v == Drop:
-		return q.nf.SetVerdict(id, nfqueue.NfDrop)
-	case modified && setMark:
-		return q.nf.SetVerdictWithOption(id, nfqueue.NfAccept, nfqueue.WithAlteredPacket(pkt), nfqueue.WithMark(mark))
-	case modified:
-		return q.nf.SetVerdictWithOption(id, nfqueue.NfAccept, nfqueue.WithAlteredPacket(pkt))
-	case setMark:
-		return q.nf.SetVerdictWithOption(id, nfqueue.NfAccept, nfqueue.WithMark(mark))
+	case pv.v == Drop:
+		err = q.nf.SetVerdict(pv.id, nfqueue.NfDrop)
+	case pv.modified && pv.setMark:
+		err = q.nf.SetVerdictWithOption(pv.id, nfqueue.NfAccept, nfqueue.WithAlteredPacket(pv.pkt), nfqueue.WithMark(pv.mark))
+	case pv.modified:
+		err = q.nf.SetVerdictWithOption(pv.id, nfqueue.NfAccept, nfqueue.WithAlteredPacket(pv.pkt))
+	case pv.setMark:
+		err = q.nf.SetVerdictWithOption(pv.id, nfqueue.NfAccept, nfqueue.WithMark(pv.mark))
+	default:
+		err = q.nf.SetVerdict(pv.id, nfqueue.NfAccept)
 	}
-	return q.nf.SetVerdict(id, nfqueue.NfAccept)
+	if err != nil {
+		r.verdictErrors.Add(1)
+		q.rateLimited(zap.WarnLevel, "verdict failed", zap.Error(err))
+	}
 }
 
 // call runs the handler; a panic drops the packet (the queues are

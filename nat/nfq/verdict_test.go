@@ -31,7 +31,12 @@ func TestVerdictEncoding(t *testing.T) {
 			for i := 32; i < 200; i++ {
 				w.buf[i] = 0xff
 			}
-			n := w.encode(0xdeadbeef, tc.verdict, tc.setMark, 0x01020304, tc.payload)
+			w.n = 0
+			w.encode(0xdeadbeef, tc.verdict, tc.setMark, 0x01020304, tc.payload)
+			n := w.n
+			if l := verdictLen(tc.setMark, tc.payload); l != n {
+				t.Fatalf("verdictLen = %d, encoded %d", l, n)
+			}
 			vh := make([]byte, 8)
 			binary.BigEndian.PutUint32(vh, tc.verdict)
 			binary.BigEndian.PutUint32(vh[4:], 0xdeadbeef)
@@ -65,7 +70,7 @@ func TestVerdictEncoding(t *testing.T) {
 func TestVerdictEncodingAllocs(t *testing.T) {
 	w := newVerdictWriter(nil, 1)
 	pkt := make([]byte, 1400)
-	if a := testing.AllocsPerRun(100, func() { w.encode(7, nfAccept, true, 9, pkt) }); a != 0 {
+	if a := testing.AllocsPerRun(100, func() { w.n = 0; w.encode(7, nfAccept, true, 9, pkt) }); a != 0 {
 		t.Fatalf("%v allocs per verdict", a)
 	}
 }
