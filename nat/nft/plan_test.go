@@ -3,6 +3,7 @@ package nft
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
@@ -61,6 +62,24 @@ func TestPlan(t *testing.T) {
 		}
 		if n != st.want || len(m.in) != st.in || len(m.out) != st.out {
 			t.Errorf("%s: %d operations, mirror %d in %d out; want %d, %d, %d", st.name, n, len(m.in), len(m.out), st.want, st.in, st.out)
+		}
+	}
+}
+
+// TestPollEvery: the counters are read every Poll up to pollCalls calls,
+// then less often in proportion.
+func TestPollEvery(t *testing.T) {
+	m := New(Config{Poll: time.Second})
+	for _, tt := range []struct {
+		calls int
+		want  time.Duration
+	}{{0, time.Second}, {pollCalls, time.Second}, {2*pollCalls + 1, 2 * time.Second}, {10 * pollCalls, 10 * time.Second}} {
+		m.in = map[key]*inEntry{}
+		for i := range tt.calls {
+			m.in[greKey(conntrack.Addr{198, 51, 100, 2}, conntrack.Addr{203, 0, 113, 1}, uint16(i))] = &inEntry{}
+		}
+		if got := m.pollEvery(); got != tt.want {
+			t.Errorf("%d calls: every %v, want %v", tt.calls, got, tt.want)
 		}
 	}
 }
