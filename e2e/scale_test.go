@@ -52,20 +52,24 @@ type scaleLab struct {
 	loads   int
 	perConn int      // calls per control connection
 	args    []string // pptpgw's flags
+	plain   bool     // no NAT and no calls: the sender's and forwarding's own cost at N Call IDs
 	inMAC   string   // the gateway's wan MAC: inbound GRE is sent to it
 	outMAC  string   // its lan MAC
 }
 
 // startScaleLab builds the topology of newGWTopo with one client, starts
 // pacsim on the server and the gateway of the path: the kernel helper when
-// args is nil, else pptpgw with args.
-func startScaleLab(t *testing.T, name string, args []string) *scaleLab {
+// args is nil, else pptpgw with args; with plain, neither (nor NAT).
+func startScaleLab(t *testing.T, name string, args []string, plain bool) *scaleLab {
 	t.Helper()
-	s := &scaleLab{name: name, tp: newGWTopo(t, 1)}
+	s := &scaleLab{name: name, tp: newGWTopo(t, 1), plain: plain}
 	tp := s.tp
-	if args == nil {
+	switch {
+	case plain:
+		tp.gw.MustRun("iptables", "-t", "nat", "-F")
+	case args == nil:
 		tp.gw.MustRun("iptables", "-t", "raw", "-A", "PREROUTING", "-p", "tcp", "--dport", "1723", "-j", "CT", "--helper", "pptp")
-	} else {
+	default:
 		s.gw = tp.gw.StartGateway(lab.GatewayConfig{InstallRules: true, LogLevel: "info", Args: args})
 	}
 	tp.srv.Start("pacsim", lab.Build(t, lab.Module+"/e2e/cmd/pacsim"), "--listen", serverIP,
@@ -338,14 +342,18 @@ func TestScale(t *testing.T) {
 		name    string
 		args    []string // pptpgw's; nil: the kernel's helper
 		perConn int      // calls per control connection
+		plain   bool
 	}
 	paths := []scalePath{
-		{"kernel PPTP helper", nil, 1},
-		{"pptpgw --gre-path kernel", []string{"--gre-path", "kernel", "--max-calls", limit, "--max-calls-per-inside", limit}, 1},
-		{"pptpgw --gre-path queue", []string{"--gre-path", "queue", "--max-calls", limit, "--max-calls-per-inside", limit}, 1},
+		// The reference for the ratios: the sender cycles over as many
+		// frames, and the caches see as many flows, with no NAT at all.
+		{"plain forwarding (no calls, N Call IDs)", nil, 0, true},
+		{"kernel PPTP helper", nil, 1, false},
+		{"pptpgw --gre-path kernel", []string{"--gre-path", "kernel", "--max-calls", limit, "--max-calls-per-inside", limit}, 1, false},
+		{"pptpgw --gre-path queue", []string{"--gre-path", "queue", "--max-calls", limit, "--max-calls-per-inside", limit}, 1, false},
 		// What a call costs without a control connection of its own (the
 		// kernel helper cannot do this: one call per connection).
-		{"pptpgw --gre-path kernel, 100 calls per control connection", []string{"--gre-path", "kernel", "--max-calls", limit, "--max-calls-per-inside", limit}, 100},
+		{"pptpgw --gre-path kernel, 100 calls per control connection", []string{"--gre-path", "kernel", "--max-calls", limit, "--max-calls-per-inside", limit}, 100, false},
 	}
 	if f := os.Getenv("PPTPGW_E2E_SCALE_PATHS"); f != "" { // names containing any of the comma-separated words
 		paths = slices.DeleteFunc(paths, func(p scalePath) bool {
@@ -368,7 +376,7 @@ func TestScale(t *testing.T) {
 	labs := make([]*scaleLab, len(paths))
 	rows := make([]*scaleRow, len(paths))
 	for i, p := range paths {
-		labs[i] = startScaleLab(t, p.name, p.args)
+		labs[i] = startScaleLab(t, p.name, p.args, p.plain)
 		labs[i].perConn, labs[i].args = p.perConn, p.args
 		rows[i] = &scaleRow{in: map[int][]float64{}, out: map[int][]float64{}, setup: map[int]float64{},
 			heap: map[int]float64{}, rss: map[int]float64{}, slabPerCall: map[int]float64{}, mapped: map[int]uint64{}}
@@ -377,6 +385,17 @@ func TestScale(t *testing.T) {
 		idFiles := make([]string, len(labs))
 		for i, s := range labs {
 			row := rows[i]
+			if s.plain {
+				var b strings.Builder
+				for id := range size {
+					fmt.Fprintln(&b, scaleInsideBase+id)
+				}
+				idFiles[i] = s.tp.l.Path(fmt.Sprintf("in-ids-%d.txt", size))
+				if err := os.WriteFile(idFiles[i], []byte(b.String()), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
 			added := size - s.calls
 			slab0 := slabBytes(t)
 			_, r := s.addCalls(t, added, s.perConn)
@@ -431,7 +450,11 @@ func TestScale(t *testing.T) {
 			for i, s := range labs {
 				row := rows[i]
 				for _, dir := range []string{"inbound", "outbound"} {
-					from, to, args := s.tp.srv, s.tp.clients[0], []string{"--dst-mac", s.inMAC, "--src", serverIP, "--dst", publicIP, "--call-id-file", idFiles[i]}
+					dst := publicIP
+					if s.plain {
+						dst = clientIP(0)
+					}
+					from, to, args := s.tp.srv, s.tp.clients[0], []string{"--dst-mac", s.inMAC, "--src", serverIP, "--dst", dst, "--call-id-file", idFiles[i]}
 					if dir == "outbound" {
 						from, to = s.tp.clients[0], s.tp.srv
 						args = []string{"--dst-mac", s.outMAC, "--src", clientIP(0), "--dst", serverIP,
@@ -542,7 +565,11 @@ func scaleTable(names []string, rows []*scaleRow, sizes []int, runs int, secs fl
 					}
 					mapped = strings.Join(m, ", ")
 				}
-				fmt.Fprintf(&b, " %.0f | %s | %.0f | %s |", r.setup[hi], heap, r.slabPerCall[hi], mapped)
+				setup, slab := "-", "-"
+				if r.setup[hi] > 0 {
+					setup, slab = fmt.Sprintf("%.0f", r.setup[hi]), fmt.Sprintf("%.0f", r.slabPerCall[hi])
+				}
+				fmt.Fprintf(&b, " %s | %s | %s | %s |", setup, heap, slab, mapped)
 			}
 			b.WriteString("\n")
 		}
@@ -557,7 +584,7 @@ func scaleTable(names []string, rows []*scaleRow, sizes []int, runs int, secs fl
 // robin reaches every call both ways, and SIGTERM clears them all.
 func TestLoadCalls(t *testing.T) {
 	const n = 20
-	s := startScaleLab(t, "pptpgw", []string{"--gre-path", "queue"})
+	s := startScaleLab(t, "pptpgw", []string{"--gre-path", "queue"}, false)
 	p, _ := s.addCalls(t, n, 5)
 	calls := waitCalls(s.tp.l, s.gw, n, func(calls []lab.GWCall) error {
 		seen := map[uint16]bool{}
