@@ -58,7 +58,8 @@ func (x outIndex) get(inside, peer Addr, peerID uint16) *Call {
 	return nil
 }
 
-// add indexes k, which must not be indexed, and no other call under its key.
+// add indexes k, which must not be indexed yet, nor another call with its
+// inside address, peer and PeerID (indexOut removes that one first).
 func (x outIndex) add(k *Call) {
 	key := outIndexKey(k.Inside, k.Peer, k.PeerID)
 	k.outNext = x[key]

@@ -24,7 +24,7 @@ type Source interface {
 // Config configures a Manager.
 type Config struct {
 	// MarkBit is set on every packet the kernel translated (--mark-bit),
-	// so that the GRE-out queue rule skips it.
+	// so that pptpgw's iptables GRE chains skip it.
 	MarkBit uint32
 	// Poll is how often calls whose PPP negotiation is over are promoted
 	// and the element counters are read into the calls' counters and
