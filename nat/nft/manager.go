@@ -77,7 +77,7 @@ type Manager struct {
 	out      map[key]*outEntry
 	create   bool
 	failing  bool
-	lastPoll time.Time
+	idleTick int // ticks since the counters were last read
 	cancel   context.CancelFunc
 	done     chan struct{}
 	pktsIn   atomic.Uint64
@@ -186,9 +186,11 @@ func (m *Manager) run(ctx context.Context) {
 			if m.failing {
 				m.resync()
 			}
-			if now := time.Now(); now.Sub(m.lastPoll) >= m.pollEvery() {
-				m.lastPoll = now
-				if err := m.poll(now.UnixNano()); err != nil {
+			// Counted in ticks: comparing clock readings would skip every
+			// other tick, a tick landing a hair early.
+			if m.idleTick++; m.idleTick >= m.pollTicks() {
+				m.idleTick = 0
+				if err := m.poll(time.Now().UnixNano()); err != nil {
 					m.log.Warn("read the fast path's counters", zap.Error(err))
 				}
 			}
@@ -347,15 +349,13 @@ func (m *Manager) plan(c *nftables.Conn, o op) (int, error) {
 }
 
 // pollCalls is how many calls' counters are read every Poll; above it,
-// every Poll x calls/pollCalls. Dumping a set costs the kernel more than
+// every calls/pollCalls Polls. Dumping a set costs the kernel more than
 // linear time (it walks the set again for each part of the dump): about
 // 110 ms for 10 000 calls here, a tenth of a CPU if done every second,
 // while the idle timeouts count in minutes.
 const pollCalls = 1000
 
-func (m *Manager) pollEvery() time.Duration {
-	return m.cfg.Poll * time.Duration(max(1, len(m.in)/pollCalls))
-}
+func (m *Manager) pollTicks() int { return max(1, len(m.in)/pollCalls) }
 
 // poll reads the element counters and gives the calls what the kernel
 // translated since the last read.

@@ -66,20 +66,17 @@ func TestPlan(t *testing.T) {
 	}
 }
 
-// TestPollEvery: the counters are read every Poll up to pollCalls calls,
+// TestPollTicks: the counters are read every Poll up to pollCalls calls,
 // then less often in proportion.
-func TestPollEvery(t *testing.T) {
+func TestPollTicks(t *testing.T) {
 	m := New(Config{Poll: time.Second})
-	for _, tt := range []struct {
-		calls int
-		want  time.Duration
-	}{{0, time.Second}, {pollCalls, time.Second}, {2*pollCalls + 1, 2 * time.Second}, {10 * pollCalls, 10 * time.Second}} {
+	for _, tt := range []struct{ calls, want int }{{0, 1}, {pollCalls, 1}, {2*pollCalls + 1, 2}, {10 * pollCalls, 10}} {
 		m.in = map[key]*inEntry{}
 		for i := range tt.calls {
 			m.in[greKey(conntrack.Addr{198, 51, 100, 2}, conntrack.Addr{203, 0, 113, 1}, uint16(i))] = &inEntry{}
 		}
-		if got := m.pollEvery(); got != tt.want {
-			t.Errorf("%d calls: every %v, want %v", tt.calls, got, tt.want)
+		if got := m.pollTicks(); got != tt.want {
+			t.Errorf("%d calls: every %d ticks, want %d", tt.calls, got, tt.want)
 		}
 	}
 }
