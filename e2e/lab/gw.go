@@ -4,12 +4,8 @@ package lab
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -288,20 +284,12 @@ func (n *NS) Do(f func() error) error {
 
 // Healthz asks the admin socket's GET /healthz and returns nil on "200 ok".
 func (g *Gateway) Healthz() error {
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", g.AdminSocket)
-		}}}
-	defer hc.CloseIdleConnections()
-	resp, err := hc.Get("http://pptpgw/healthz")
+	body, err := g.adminGet("/healthz")
 	if err != nil {
-		return fmt.Errorf("GET /healthz: %w", err)
+		return err
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "ok" {
-		return fmt.Errorf("GET /healthz: %s %q", resp.Status, body)
+	if strings.TrimSpace(body) != "ok" {
+		return fmt.Errorf("GET /healthz: %q", body)
 	}
 	return nil
 }

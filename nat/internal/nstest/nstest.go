@@ -21,7 +21,7 @@ import (
 )
 
 // NeedRoot skips the test unless it runs as root.
-func NeedRoot(t *testing.T) {
+func NeedRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("e2e: needs root")
@@ -29,7 +29,7 @@ func NeedRoot(t *testing.T) {
 }
 
 // Sh runs a command and fails the test with its output on error.
-func Sh(t *testing.T, args ...string) string {
+func Sh(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 	if err != nil {
@@ -39,7 +39,7 @@ func Sh(t *testing.T, args ...string) string {
 }
 
 // NewNS creates a network namespace with lo up and removes it at cleanup.
-func NewNS(t *testing.T, tag string) string {
+func NewNS(t testing.TB, tag string) string {
 	t.Helper()
 	sweepOnce.Do(sweep)
 	name := fmt.Sprintf("pgwt-%d-%s", os.Getpid(), tag)
@@ -67,7 +67,7 @@ func sweep() {
 }
 
 // Link joins two namespaces with a veth pair, addresses given as CIDR.
-func Link(t *testing.T, a, ifa, addrA, b, ifb, addrB string) {
+func Link(t testing.TB, a, ifa, addrA, b, ifb, addrB string) {
 	t.Helper()
 	Sh(t, "ip", "link", "add", ifa, "netns", a, "type", "veth", "peer", "name", ifb, "netns", b)
 	Sh(t, "ip", "-n", a, "addr", "add", addrA, "dev", ifa)
@@ -78,7 +78,7 @@ func Link(t *testing.T, a, ifa, addrA, b, ifb, addrB string) {
 
 // InNS runs fn on an OS thread switched into namespace ns. Sockets fn
 // creates stay in ns after it returns.
-func InNS(t *testing.T, ns string, fn func()) {
+func InNS(t testing.TB, ns string, fn func()) {
 	t.Helper()
 	runtime.LockOSThread()
 	orig, err := os.Open("/proc/thread-self/ns/net")
@@ -108,7 +108,7 @@ func InNS(t *testing.T, ns string, fn func()) {
 }
 
 // FD opens a namespace for a NetNS config field, closed at cleanup.
-func FD(t *testing.T, ns string) int {
+func FD(t testing.TB, ns string) int {
 	t.Helper()
 	f, err := os.Open("/var/run/netns/" + ns)
 	if err != nil {
@@ -120,7 +120,7 @@ func FD(t *testing.T, ns string) int {
 
 // Wrapper writes a script that runs bin inside ns, for go-iptables' Path
 // option: go-iptables only ever execs one binary.
-func Wrapper(t *testing.T, ns, bin string) string {
+func Wrapper(t testing.TB, ns, bin string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), bin)
 	script := fmt.Sprintf("#!/bin/sh\nexec ip netns exec %s %s \"$@\"\n", ns, bin)
