@@ -29,7 +29,9 @@ type OutKey struct {
 }
 
 // InKeyOf and OutKeyOf are m's two keys.
-func InKeyOf(m conntrack.GREMap) InKey { return InKey{Peer: m.Peer, Public: m.Public, OuterID: m.OuterID} }
+func InKeyOf(m conntrack.GREMap) InKey {
+	return InKey{Peer: m.Peer, Public: m.Public, OuterID: m.OuterID}
+}
 func OutKeyOf(m conntrack.GREMap) OutKey {
 	return OutKey{Inside: m.Inside, Peer: m.Peer, PeerID: m.PeerID}
 }
