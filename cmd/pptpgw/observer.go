@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/netip"
 	"time"
 
 	"go.uber.org/zap"
@@ -65,3 +66,5 @@ func (l *callLog) connWarn(msg string, c conntrack.ConnInfo, reason string) {
 		zap.String("inside", epString(c.Inside)), zap.String("outside", epString(c.Outside)),
 		zap.Uint64("suppressed", suppressed))
 }
+
+func epString(e conntrack.Endpoint) string { return netip.AddrPortFrom(e.Addr.IP(), e.Port).String() }

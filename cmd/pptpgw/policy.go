@@ -1,8 +1,6 @@
 package main
 
 import (
-	"time"
-
 	"go.uber.org/zap"
 
 	"github.com/pptpgw/pptpgw/alg"
@@ -22,11 +20,9 @@ func policyOf(p config.Policy) *conntrack.Policy {
 	return cp
 }
 
-// setPolicy puts the configuration's policy in force (start, SIGHUP);
-// calls up that no longer comply are cleared.
-func (d *daemon) setPolicy(p config.Policy) {
-	d.table.SetPolicy(policyOf(p), time.Now().UnixNano())
-	d.log.Info("policy", zap.Strings("require_auth", p.RequireAuth), zap.Int("require_mppe", p.RequireMPPE),
+// logPolicy logs the policy put in force (start, SIGHUP).
+func logPolicy(log *zap.Logger, p config.Policy) {
+	log.Info("policy", zap.Strings("require_auth", p.RequireAuth), zap.Int("require_mppe", p.RequireMPPE),
 		zap.Int("allow_inside", len(p.AllowInside)), zap.Int("allow_peer", len(p.AllowPeer)))
 }
 

@@ -9,46 +9,16 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/pptpgw/pptpgw/conntrack"
+	"github.com/pptpgw/pptpgw/nat/fastpath"
+	"github.com/pptpgw/pptpgw/nat/fastpath/fastpathtest"
 	"github.com/pptpgw/pptpgw/nat/internal/nstest"
 )
-
-// fakeSource is a call table of fixed calls.
-type fakeSource struct {
-	mu    sync.Mutex
-	calls []conntrack.GREMap
-	f     conntrack.FastPath
-	got   map[bool][2]uint64 // in -> packets, bytes
-}
-
-func (s *fakeSource) SetFastPath(f conntrack.FastPath) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.f = f
-	if f != nil {
-		for _, c := range s.calls {
-			f.MapAdd(c)
-		}
-	}
-}
-func (s *fakeSource) PromoteFastPath() {}
-func (s *fakeSource) KernelGRE(m conntrack.GREMap, in bool, p, b uint64, now int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v := s.got[in]
-	s.got[in] = [2]uint64{v[0] + p, v[1] + b}
-}
-func (s *fakeSource) counts(in bool) [2]uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.got[in]
-}
 
 func addr(s string) conntrack.Addr { return conntrack.AddrFrom(netip.MustParseAddr(s)) }
 
@@ -122,12 +92,8 @@ func TestFastPathKernel(t *testing.T) {
 
 	call := conntrack.GREMap{Peer: addr("198.51.100.2"), OuterID: 16384, Public: addr("198.51.100.1"),
 		Inside: addr("192.168.1.10"), InsideID: 4660, PeerID: 128}
-	src := &fakeSource{calls: []conntrack.GREMap{call}, got: map[bool][2]uint64{}}
-	m := New(Config{MarkBit: 0x10000000, Poll: 100 * time.Millisecond, NetNS: nstest.FD(t, gw)})
-	if err := m.Start(t.Context(), src); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Stop(true)
+	src := fastpathtest.New(call)
+	r := startReconciler(t, gw, src, 100*time.Millisecond)
 	list := nstest.Sh(t, "ip", "netns", "exec", gw, "nft", "list", "table", "ip", TableName)
 	for _, want := range []string{"198.51.100.2 . 198.51.100.1 . 16384 counter packets 0 bytes 0 : 192.168.1.10",
 		"198.51.100.2 . 198.51.100.1 . 16384 : 4660", "192.168.1.10 . 198.51.100.2 . 128 counter packets 0 bytes 0 }", "192.168.1.10 . 198.51.100.2 . 128 : 198.51.100.1", "priority raw - 1", "priority mangle - 1"} {
@@ -153,16 +119,16 @@ func TestFastPathKernel(t *testing.T) {
 		t.Errorf("server received %q, want %q", got, want)
 	}
 	deadline := time.Now().Add(3 * time.Second)
-	for (src.counts(true)[0] != 3 || src.counts(false)[0] != 2) && time.Now().Before(deadline) {
+	for (src.Credited(call, true).Packets != 3 || src.Credited(call, false).Packets != 2) && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if in, out := src.counts(true), src.counts(false); in[0] != 3 || out[0] != 2 || in[1] == 0 || out[1] == 0 {
-		t.Errorf("counters credited: in %v out %v, want 3 and 2 packets", in, out)
+	if in, out := src.Credited(call, true), src.Credited(call, false); in.Packets != 3 || out.Packets != 2 || in.Bytes == 0 || out.Bytes == 0 {
+		t.Errorf("counters credited: in %+v out %+v, want 3 and 2 packets", in, out)
 	}
 	// A call torn down: its elements go, its GRE is no longer translated.
-	m.MapDel(call)
+	src.Set()
 	deadline = time.Now().Add(3 * time.Second)
-	for m.Stats().Elements != 0 && time.Now().Before(deadline) {
+	for r.Stats().Mappings != 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	list = nstest.Sh(t, "ip", "netns", "exec", gw, "nft", "list", "table", "ip", TableName)
@@ -173,9 +139,7 @@ func TestFastPathKernel(t *testing.T) {
 	if got := recvGRE(cfd); len(got) != 0 {
 		t.Errorf("inside received %v after MapDel", got)
 	}
-	if err := m.Stop(true); err != nil {
-		t.Fatal(err)
-	}
+	stopReconciler(t, r, true)
 	if out := nstest.Sh(t, "ip", "netns", "exec", gw, "nft", "list", "tables"); strings.Contains(out, TableName) {
 		t.Errorf("table left after Stop(true): %s", out)
 	}
@@ -192,9 +156,9 @@ func TestFastPathManyCalls(t *testing.T) {
 	nstest.Sh(t, "ip", "-n", c, "route", "add", "default", "via", "192.168.1.1")
 	nstest.Sh(t, "ip", "netns", "exec", gw, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	const n = 10000
-	m := startMany(t, gw, n, 100*time.Millisecond)
-	if st := m.Stats(); st.Elements != n || st.Errors != 0 || st.Syncs < n/maxBatch {
-		t.Errorf("stats %+v, want %d elements in at least %d transactions and no error", st, n, n/maxBatch)
+	r := startMany(t, gw, n, 100*time.Millisecond)
+	if st := r.Stats(); st.Mappings != n || st.Errors != 0 {
+		t.Errorf("stats %+v, want %d mappings and no error", st, n)
 	}
 	for _, m := range []struct{ kind, name, key string }{
 		{"map", MapInAddr, "198.51.100.2 . 198.51.100.1 . "},
@@ -214,34 +178,57 @@ func TestFastPathManyCalls(t *testing.T) {
 	}
 }
 
-// startMany starts a Manager in namespace gw with n calls from one peer.
-func startMany(tb testing.TB, gw string, n int, poll time.Duration) *Manager {
+// startReconciler programs namespace gw with src's calls and keeps it
+// converged until the test ends.
+func startReconciler(tb testing.TB, gw string, src *fastpathtest.Source, tick time.Duration) *fastpath.Reconciler {
 	tb.Helper()
-	src := &fakeSource{got: map[bool][2]uint64{}}
-	for i := range n {
-		src.calls = append(src.calls, conntrack.GREMap{Peer: addr("198.51.100.2"), OuterID: uint16(i), Public: addr("198.51.100.1"),
-			Inside: addr("192.168.1.10"), InsideID: uint16(i) ^ 0x8000, PeerID: uint16(i)})
-	}
-	m := New(Config{MarkBit: 0x10000000, Poll: poll, NetNS: nstest.FD(tb, gw)})
-	if err := m.Start(context.Background(), src); err != nil {
+	b, err := New(Config{MarkBit: 0x10000000, NetNS: nstest.FD(tb, gw)})
+	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { m.Stop(true) })
-	return m
+	r := fastpath.New(src, b, fastpath.Config{Tick: tick})
+	if err := r.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		<-done
+		r.Stop(true)
+	})
+	return r
+}
+
+func stopReconciler(t *testing.T, r *fastpath.Reconciler, remove bool) {
+	t.Helper()
+	if err := r.Backend().Close(remove); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startMany starts a Reconciler in namespace gw with n calls from one peer.
+func startMany(tb testing.TB, gw string, n int, tick time.Duration) *fastpath.Reconciler {
+	tb.Helper()
+	var calls []conntrack.GREMap
+	for i := range n {
+		calls = append(calls, conntrack.GREMap{Peer: addr("198.51.100.2"), OuterID: uint16(i), Public: addr("198.51.100.1"),
+			Inside: addr("192.168.1.10"), InsideID: uint16(i) ^ 0x8000, PeerID: uint16(i)})
+	}
+	return startReconciler(tb, gw, fastpathtest.New(calls...), tick)
 }
 
 // BenchmarkPoll: one read of the element counters (a dump of two sets)
 // with 1 000 and 10 000 calls mapped, the cost behind reading them less
-// often above pollCalls (root: sudo go test -tags e2e -run '^$' -bench Poll ./nat/nft/).
+// often above CountersPerTick (root: sudo go test -tags e2e -run '^$' -bench Poll ./nat/nft/).
 func BenchmarkPoll(b *testing.B) {
 	nstest.NeedRoot(b)
 	for _, n := range []int{1000, 10000} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
-			m := startMany(b, nstest.NewNS(b, "nftpoll"), n, time.Hour)
+			r := startMany(b, nstest.NewNS(b, "nftpoll"), n, time.Hour)
 			for b.Loop() {
-				if err := m.poll(time.Now().UnixNano()); err != nil {
-					b.Fatal(err)
-				}
+				r.ReadCounters()
 			}
 		})
 	}

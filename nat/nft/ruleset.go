@@ -227,4 +227,9 @@ func greKey(src, dst [4]byte, id uint16) key {
 	return k
 }
 
+func greKeyBytes(src, dst [4]byte, id uint16) []byte {
+	k := greKey(src, dst, id)
+	return k[:]
+}
+
 func callID(id uint16) []byte { return binary.BigEndian.AppendUint16(nil, id) }

@@ -74,27 +74,23 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// Layout is the configuration's queue numbering.
+func (c Config) Layout() Layout { return Layout{First: c.Queue, N: c.Queues} }
+
 // Validate reports a configuration whose queue range does not fit in the
 // kernel's 16-bit queue numbers.
 func (c Config) Validate() error {
-	c = c.withDefaults()
-	if int(c.Queue)+2*int(c.Queues)-1 > 65535 {
-		return fmt.Errorf("queues %d..%d: beyond 65535", c.Queue, int(c.Queue)+2*int(c.Queues)-1)
+	if l := c.Layout(); !l.Fits() {
+		return fmt.Errorf("queues %d..%d: beyond 65535", l.First, int(l.First)+2*int(l.n())-1)
 	}
 	return nil
 }
 
 // ControlQueues returns the first control queue and their number.
-func (c Config) ControlQueues() (first, n uint16) {
-	c = c.withDefaults()
-	return c.Queue, c.Queues
-}
+func (c Config) ControlQueues() (first, n uint16) { return c.Layout().Control() }
 
 // GREQueues returns the first GRE/ICMP queue and their number.
-func (c Config) GREQueues() (first, n uint16) {
-	c = c.withDefaults()
-	return c.Queue + c.Queues, c.Queues
-}
+func (c Config) GREQueues() (first, n uint16) { return c.Layout().GRE() }
 
 // Chain is one of pptpgw's chains and the built-in chain that jumps to it.
 type Chain struct {
@@ -140,9 +136,11 @@ func (r Rule) IsJump() bool {
 // this order means no packet is ever sent into a half-filled chain.
 func Desired(cfg Config) []Rule {
 	cfg = cfg.withDefaults()
-	ctl := queueTarget(cfg.Queue, cfg.Queues, cfg.FailOpen)
-	gre := queueTarget(cfg.Queue+cfg.Queues, cfg.Queues, false)
-	greBypass := queueTarget(cfg.Queue+cfg.Queues, cfg.Queues, true)
+	ctlFirst, n := cfg.ControlQueues()
+	greFirst, _ := cfg.GREQueues()
+	ctl := queueTarget(ctlFirst, n, cfg.FailOpen)
+	gre := queueTarget(greFirst, n, false)
+	greBypass := queueTarget(greFirst, n, true)
 	greMatch := []string{"-p", "gre", "-m", "u32", "--u32", U32GREv1}
 	icmpMatch := []string{"-p", "icmp", "-m", "u32", "--u32", U32ICMPQuotingGRE}
 	local := []string{"-m", "addrtype", "--dst-type", "LOCAL"}

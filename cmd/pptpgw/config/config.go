@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pptpgw/pptpgw/conntrack"
+	"github.com/pptpgw/pptpgw/nat/rules"
 )
 
 // Subcommands whose options this package parses. replay has its own flags and no config file.
@@ -128,16 +129,9 @@ func Default() Config {
 	}
 }
 
-// ControlQueues returns the first and last control queue numbers (N..N+K-1).
-func (c *Config) ControlQueues() (first, last uint16) {
-	return c.Queue, c.Queue + uint16(c.Queues) - 1
-}
-
-// GREQueues returns the first and last GRE/ICMP queue numbers (N+K..N+2K-1). Parse guarantees
-// they fit in 16 bits.
-func (c *Config) GREQueues() (first, last uint16) {
-	return c.Queue + uint16(c.Queues), c.Queue + uint16(2*c.Queues) - 1
-}
+// Layout returns the queue numbering (N control queues from --queue, then N GRE/ICMP queues).
+// Parse guarantees it fits in 16 bits.
+func (c *Config) Layout() rules.Layout { return rules.Layout{First: c.Queue, N: uint16(c.Queues)} }
 
 // Warnings returns advice about values that are valid but probably not what the operator meant,
 // for main to log at start and on reload.

@@ -159,11 +159,11 @@ log-format: console
 	if d := cmp.Diff(want, c, cmpConfig...); d != "" {
 		t.Errorf("(-want +got):\n%s", d)
 	}
-	if f, l := c.ControlQueues(); f != 10 || l != 13 {
-		t.Errorf("control queues %d..%d, want 10..13", f, l)
+	if f, l := c.Layout().Control(); f != 10 || l != 4 {
+		t.Errorf("control queues from %d, %d of them; want 10, 4", f, l)
 	}
-	if f, l := c.GREQueues(); f != 14 || l != 17 {
-		t.Errorf("GRE queues %d..%d, want 14..17", f, l)
+	if f, l := c.Layout().GRE(); f != 14 || l != 4 {
+		t.Errorf("GRE queues from %d, %d of them; want 14, 4", f, l)
 	}
 }
 

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"net/netip"
@@ -23,13 +23,20 @@ type liveResolver struct {
 	lastLog  atomic.Int64
 }
 
+// newLiveResolver dials ctnetlink.
+func newLiveResolver(publicIP []netip.Addr, log *zap.Logger) (*liveResolver, error) {
+	ct, err := ctnl.Dial(0)
+	if err != nil {
+		return nil, err
+	}
+	return &liveResolver{ct: ct, publicIP: publicIP, log: log}, nil
+}
+
 func toAP(e conntrack.Endpoint) netip.AddrPort { return netip.AddrPortFrom(e.Addr.IP(), e.Port) }
 
 func fromAP(a netip.AddrPort) conntrack.Endpoint {
 	return conntrack.Endpoint{Addr: conntrack.AddrFrom(a.Addr()), Port: a.Port()}
 }
-
-func epString(e conntrack.Endpoint) string { return toAP(e).String() }
 
 func (r *liveResolver) Resolve(src, dst conntrack.Endpoint) (conntrack.ConnSpec, bool) {
 	n, err := ctnl.Lookup(r.ct, toAP(src), toAP(dst))

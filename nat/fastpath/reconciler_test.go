@@ -1,0 +1,168 @@
+package fastpath_test
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/pptpgw/pptpgw/conntrack"
+	"github.com/pptpgw/pptpgw/nat/fastpath"
+	"github.com/pptpgw/pptpgw/nat/fastpath/fastpathtest"
+)
+
+// memBackend is a kernel in memory: the mappings it holds and their
+// counters, with a switch to refuse the next calls.
+type memBackend struct {
+	held     map[fastpath.InKey]conntrack.GREMap
+	in       map[fastpath.InKey]fastpath.Counters
+	out      map[fastpath.OutKey]fastpath.Counters
+	fail     error
+	replaces int
+	applies  [][2]int // len(add), len(del)
+	closed   bool
+}
+
+func newMem() *memBackend {
+	return &memBackend{held: map[fastpath.InKey]conntrack.GREMap{}, in: map[fastpath.InKey]fastpath.Counters{}, out: map[fastpath.OutKey]fastpath.Counters{}}
+}
+
+func (b *memBackend) Name() string { return "mem" }
+func (b *memBackend) Replace(maps []conntrack.GREMap) error {
+	if b.fail != nil {
+		return b.fail
+	}
+	b.replaces++
+	clear(b.held)
+	for _, m := range maps {
+		b.held[fastpath.InKeyOf(m)] = m
+	}
+	return nil
+}
+func (b *memBackend) Apply(add, del []conntrack.GREMap) error {
+	if b.fail != nil {
+		return b.fail
+	}
+	b.applies = append(b.applies, [2]int{len(add), len(del)})
+	for _, m := range del {
+		if _, ok := b.held[fastpath.InKeyOf(m)]; !ok {
+			panic("delete of a mapping never added")
+		}
+		delete(b.held, fastpath.InKeyOf(m))
+	}
+	for _, m := range add {
+		if _, ok := b.held[fastpath.InKeyOf(m)]; ok {
+			panic("add over a held mapping")
+		}
+		b.held[fastpath.InKeyOf(m)] = m
+	}
+	return nil
+}
+func (b *memBackend) Counters(in func(fastpath.InKey, fastpath.Counters), out func(fastpath.OutKey, fastpath.Counters)) error {
+	if b.fail != nil {
+		return b.fail
+	}
+	for k, c := range b.in {
+		in(k, c)
+	}
+	for k, c := range b.out {
+		out(k, c)
+	}
+	return nil
+}
+func (b *memBackend) Close(remove bool) error { b.closed = true; return nil }
+
+func (b *memBackend) keys() []uint16 {
+	var ids []uint16
+	for k := range b.held {
+		ids = append(ids, k.OuterID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func call(outer uint16) conntrack.GREMap {
+	return conntrack.GREMap{Peer: conntrack.Addr{203, 0, 113, 5}, OuterID: outer, Public: conntrack.Addr{198, 51, 100, 1},
+		Inside: conntrack.Addr{192, 168, 1, 10}, InsideID: outer + 1, PeerID: outer + 2}
+}
+
+// TestConverge: the kernel follows the desired state with the fewest
+// changes, a changed mapping is removed and added again, an unchanged
+// generation costs nothing, and a refused update is followed by a whole
+// Replace once the kernel takes it again.
+func TestConverge(t *testing.T) {
+	src, be := fastpathtest.New(call(1), call(2)), newMem()
+	r := fastpath.New(src, be, fastpath.Config{})
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if got := be.keys(); !slices.Equal(got, []uint16{1, 2}) || be.replaces != 1 {
+		t.Fatalf("after Start: %v, %d replaces", got, be.replaces)
+	}
+	moved := call(2)
+	moved.Inside = conntrack.Addr{192, 168, 1, 11}
+	src.Set(call(1), moved, call(3))
+	r.Converge()
+	if got := be.keys(); !slices.Equal(got, []uint16{1, 2, 3}) || be.held[fastpath.InKeyOf(moved)] != moved {
+		t.Errorf("after a change: %v", be.held)
+	}
+	if want := [][2]int{{2, 1}}; !slices.Equal(be.applies, want) {
+		t.Errorf("applies %v, want %v", be.applies, want)
+	}
+	r.Converge() // same generation
+	if len(be.applies) != 1 {
+		t.Errorf("an unchanged generation applied again: %v", be.applies)
+	}
+	be.fail = errors.New("ENOBUFS")
+	src.Set(call(1))
+	r.Converge()
+	r.Converge()
+	if st := r.Stats(); st.Errors != 2 {
+		t.Errorf("errors %d, want 2", st.Errors)
+	}
+	be.fail = nil
+	r.Converge()
+	if got := be.keys(); !slices.Equal(got, []uint16{1}) || be.replaces != 2 {
+		t.Errorf("after recovery: %v, %d replaces", got, be.replaces)
+	}
+	if st := r.Stats(); st.Mappings != 1 {
+		t.Errorf("mappings %d, want 1", st.Mappings)
+	}
+}
+
+// TestCounters: the calls are credited the difference since the last
+// read, with the kernel's last-use time or, without one, the read's;
+// a re-created entry counts from zero again.
+func TestCounters(t *testing.T) {
+	now := time.Unix(1000, 0)
+	src, be := fastpathtest.New(call(1)), newMem()
+	r := fastpath.New(src, be, fastpath.Config{Now: func() time.Time { return now }})
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := call(1)
+	kernelLast := time.Unix(990, 0)
+	be.in[fastpath.InKeyOf(c)] = fastpath.Counters{Packets: 10, Bytes: 1000, Last: kernelLast}
+	be.out[fastpath.OutKeyOf(c)] = fastpath.Counters{Packets: 4, Bytes: 400}
+	r.ReadCounters()
+	be.in[fastpath.InKeyOf(c)] = fastpath.Counters{Packets: 15, Bytes: 1500, Last: kernelLast.Add(time.Second)}
+	r.ReadCounters()
+	be.out[fastpath.OutKeyOf(c)] = fastpath.Counters{Packets: 1, Bytes: 100} // re-created
+	r.ReadCounters()
+	in, out := src.Credited(c, true), src.Credited(c, false)
+	if in.Packets != 15 || in.Bytes != 1500 || !in.Last.Equal(kernelLast.Add(time.Second)) {
+		t.Errorf("in credited %+v", in)
+	}
+	if out.Packets != 5 || out.Bytes != 500 || !out.Last.Equal(now) {
+		t.Errorf("out credited %+v", out)
+	}
+	if st := r.Stats(); st.PacketsIn != 15 || st.PacketsOut != 5 {
+		t.Errorf("stats %+v", st)
+	}
+	// Keys the reconciler never added (another run's leftovers) are not credited.
+	be.in[fastpath.InKeyOf(call(9))] = fastpath.Counters{Packets: 1}
+	r.ReadCounters()
+	if got := src.Credited(call(9), true); got.Packets != 0 {
+		t.Errorf("an unknown key was credited: %+v", got)
+	}
+}

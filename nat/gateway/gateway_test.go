@@ -1,0 +1,187 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pptpgw/pptpgw/conntrack"
+	"github.com/pptpgw/pptpgw/nat"
+	"github.com/pptpgw/pptpgw/nat/fastpath"
+	"github.com/pptpgw/pptpgw/nat/nfq"
+	"github.com/pptpgw/pptpgw/nat/rules"
+)
+
+func TestHookOf(t *testing.T) {
+	l := rules.Layout{First: 10, N: 2}
+	for _, tt := range []struct {
+		q    uint16
+		meta nfq.Meta
+		want nat.Hook
+	}{
+		{10, nfq.Meta{Hook: nfq.HookForward, HasInDev: true}, nat.HookControl},
+		{11, nfq.Meta{Hook: nfq.HookForward, HasInDev: true}, nat.HookControl},
+		{12, nfq.Meta{Hook: nfq.HookPrerouting, HasInDev: true}, nat.HookGREIn},
+		{13, nfq.Meta{Hook: nfq.HookPostrouting, HasInDev: true}, nat.HookGREOut},
+		{13, nfq.Meta{Hook: nfq.HookPostrouting}, nat.HookLocalOut},
+	} {
+		if got := hookOf(l, tt.q, tt.meta); got != tt.want {
+			t.Errorf("queue %d %+v: hook %v, want %v", tt.q, tt.meta, got, tt.want)
+		}
+	}
+}
+
+// memBackend is a fast path that holds mappings in memory, or refuses.
+type memBackend struct {
+	name   string
+	fail   error
+	held   map[fastpath.InKey]conntrack.GREMap
+	closed bool
+}
+
+func (b *memBackend) Name() string { return b.name }
+func (b *memBackend) Replace(maps []conntrack.GREMap) error {
+	if b.fail != nil {
+		return b.fail
+	}
+	b.held = map[fastpath.InKey]conntrack.GREMap{}
+	return b.Apply(maps, nil)
+}
+func (b *memBackend) Apply(add, del []conntrack.GREMap) error {
+	for _, m := range del {
+		delete(b.held, fastpath.InKeyOf(m))
+	}
+	for _, m := range add {
+		b.held[fastpath.InKeyOf(m)] = m
+	}
+	return nil
+}
+func (b *memBackend) Counters(func(fastpath.InKey, fastpath.Counters), func(fastpath.OutKey, fastpath.Counters)) error {
+	return nil
+}
+func (b *memBackend) Close(bool) error { b.closed = true; return nil }
+
+// memQueues stands for a bound queue set.
+type memQueues struct {
+	done chan struct{}
+	err  error
+}
+
+func (q *memQueues) Done() <-chan struct{} { return q.done }
+func (q *memQueues) Wait() error           { <-q.done; return q.err }
+func (q *memQueues) Close() error {
+	select {
+	case <-q.done:
+	default:
+		close(q.done)
+	}
+	return nil
+}
+func (q *memQueues) Stats() nfq.Stats { return nfq.Stats{} }
+
+type noResolver struct{}
+
+func (noResolver) Resolve(src, dst conntrack.Endpoint) (conntrack.ConnSpec, bool) {
+	return conntrack.ConnSpec{}, false
+}
+
+// testGateway starts a gateway with in-memory queues and the given
+// backends; handlers receives each queue set's handler.
+func testGateway(t *testing.T, cfg Config, backends map[string]*memBackend) (*Gateway, []*memQueues, error) {
+	t.Helper()
+	var qs []*memQueues
+	deps := Deps{
+		Resolver: noResolver{},
+		OpenQueues: func(ctx context.Context, c nfq.Config, h nfq.Handler) (Queues, error) {
+			q := &memQueues{done: make(chan struct{})}
+			qs = append(qs, q)
+			return q, nil
+		},
+		Backends:   map[string]func() (fastpath.Backend, error){},
+		QueueDrops: func(first, last uint16) uint64 { return 0 },
+	}
+	for name, b := range backends {
+		deps.Backends[name] = func() (fastpath.Backend, error) { return b, nil }
+	}
+	g, err := New(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, qs, g.Start(t.Context())
+}
+
+// TestPathChoice: auto takes the first backend that works and says why
+// the others did not; an explicit path that fails is an error; queue
+// uses none.
+func TestPathChoice(t *testing.T) {
+	refused := errors.New("operation not permitted")
+	for _, tt := range []struct {
+		name     string
+		path     string
+		bpfFails bool
+		want     string
+		wantErr  bool
+		reason   string
+	}{
+		{"auto takes bpf", PathAuto, false, PathBPF, false, "auto: the first that works"},
+		{"auto falls back to kernel", PathAuto, true, PathKernel, false, "bpf: operation not permitted"},
+		{"kernel", PathKernel, false, PathKernel, false, "--gre-path kernel"},
+		{"bpf refused", PathBPF, true, "", true, ""},
+		{"queue", PathQueue, false, PathQueue, false, "--gre-path queue"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			bpf, kernel := &memBackend{name: PathBPF}, &memBackend{name: PathKernel}
+			if tt.bpfFails {
+				bpf.fail = refused
+			}
+			g, _, err := testGateway(t, Config{GREPath: tt.path}, map[string]*memBackend{PathBPF: bpf, PathKernel: kernel})
+			if tt.wantErr {
+				if err == nil || !strings.Contains(err.Error(), "--gre-path bpf") {
+					t.Fatalf("err %v, want a --gre-path bpf error", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Stop()
+			if got := g.Path(); got.Path != tt.want || !strings.Contains(got.Reason, tt.reason) {
+				t.Errorf("path %+v, want %s (%s)", got, tt.want, tt.reason)
+			}
+			if s := g.Stats(); s["gre_path_"+tt.want] != 1 {
+				t.Errorf("stats gre_path_%s = %d", tt.want, s["gre_path_"+tt.want])
+			}
+		})
+	}
+}
+
+// TestRunStops: Run returns when its context ends, and with the queue
+// set's error when one fails; the fast path's backend is let go of (not
+// removed: persistent) either way.
+func TestRunStops(t *testing.T) {
+	kernel := &memBackend{name: PathKernel}
+	g, qs, err := testGateway(t, Config{GREPath: PathKernel}, map[string]*memBackend{PathKernel: kernel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- g.Run(ctx) }()
+	time.Sleep(10 * time.Millisecond)
+	qs[1].err = errors.New("netlink: socket closed")
+	qs[1].Close()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "GRE queues stopped: netlink: socket closed") {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after a queue failure")
+	}
+	cancel()
+	if !kernel.closed {
+		t.Error("backend not closed")
+	}
+}
