@@ -27,9 +27,10 @@ const (
 
 // Values of --gre-path, --local-gre and the rules actions.
 const (
-	GREPathAuto   = "auto" // kernel where nf_tables works, else queue
-	GREPathQueue  = "queue"
+	GREPathAuto   = "auto" // the first of bpf, kernel that works, else queue
+	GREPathBPF    = "bpf"
 	GREPathKernel = "kernel"
+	GREPathQueue  = "queue"
 
 	LocalGREDrop   = "drop"
 	LocalGREAccept = "accept"
@@ -58,6 +59,7 @@ const (
 	// DefaultAdminSocket and DefaultStateFile are DESIGN.md's paths.
 	DefaultAdminSocket = "/run/pptpgw/admin.sock"
 	DefaultStateFile   = "/var/lib/pptpgw/state.json"
+	DefaultBPFPinDir   = "/sys/fs/bpf/pptpgw"
 	// MaxQueues bounds --queues: control and GRE together use 2*K queues.
 	MaxQueues = 64
 )
@@ -85,17 +87,19 @@ type Config struct {
 	Action     string // rules: install, remove or show
 	ConfigFile string // --config (or PPTPGW_CONFIG); "" for none
 
-	Queue        uint16       // --queue: first control queue; GRE/ICMP use Queue+Queues...
-	Queues       int          // --queues: number of control queues (1..MaxQueues)
-	InstallRules bool         // --install-rules
-	FailOpen     bool         // --fail-open: control queues only
-	Force        bool         // --force: start although the kernel's PPTP helper is attached
-	GREPath      string       // --gre-path: auto, queue or kernel
-	PublicIPs    []netip.Addr // --public-ip: explicit public addresses (IPv4), in order, no duplicates
-	LocalGRE     string       // --local-gre: drop or accept
-	MarkBit      uint32       // --mark-bit: exactly one bit set
-	AdminSocket  string       // --admin-socket
-	AdminGroup   string       // --admin-group: group owning the socket; "" leaves it alone
+	Queue         uint16       // --queue: first control queue; GRE/ICMP use Queue+Queues...
+	Queues        int          // --queues: number of control queues (1..MaxQueues)
+	InstallRules  bool         // --install-rules
+	FailOpen      bool         // --fail-open: control queues only
+	Force         bool         // --force: start although the kernel's PPTP helper is attached
+	GREPath       string       // --gre-path: auto, bpf, kernel or queue
+	BPFInterfaces []string     // --bpf-interfaces
+	BPFPinDir     string       // --bpf-pin-dir
+	PublicIPs     []netip.Addr // --public-ip: explicit public addresses (IPv4), in order, no duplicates
+	LocalGRE      string       // --local-gre: drop or accept
+	MarkBit       uint32       // --mark-bit: exactly one bit set
+	AdminSocket   string       // --admin-socket
+	AdminGroup    string       // --admin-group: group owning the socket; "" leaves it alone
 	// MetricsListen is the TCP address of the read-only /metrics listener; "" for none.
 	MetricsListen string
 	StateFile     string // --state-file
@@ -121,6 +125,7 @@ func Default() Config {
 		},
 		Queues:      1,
 		GREPath:     GREPathAuto,
+		BPFPinDir:   DefaultBPFPinDir,
 		LocalGRE:    LocalGREDrop,
 		MarkBit:     DefaultMarkBit,
 		AdminSocket: DefaultAdminSocket,

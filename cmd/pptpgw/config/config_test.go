@@ -127,6 +127,8 @@ install-rules: true
 fail-open: true
 force: true
 gre-path: kernel
+bpf-interfaces: [eth0, lan0]
+bpf-pin-dir: /sys/fs/bpf/gw1
 public-ip: 192.0.2.1, 192.0.2.2
 local-gre: accept
 max-calls: 1000
@@ -152,7 +154,7 @@ log-format: console
 		Reloadable: Reloadable{MaxCalls: 1000, MaxCallsPerInside: 8, GREIdle: 10 * time.Minute, ControlIdle: time.Hour,
 			SetupTimeout: 2 * time.Minute, CloseLinger: 0, SnapshotInterval: 30 * time.Second, LogLevel: "debug"},
 		Subcommand: CmdRun, ConfigFile: p, Queue: 10, Queues: 4, InstallRules: true, FailOpen: true, Force: true,
-		GREPath: "kernel", PublicIPs: addrs("192.0.2.1", "192.0.2.2"), LocalGRE: "accept", MarkBit: 0x100,
+		GREPath: "kernel", BPFInterfaces: []string{"eth0", "lan0"}, BPFPinDir: "/sys/fs/bpf/gw1", PublicIPs: addrs("192.0.2.1", "192.0.2.2"), LocalGRE: "accept", MarkBit: 0x100,
 		AdminSocket: "/tmp/a.sock", AdminGroup: "pptpgw", MetricsListen: "127.0.0.1:9747", StateFile: "/tmp/state.json",
 		LogFormat: "console",
 	}

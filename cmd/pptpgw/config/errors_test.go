@@ -30,7 +30,9 @@ func TestErrors(t *testing.T) {
 		{name: "queues 65", args: []string{"--queues", "65"}, want: "--queues: 65 is out of range (1..64)"},
 		{name: "queue range overflow", args: []string{"--queue", "65530", "--queues", "4"}, want: "--queue: queue 65530 with 4 queues needs queues up to 65537"},
 		{name: "bool value", args: []string{"--fail-open=maybe"}, want: `--fail-open: "maybe" is not true or false`},
-		{name: "gre-path", args: []string{"--gre-path", "nft"}, want: `--gre-path: "nft" is not one of auto, queue, kernel`},
+		{name: "gre-path", args: []string{"--gre-path", "nft"}, want: `--gre-path: "nft" is not one of auto, bpf, kernel, queue`},
+		{name: "bpf-interfaces slash", args: []string{"--bpf-interfaces", "eth0/1"}, want: `--bpf-interfaces: "eth0/1" is not an interface name`},
+		{name: "bpf-interfaces long", args: []string{"--bpf-interfaces", "averyveryverylongname"}, want: `--bpf-interfaces: "averyveryverylongname" is not an interface name`},
 		{name: "local-gre", args: []string{"--local-gre", "allow"}, want: `--local-gre: "allow" is not one of drop, accept`},
 		{name: "public-ip v6", args: []string{"--public-ip", "2001:db8::1"}, want: `--public-ip: "2001:db8::1" is not an IPv4 address`},
 		{name: "public-ip mapped", args: []string{"--public-ip", "::ffff:192.0.2.1"}, want: "--public-ip: "},
@@ -59,7 +61,7 @@ func TestErrors(t *testing.T) {
 		// environment
 		{name: "env typo", env: []string{"PPTPGW_MAX_CALL=3"}, want: "PPTPGW_MAX_CALL: unknown variable"},
 		{name: "env lower case", env: []string{"PPTPGW_max_calls=3"}, want: "PPTPGW_max_calls: unknown variable"},
-		{name: "env bad value", env: []string{"PPTPGW_GRE_PATH=fast"}, want: `PPTPGW_GRE_PATH: "fast" is not one of auto, queue, kernel`},
+		{name: "env bad value", env: []string{"PPTPGW_GRE_PATH=fast"}, want: `PPTPGW_GRE_PATH: "fast" is not one of auto, bpf, kernel, queue`},
 		{name: "env list element", env: []string{"PPTPGW_PUBLIC_IP=192.0.2.1,bad"}, want: `PPTPGW_PUBLIC_IP: "bad" is not an IPv4 address`},
 		{name: "env flag-only", cmd: CmdCalls, env: []string{"PPTPGW_JSON=1"}, want: "PPTPGW_JSON: --json is a command-line flag only"},
 		{name: "env missing file", env: []string{"PPTPGW_CONFIG=/nonexistent/pptpgw.yaml"}, want: "config file /nonexistent/pptpgw.yaml: no such file or directory"},
@@ -128,7 +130,7 @@ func TestSubcommandSubsets(t *testing.T) {
 	for _, s := range r.Effective() {
 		names = append(names, s.Name)
 	}
-	if got := strings.Join(names, " "); got != "config queue queues fail-open mark-bit" {
+	if got := strings.Join(names, " "); got != "config queue queues fail-open bpf-pin-dir mark-bit" {
 		t.Errorf("rules options %q", got)
 	}
 

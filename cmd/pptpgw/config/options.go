@@ -70,12 +70,25 @@ var options = []*option{
 	{name: "force", usage: "start even though the kernel's PPTP helper is attached", cmds: allRun, from: fromAll,
 		set: func(c *Config, v string) (err error) { c.Force, err = parseBool(v); return err },
 		get: func(c *Config) string { return strconv.FormatBool(c.Force) }},
-	{name: "gre-path", arg: "auto|queue|kernel", usage: "who rewrites GRE: nf_tables maps (kernel), the queues (queue), or kernel where nf_tables works, else queue (auto)", cmds: allRun, from: fromAll,
+	{name: "gre-path", arg: "auto|bpf|kernel|queue", usage: "who rewrites established calls' GRE: tc eBPF programs (bpf), nf_tables maps (kernel), the queues (queue), or the first of bpf, kernel that works (auto)", cmds: allRun, from: fromAll,
 		set: func(c *Config, v string) (err error) {
-			c.GREPath, err = parseEnum(v, GREPathAuto, GREPathQueue, GREPathKernel)
+			c.GREPath, err = parseEnum(v, GREPathAuto, GREPathBPF, GREPathKernel, GREPathQueue)
 			return err
 		},
 		get: func(c *Config) string { return c.GREPath }},
+	{name: "bpf-interfaces", arg: "IFACE", usage: "interfaces the bpf path attaches to, instead of those learnt from the control traffic (repeatable)", cmds: allRun, from: fromAll, list: true,
+		set: func(c *Config, v string) error {
+			name, err := parseIfName(v)
+			if err == nil && !slices.Contains(c.BPFInterfaces, name) {
+				c.BPFInterfaces = append(c.BPFInterfaces, name)
+			}
+			return err
+		},
+		reset: func(c *Config) { c.BPFInterfaces = nil },
+		get:   func(c *Config) string { return strings.Join(c.BPFInterfaces, ",") }},
+	{name: "bpf-pin-dir", arg: "PATH", usage: "bpffs directory where the bpf path's programs and maps stay across restarts", cmds: runRules, from: fromAll,
+		set: func(c *Config, v string) (err error) { c.BPFPinDir, err = parseNonEmpty(v); return err },
+		get: func(c *Config) string { return c.BPFPinDir }},
 	{name: "public-ip", arg: "IP", usage: "public IPv4 address to use instead of the one learned from conntrack (repeatable)", cmds: allRun, from: fromAll, list: true,
 		set: func(c *Config, v string) error {
 			a, err := parsePublicIP(v)

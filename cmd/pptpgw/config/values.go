@@ -123,6 +123,15 @@ func parseNonEmpty(v string) (string, error) {
 	return v, nil
 }
 
+// parseIfName checks an interface name as the kernel would take it (IFNAMSIZ, no slash or
+// space).
+func parseIfName(v string) (string, error) {
+	if v == "" || len(v) > 15 || strings.ContainsAny(v, "/ \t\n:") || v == "." || v == ".." {
+		return "", fmt.Errorf("%q is not an interface name", v)
+	}
+	return v, nil
+}
+
 // splitList splits a comma-separated list, trimming spaces and dropping empty elements, so
 // "" is the empty list (a variable or flag set to "" clears what a lower source set).
 func splitList(v string) []string {
