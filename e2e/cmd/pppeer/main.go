@@ -130,26 +130,10 @@ func parseArgs(args []string, getenv func(string) string) (config, error) {
 }
 
 func run(cfg config) error {
-	var r io.Reader
-	var w io.Writer
-	if cfg.fd >= 0 {
-		f := os.NewFile(uintptr(cfg.fd), "ppp")
-		if f == nil {
-			return fmt.Errorf("fd %d is not open", cfg.fd)
-		}
-		r, w = f, f
-	} else {
-		// pptpd's pty only has echo turned off; the line discipline would
-		// still translate CR/LF and eat control characters. pppd makes its tty
-		// raw itself, so we must too.
-		for _, fd := range []int{0, 1} {
-			if err := makeRaw(fd); err != nil {
-				return err
-			}
-		}
-		r, w = os.Stdin, os.Stdout
+	r, w, err := openLink(cfg.fd)
+	if err != nil {
+		return err
 	}
-
 	opt := ppp.Options{EchoInterval: cfg.echo, AuthPAP: cfg.authPAP}
 	if cfg.verbose {
 		opt.Logf = log.Printf
@@ -169,29 +153,57 @@ func run(cfg config) error {
 		ctx, cancel = context.WithTimeout(ctx, cfg.duration)
 		defer cancel()
 	}
-
 	readErr := make(chan error, 1)
-	go func() {
-		var dec ppp.Decoder
-		buf := make([]byte, 4096)
-		for {
-			n, err := r.Read(buf)
-			bad := dec.BadFCS
-			dec.Feed(buf[:n], func(f []byte) {
-				if err := eng.Input(f); err != nil && cfg.verbose {
-					log.Printf("write: %v", err)
-				}
-			})
-			if d := dec.BadFCS - bad; d > 0 {
-				eng.CountBadFCS(d)
-			}
-			if err != nil {
-				readErr <- err
-				return
-			}
-		}
-	}()
+	go readFrames(r, eng, cfg.verbose, readErr)
+	return loop(ctx, cfg, eng, readErr)
+}
 
+// openLink returns the PPP link: the inherited descriptor fd, or
+// stdin/stdout made raw.
+func openLink(fd int) (io.Reader, io.Writer, error) {
+	if fd >= 0 {
+		f := os.NewFile(uintptr(fd), "ppp")
+		if f == nil {
+			return nil, nil, fmt.Errorf("fd %d is not open", fd)
+		}
+		return f, f, nil
+	}
+	// pptpd's pty only has echo turned off; the line discipline would
+	// still translate CR/LF and eat control characters. pppd makes its tty
+	// raw itself, so we must too.
+	for _, fd := range []int{0, 1} {
+		if err := makeRaw(fd); err != nil {
+			return nil, nil, err
+		}
+	}
+	return os.Stdin, os.Stdout, nil
+}
+
+// readFrames feeds the engine what arrives on r until it fails.
+func readFrames(r io.Reader, eng *ppp.Engine, verbose bool, readErr chan<- error) {
+	var dec ppp.Decoder
+	buf := make([]byte, 4096)
+	for {
+		n, err := r.Read(buf)
+		bad := dec.BadFCS
+		dec.Feed(buf[:n], func(f []byte) {
+			if err := eng.Input(f); err != nil && verbose {
+				log.Printf("write: %v", err)
+			}
+		})
+		if d := dec.BadFCS - bad; d > 0 {
+			eng.CountBadFCS(d)
+		}
+		if err != nil {
+			readErr <- err
+			return
+		}
+	}
+}
+
+// loop ticks the engine and writes the status file until ctx ends or
+// the link closes.
+func loop(ctx context.Context, cfg config, eng *ppp.Engine, readErr <-chan error) error {
 	writeStatus := func() {
 		if cfg.status == "" {
 			return
