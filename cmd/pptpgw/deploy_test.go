@@ -162,7 +162,7 @@ type k8sContainer struct {
 }
 
 // TestDeployKubernetes: the DaemonSet runs on the host's network with
-// NET_ADMIN only, keeps its state on the node, mounts a configuration
+// NET_ADMIN and BPF only, keeps its state on the node, mounts a configuration
 // that `pptpgw run` parses, and its probe and arguments are valid.
 func TestDeployKubernetes(t *testing.T) {
 	path := deployPath("k8s", "pptpgw.yaml")
@@ -216,9 +216,9 @@ func TestDeployKubernetes(t *testing.T) {
 	}
 	c := pod.Containers[0]
 	sc := c.SecurityContext
-	if sc.Privileged || sc.AllowPrivilegeEscalation || !slices.Equal(sc.Capabilities.Add, []string{"NET_ADMIN"}) ||
+	if sc.Privileged || sc.AllowPrivilegeEscalation || !slices.Equal(sc.Capabilities.Add, []string{"NET_ADMIN", "BPF"}) ||
 		!slices.Equal(sc.Capabilities.Drop, []string{"ALL"}) {
-		t.Errorf("securityContext %+v: want unprivileged, all capabilities dropped but NET_ADMIN", sc)
+		t.Errorf("securityContext %+v: want unprivileged, all capabilities dropped but NET_ADMIN and BPF", sc)
 	}
 	volumes := map[string]int{}
 	for i, v := range pod.Volumes {
@@ -245,6 +245,9 @@ func TestDeployKubernetes(t *testing.T) {
 	if _, ok := mounts["/run/pptpgw"]; !ok {
 		t.Error("no /run/pptpgw mount for the admin socket")
 	}
+	if bpffs := pod.Volumes[volumes[mounts["/sys/fs/bpf"]]]; bpffs.HostPath == nil || bpffs.HostPath.Path != "/sys/fs/bpf" {
+		t.Errorf("the bpf path's pins must be on the node's bpffs (hostPath /sys/fs/bpf): %+v", bpffs)
+	}
 
 	// The ConfigMap's file is what the image's entrypoint passes to
 	// `pptpgw run --config`, followed by the container's args.
@@ -268,7 +271,7 @@ func TestDeployKubernetes(t *testing.T) {
 	}
 }
 
-// TestDeployCompose: host network, NET_ADMIN only, state on a volume.
+// TestDeployCompose: host network, NET_ADMIN and BPF only, state on a volume.
 func TestDeployCompose(t *testing.T) {
 	var f struct {
 		Services map[string]struct {
@@ -295,8 +298,11 @@ func TestDeployCompose(t *testing.T) {
 	if !ok {
 		t.Fatal("no pptpgw service")
 	}
-	if s.NetworkMode != "host" || s.Privileged || !slices.Equal(s.CapAdd, []string{"NET_ADMIN"}) || !slices.Equal(s.CapDrop, []string{"ALL"}) {
-		t.Errorf("want host network and NET_ADMIN only: %+v", s)
+	if s.NetworkMode != "host" || s.Privileged || !slices.Equal(s.CapAdd, []string{"NET_ADMIN", "BPF"}) || !slices.Equal(s.CapDrop, []string{"ALL"}) {
+		t.Errorf("want host network and NET_ADMIN and BPF only: %+v", s)
+	}
+	if !slices.Contains(s.Volumes, "/sys/fs/bpf:/sys/fs/bpf") {
+		t.Errorf("volumes %q: the bpf path's pins need the host's /sys/fs/bpf", s.Volumes)
 	}
 	if filepath.Join("deploy", s.Build.Context, s.Build.Dockerfile) != filepath.Join("deploy", "..", "deploy", "Dockerfile") {
 		t.Errorf("build %+v does not point at deploy/Dockerfile", s.Build)
