@@ -139,8 +139,8 @@ func (w *Worker) control(pkt []byte, now int64) (Verdict, Reason) {
 	t := &w.tcp
 	ip := w.ip4.Contents
 	s := &w.seg
-	s.Src = conntrack.Endpoint{Addr: addr4(ip[hdr.IPv4OffSrc:hdr.IPv4OffSrc+4]), Port: uint16(t.SrcPort)}
-	s.Dst = conntrack.Endpoint{Addr: addr4(ip[hdr.IPv4OffDst:hdr.IPv4OffDst+4]), Port: uint16(t.DstPort)}
+	s.Src = conntrack.Endpoint{Addr: addr4(ip[hdr.IPv4OffSrc : hdr.IPv4OffSrc+4]), Port: uint16(t.SrcPort)}
+	s.Dst = conntrack.Endpoint{Addr: addr4(ip[hdr.IPv4OffDst : hdr.IPv4OffDst+4]), Port: uint16(t.DstPort)}
 	s.Seq, s.Ack = t.Seq, t.Ack
 	s.SYN, s.FIN, s.RST, s.ACK = t.SYN, t.FIN, t.RST, t.ACK
 	s.Payload = t.Payload

@@ -222,7 +222,7 @@ func isPPTP(ip []byte) bool {
 // SNAT (source address to the public one) that the live gateway leaves to
 // the kernel; --lan-out gets it mapped back.
 func (r *replayer) outbound(pkt []byte, tcp bool, ci gopacket.CaptureInfo, now int64) error {
-	inside := addrAt(pkt, 12)
+	inside := addrAt(pkt, hdr.IPv4OffSrc)
 	hook := nat.HookGREOut
 	if tcp {
 		hook = nat.HookControl
@@ -233,7 +233,7 @@ func (r *replayer) outbound(pkt []byte, tcp bool, ci gopacket.CaptureInfo, now i
 		return nil
 	}
 	if tcp {
-		setAddrTCP(pkt, 12, r.public)
+		setAddrTCP(pkt, hdr.IPv4OffSrc, r.public)
 	}
 	if err := r.write(r.out, ci, pkt); err != nil {
 		return err
@@ -241,15 +241,15 @@ func (r *replayer) outbound(pkt []byte, tcp bool, ci gopacket.CaptureInfo, now i
 	// Map back: the kernel's un-SNAT, then the inverse of the Call ID rewrite.
 	back := append([]byte(nil), pkt...)
 	if tcp {
-		setAddrTCP(back, 12, inside)
+		setAddrTCP(back, hdr.IPv4OffSrc, inside)
 		seg := segmentOf(back)
 		if res, ok := r.table.InsideView(&seg); ok && res.Modified {
 			fixTCPChecksum(back, res.Sum)
 		}
 	} else {
 		g, _ := alg.ParseGRE(back[ihlOf(back):])
-		if a, ok := r.table.InsideFor(addrAt(back, 12), addrAt(back, 16), g.CallID()); ok {
-			setAddrIP(back, 12, a)
+		if a, ok := r.table.InsideFor(addrAt(back, hdr.IPv4OffSrc), addrAt(back, hdr.IPv4OffDst), g.CallID()); ok {
+			setAddrIP(back, hdr.IPv4OffSrc, a)
 		}
 	}
 	r.offload.restore(back)
@@ -259,13 +259,13 @@ func (r *replayer) outbound(pkt []byte, tcp bool, ci gopacket.CaptureInfo, now i
 // inbound: first what the peer sent to the public address, then the
 // kernel's un-DNAT and the engine.
 func (r *replayer) inbound(pkt []byte, tcp bool, ci gopacket.CaptureInfo, now int64) error {
-	inside, peer := addrAt(pkt, 16), addrAt(pkt, 12)
+	inside, peer := addrAt(pkt, hdr.IPv4OffDst), addrAt(pkt, hdr.IPv4OffSrc)
 	if tcp {
 		seg := segmentOf(pkt)
 		if res, ok := r.table.PeerView(&seg); ok && res.Modified {
 			fixTCPChecksum(pkt, res.Sum)
 		}
-		setAddrTCP(pkt, 16, r.public)
+		setAddrTCP(pkt, hdr.IPv4OffDst, r.public)
 	} else {
 		g, _ := alg.ParseGRE(pkt[ihlOf(pkt):])
 		public := r.public
@@ -273,12 +273,12 @@ func (r *replayer) inbound(pkt []byte, tcp bool, ci gopacket.CaptureInfo, now in
 			g.SetCallID(outer)
 			public = pub
 		}
-		setAddrIP(pkt, 16, public)
+		setAddrIP(pkt, hdr.IPv4OffDst, public)
 	}
 	lan := append([]byte(nil), pkt...)
 	hook := nat.HookGREIn
 	if tcp {
-		setAddrTCP(lan, 16, inside)
+		setAddrTCP(lan, hdr.IPv4OffDst, inside)
 		hook = nat.HookControl
 	}
 	v, reason := r.w.Process(lan, hook, now)
