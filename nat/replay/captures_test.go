@@ -16,7 +16,7 @@ import (
 	"github.com/pptpgw/pptpgw/nat/replay"
 )
 
-// captureCase is one shared capture, how to replay it and what to expect.
+// captureCase is one capture of testdata/pcaps, how to replay it and what to expect.
 type captureCase struct {
 	file   string
 	inside []string
@@ -103,7 +103,7 @@ var captureCases = []captureCase{
 	},
 }
 
-// TestReplayCaptures replays every shared capture and checks the round
+// TestReplayCaptures replays every capture of testdata/pcaps and checks the round
 // trip, the outside view and the summary.
 func TestReplayCaptures(t *testing.T) {
 	dir := capturePath(t, "")

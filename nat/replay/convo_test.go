@@ -11,7 +11,7 @@ import (
 )
 
 // A synthetic PPTP conversation, built with gopacket, for tests that must
-// not depend on the shared captures (the fuzz target).
+// not depend on the real captures (the fuzz target).
 
 // pptpMsg returns a control message of type typ with its RFC length and
 // header, and the 16-bit fields at offsets 12, 14 (and Result Code at 16
