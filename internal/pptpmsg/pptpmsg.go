@@ -229,3 +229,16 @@ func Byte(m []byte, off int) uint8 {
 	}
 	return m[off]
 }
+
+// GRE returns an enhanced GRE packet (RFC 2637 section 4.1) as the IP
+// payload: K and S set, version 1, protocol PPP, the receiver's callID,
+// sequence number seq, no acknowledgment, then payload (a PPP frame).
+func GRE(callID uint16, seq uint32, payload []byte) []byte {
+	b := make([]byte, 12, 12+len(payload))
+	b[0], b[1] = 0x30, 0x01 // K, S; version 1
+	binary.BigEndian.PutUint16(b[2:], 0x880B)
+	binary.BigEndian.PutUint16(b[4:], uint16(len(payload)))
+	binary.BigEndian.PutUint16(b[6:], callID)
+	binary.BigEndian.PutUint32(b[8:], seq)
+	return append(b, payload...)
+}

@@ -114,3 +114,12 @@ func TestMsg(t *testing.T) {
 		t.Errorf("Len outside 1..15: %d, %d", Len(0), Len(16))
 	}
 }
+
+// GRE gives the header of RFC 2637 section 4.1 byte for byte.
+func TestGRE(t *testing.T) {
+	got := GRE(0x1234, 7, []byte{0xff, 0x03, 0xc0, 0x21})
+	want := []byte{0x30, 0x01, 0x88, 0x0b, 0x00, 0x04, 0x12, 0x34, 0, 0, 0, 7, 0xff, 0x03, 0xc0, 0x21}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("GRE = % x, want % x", got, want)
+	}
+}

@@ -106,3 +106,13 @@ func Frames(t testing.TB, b []byte) ([]Frame, layers.LinkType) {
 		frames = append(frames, Frame{TS: ci.Timestamp, Data: data})
 	}
 }
+
+// Serialize builds a packet from gopacket layers with lengths and
+// checksums computed, panicking on error (the layers are the test's own).
+func Serialize(ls ...gopacket.SerializableLayer) []byte {
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		panic(err)
+	}
+	return append([]byte(nil), buf.Bytes()...)
+}

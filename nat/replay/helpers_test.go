@@ -11,6 +11,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/pptpgw/pptpgw/alg/hdr"
 	"github.com/pptpgw/pptpgw/internal/pptptest"
 	"github.com/pptpgw/pptpgw/nat/replay"
 )
@@ -98,24 +99,12 @@ func tcpPayload(ip []byte) []byte {
 
 func tcpSeq(ip []byte) uint32 { return binary.BigEndian.Uint32(l4(ip)[4:]) }
 
-// sum16 is the RFC 1071 one's complement sum of b, starting from s.
-func sum16(s uint32, b []byte) uint32 {
-	for len(b) >= 2 {
-		s += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	return s
-}
-
-func fold16(s uint32) uint16 {
-	for s > 0xffff {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
-}
+// sum16 and fold16: the RFC 1071 sum, over whole headers (not the
+// incremental update under test).
+var (
+	sum16  = hdr.Sum
+	fold16 = hdr.Fold
+)
 
 // ipv4ChecksumOK recomputes the IPv4 header checksum from scratch.
 func ipv4ChecksumOK(ip []byte) bool {
@@ -124,8 +113,7 @@ func ipv4ChecksumOK(ip []byte) bool {
 
 // tcpPseudoSum is the sum of the TCP pseudo-header of ip.
 func tcpPseudoSum(ip []byte) uint32 {
-	s := sum16(0, ip[12:20])
-	return s + 6 + uint32(len(l4(ip)))
+	return hdr.TCPPseudoSum(ip, len(l4(ip)))
 }
 
 // tcpChecksumOK recomputes the TCP checksum from scratch.
