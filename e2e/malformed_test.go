@@ -13,6 +13,7 @@ import (
 
 	"github.com/pptpgw/pptpgw/alg"
 	"github.com/pptpgw/pptpgw/e2e/lab"
+	"github.com/pptpgw/pptpgw/internal/pptpmsg"
 )
 
 // The hardening barrage: every kind of bad control message and bad GRE v1
@@ -33,7 +34,7 @@ func malformedCtrlCases() []ctrlCase {
 	var cs []ctrlCase
 	full := func(typ int) []byte {
 		m := ctrlMsg(alg.RFCLength(alg.MsgType(typ)), uint16(typ))
-		if typ == msgSCCRQ {
+		if typ == pptpmsg.SCCRQ {
 			m = sccrq()
 		}
 		return m
