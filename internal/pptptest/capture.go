@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -25,7 +26,7 @@ const CaptureDir = "testdata/pcaps"
 // one is broken, not a reason to test less.
 func CapturePath(t testing.TB, name string) string {
 	t.Helper()
-	root, err := moduleRoot()
+	root, err := ModuleRoot()
 	if err != nil {
 		t.Fatalf("captures: %v", err)
 	}
@@ -47,12 +48,12 @@ func ReadCapture(t testing.TB, name string) []byte {
 	return b
 }
 
-// moduleRoot walks up from the working directory (go test runs a test in
+// ModuleRoot walks up from the working directory (go test runs a test in
 // its package's directory) to the directory holding go.mod.
-func moduleRoot() (string, error) {
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("getwd: %w", err)
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
