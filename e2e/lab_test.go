@@ -45,27 +45,17 @@ func TestLabKernelHelper(t *testing.T) {
 	c1 := tp.clients[0].StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(0)})
 	c2 := tp.clients[1].StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(1)})
 	cli := tp.clients[2].StartPPTPCli(lab.PPTPCliConfig{Server: serverIP, Local: clientIP(2)})
-	ends := []struct {
-		name   string
-		status func() (ppp.Status, error)
-	}{{"pptp1", c1.Status}, {"pptp2", c2.Status}, {"pptpcli", cli.Status}}
+	ends := []end{{"pptp1", c1.Status}, {"pptp2", c2.Status}, {"pptpcli", cli.Status}}
 
 	// Both ends of a call: the client's pppeer and, found by its magic
-	// number, the server-side pppeer pptpd started for it.
+	// number, the server-side pppeer pptpd started for it (pairsOf).
 	pairs := func() (map[string][2]ppp.Status, error) {
+		ps, err := pairsOf(ends, srv)
 		out := map[string][2]ppp.Status{}
-		for _, e := range ends {
-			c, err := e.status()
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", e.name, err)
-			}
-			s, err := srv.PeerOf(c.Magic)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", e.name, err)
-			}
-			out[e.name] = [2]ppp.Status{c, s}
+		for name, p := range ps {
+			out[name] = [2]ppp.Status{p.client, p.server}
 		}
-		return out, nil
+		return out, err
 	}
 	var first map[string][2]ppp.Status
 	l.MustWaitFor("LCP opened and echoes answered on both ends of 3 calls", func() error {

@@ -155,12 +155,7 @@ func sendGRE(ns *lab.NS, src, dst string, callID uint16, n int) error {
 // rawControl connects from ns (address local) to server:1723, writes each
 // of msgs, and waits up to a second for the server to close.
 func rawControl(ns *lab.NS, local, server string, msgs ...[]byte) error {
-	var c net.Conn
-	err := ns.Do(func() (err error) {
-		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
-		c, err = d.Dial("tcp4", net.JoinHostPort(server, "1723"))
-		return err
-	})
+	c, err := dialControl(ns, local, server, 5*time.Second)
 	if err != nil {
 		return err
 	}
@@ -174,4 +169,15 @@ func rawControl(ns *lab.NS, local, server string, msgs ...[]byte) error {
 	c.SetReadDeadline(time.Now().Add(time.Second))
 	io.Copy(io.Discard, c)
 	return nil
+}
+
+// dialControl connects from ns (address local) to server:1723.
+func dialControl(ns *lab.NS, local, server string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := ns.Do(func() (err error) {
+		d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+		c, err = d.Dial("tcp4", net.JoinHostPort(server, "1723"))
+		return err
+	})
+	return c, err
 }
