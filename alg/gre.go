@@ -1,21 +1,13 @@
 package alg
 
-import "encoding/binary"
+import (
+	"encoding/binary"
 
-// Enhanced GRE (RFC 2637 section 4.1) header fields.
-const (
-	greFlagsByte    = 0 // C R K S s Recur(3)
-	greVerByte      = 1 // A Flags(4) Ver(3)
-	greOffProto     = 2
-	greOffPayLen    = 4 // "Payload Length": high half of the key
-	greOffCallID    = 6 // "Call ID": low half of the key, the receiver's Call ID
-	greMinLen       = 8
-	greBitK         = 0x20
-	greBitS         = 0x10
-	greBitA         = 0x80
-	greProtoPPP     = 0x880B
-	greByte0Allowed = greBitK | greBitS // C, R, s and Recur must be 0, K must be 1
+	"github.com/pptpgw/pptpgw/alg/hdr"
 )
+
+// greByte0Allowed: of C R K S s Recur(3), only K and S may be set, and K must be.
+const greByte0Allowed = hdr.GREBitK | hdr.GREBitS
 
 // GRE is a view over an enhanced GRE v1 header and its payload. Build it
 // with ParseGRE; its accessors then trust the bytes.
@@ -27,13 +19,13 @@ func ParseGRE(b []byte) (GRE, Reason) {
 	if len(b) < 4 {
 		return nil, ReasonTruncated
 	}
-	if b[greVerByte]&0x07 != 1 {
+	if b[hdr.GREOffVer]&hdr.GREVerMask != hdr.GREVersionPPTP {
 		return nil, ReasonGREVersion
 	}
-	if b[greFlagsByte]&^greByte0Allowed != 0 || b[greFlagsByte]&greBitK == 0 || b[greVerByte]&0x78 != 0 {
+	if b[hdr.GREOffFlags]&^greByte0Allowed != 0 || b[hdr.GREOffFlags]&hdr.GREBitK == 0 || b[hdr.GREOffVer]&hdr.GREFlagsMask != 0 {
 		return nil, ReasonGREFlags
 	}
-	if binary.BigEndian.Uint16(b[greOffProto:]) != greProtoPPP {
+	if binary.BigEndian.Uint16(b[hdr.GREOffProtocol:]) != hdr.GREProtoPPP {
 		return nil, ReasonGREProto
 	}
 	g := GRE(b)
@@ -44,14 +36,14 @@ func ParseGRE(b []byte) (GRE, Reason) {
 }
 
 // HasSeq reports the S bit: a Sequence Number is present.
-func (g GRE) HasSeq() bool { return g[greFlagsByte]&greBitS != 0 }
+func (g GRE) HasSeq() bool { return g[hdr.GREOffFlags]&hdr.GREBitS != 0 }
 
 // HasAck reports the A bit: an Acknowledgment Number is present.
-func (g GRE) HasAck() bool { return g[greVerByte]&greBitA != 0 }
+func (g GRE) HasAck() bool { return g[hdr.GREOffVer]&hdr.GREBitA != 0 }
 
 // HeaderLen is 8, 12 or 16 bytes depending on S and A.
 func (g GRE) HeaderLen() int {
-	n := greMinLen
+	n := hdr.GREMinLen
 	if g.HasSeq() {
 		n += 4
 	}
@@ -62,20 +54,20 @@ func (g GRE) HeaderLen() int {
 }
 
 // CallID is the receiver's Call ID (the low half of the key).
-func (g GRE) CallID() uint16 { return binary.BigEndian.Uint16(g[greOffCallID:]) }
+func (g GRE) CallID() uint16 { return binary.BigEndian.Uint16(g[hdr.GREOffCallID:]) }
 
 // SetCallID rewrites the Call ID. GRE v1 has no checksum, so nothing else changes.
-func (g GRE) SetCallID(id uint16) { binary.BigEndian.PutUint16(g[greOffCallID:], id) }
+func (g GRE) SetCallID(id uint16) { binary.BigEndian.PutUint16(g[hdr.GREOffCallID:], id) }
 
 // PayloadLength is the "Payload Length" field (0 on ack-only packets).
-func (g GRE) PayloadLength() int { return int(binary.BigEndian.Uint16(g[greOffPayLen:])) }
+func (g GRE) PayloadLength() int { return int(binary.BigEndian.Uint16(g[hdr.GREOffPayloadLen:])) }
 
 // Seq is the Sequence Number; only meaningful when HasSeq.
-func (g GRE) Seq() uint32 { return binary.BigEndian.Uint32(g[greMinLen:]) }
+func (g GRE) Seq() uint32 { return binary.BigEndian.Uint32(g[hdr.GREMinLen:]) }
 
 // Ack is the Acknowledgment Number; only meaningful when HasAck.
 func (g GRE) Ack() uint32 {
-	off := greMinLen
+	off := hdr.GREMinLen
 	if g.HasSeq() {
 		off += 4
 	}

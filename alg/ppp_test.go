@@ -2,17 +2,13 @@ package alg
 
 import (
 	"bytes"
-	"encoding/binary"
-	"errors"
-	"io"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/pptpgw/pptpgw/internal/pptptest"
 )
 
 // Golden PPP frames as they travel in a GRE payload.
@@ -207,44 +203,13 @@ func BenchmarkPeekPPP(b *testing.B) {
 	}
 }
 
-// pcapDir is the shared captures directory, seen from this package.
-const pcapDir = "../../shared/testdata/pcaps"
-
-// captureGRE returns the GRE v1 payloads (PPP frames) of a shared capture,
-// in order, each with its GRE Call ID.
+// captureGRE returns the GRE v1 payloads (PPP frames) of a capture in
+// testdata/pcaps, in order, each with its GRE Call ID.
 func captureGRE(t *testing.T, name string) (frames [][]byte, callIDs []uint16) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(pcapDir, name))
-	if err != nil {
-		t.Skipf("shared capture not available: %v", err)
-	}
-	type reader interface {
-		ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
-	}
-	var r reader
-	var lt layers.LinkType
-	if binary.BigEndian.Uint32(b) == 0x0A0D0D0A {
-		ng, err := pcapgo.NewNgReader(bytes.NewReader(b), pcapgo.DefaultNgReaderOptions)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, lt = ng, ng.LinkType()
-	} else {
-		pr, err := pcapgo.NewReader(bytes.NewReader(b))
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, lt = pr, pr.LinkType()
-	}
-	for {
-		data, _, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			return frames, callIDs
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := gopacket.NewPacket(data, lt, gopacket.NoCopy)
+	all, lt := pptptest.Frames(t, pptptest.ReadCapture(t, name))
+	for _, f := range all {
+		p := gopacket.NewPacket(f.Data, lt, gopacket.NoCopy)
 		ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 		if ip == nil || ip.Protocol != layers.IPProtocolGRE {
 			continue
@@ -256,6 +221,7 @@ func captureGRE(t *testing.T, name string) (frames [][]byte, callIDs []uint16) {
 		frames = append(frames, g.Payload())
 		callIDs = append(callIDs, g.CallID())
 	}
+	return frames, callIDs
 }
 
 // negotiation is what a policy learns from a capture's GRE: every event

@@ -1,6 +1,10 @@
 package alg
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/pptpgw/pptpgw/alg/hdr"
+)
 
 // prefixLen is how much of each message the tracker keeps: every field the
 // gateway reads or writes lies below it.
@@ -80,9 +84,9 @@ type SegResult struct {
 // sumChange adds the change of byte i from o to n to an RFC 1624 sum.
 func sumChange(sum *uint32, i int, o, n byte) {
 	if i&1 == 0 {
-		*sum += uint32(^(uint16(o) << 8)) + uint32(n)<<8
+		*sum += hdr.WordChange(uint16(o)<<8, uint16(n)<<8)
 	} else {
-		*sum += uint32(^uint16(o)) + uint32(n)
+		*sum += hdr.WordChange(uint16(o), uint16(n))
 	}
 }
 

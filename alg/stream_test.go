@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"testing"
+
+	"github.com/pptpgw/pptpgw/alg/hdr"
 )
 
 // call is one Handler call as the test handler saw it.
@@ -246,24 +248,11 @@ func checkSum(t testing.TB, orig, out []byte, r SegResult) {
 }
 
 // fold adds the carries of a one's complement sum back in.
-func fold(sum uint32) uint16 {
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	return uint16(sum)
-}
+var fold = hdr.Fold
 
 // csum is the RFC 1071 one's complement sum of b (odd length padded with a
 // zero byte) added to sum, folded.
-func csum(sum uint32, b []byte) uint16 {
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)&1 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	return fold(sum)
-}
+func csum(sum uint32, b []byte) uint16 { return hdr.Fold(hdr.Sum(sum, b)) }
 
 func diffCalls(t testing.TB, name string, want, got []call) {
 	t.Helper()

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/pptpgw/pptpgw/alg/hdr"
 )
 
 // tcpPacket builds an IPv4/TCP packet carrying payload, with correct IPv4
@@ -54,8 +56,8 @@ func tcpChecksum(pkt []byte) uint16 {
 }
 
 // updateChecksum is RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), with the
-// tracker's Sum as the "~m + m'" part.
-func updateChecksum(hc uint16, sum uint32) uint16 { return ^fold(uint32(^hc) + sum) }
+// tracker's Sum as the "~m + m'" part: what nat does with it.
+var updateChecksum = hdr.Update
 
 // Sum applied incrementally to a real TCP checksum gives the checksum
 // recomputed from scratch, for rewrites at even and odd payload offsets,

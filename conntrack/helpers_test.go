@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/pptpgw/pptpgw/alg"
+	"github.com/pptpgw/pptpgw/alg/hdr"
 	"github.com/pptpgw/pptpgw/conntrack"
+	"github.com/pptpgw/pptpgw/internal/pptpmsg"
 )
 
 // Addresses used throughout: 10/8 is inside, everything else outside.
@@ -69,15 +71,10 @@ func (r *fakeResolver) Resolve(src, dst conntrack.Endpoint) (conntrack.ConnSpec,
 // PPTP control messages: 12-byte header and a body of the RFC length.
 
 func msg(t alg.MsgType) []byte {
-	n := alg.RFCLength(t)
-	b := make([]byte, n)
-	binary.BigEndian.PutUint16(b[0:], uint16(n))
-	binary.BigEndian.PutUint16(b[2:], 1)
-	binary.BigEndian.PutUint32(b[4:], alg.MagicCookie)
-	binary.BigEndian.PutUint16(b[8:], uint16(t))
+	b := pptpmsg.Msg(uint16(t))
 	// Fill the rest of the body with a recognisable pattern so that a
 	// stray rewrite outside the Call ID fields shows.
-	for i := alg.HeaderLen; i < n; i++ {
+	for i := pptpmsg.HeaderLen; i < len(b); i++ {
 		b[i] = byte(0xA0 + i)
 	}
 	return b
@@ -243,23 +240,10 @@ func (f *flow) check(dir int, before, after []byte, r conntrack.ControlResult) {
 	}
 }
 
-func onesSum(b []byte) uint32 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(u16(b, i))
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	return s
-}
+// onesSum and fold: the RFC 1071 sum (alg/hdr), over the whole payload.
+func onesSum(b []byte) uint32 { return hdr.Sum(0, b) }
 
-func fold(s uint32) uint16 {
-	for s > 0xFFFF {
-		s = s>>16 + s&0xFFFF
-	}
-	return uint16(s)
-}
+var fold = hdr.Fold
 
 // sameOnes compares one's complement numbers (0x0000 and 0xFFFF are both zero).
 func sameOnes(a, b uint16) bool {

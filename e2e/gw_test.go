@@ -20,14 +20,10 @@ import (
 // own rules (no kernel helper), between real pptp-linux / pptpcli clients
 // and a real pptpd.
 
-const publicIP = "198.51.100.1"
+const publicIP = lab.PublicIP
 
-// gwTopo is topo's shape with pptpgw on the gateway instead of the kernel's
-// helper:
-//
-//	c1 192.168.1.10 ─┐
-//	c2 192.168.1.11 ─┼─ lan 192.168.1.1 [gw: pptpgw] wan 198.51.100.1 ── 198.51.100.2 [srv]
-//	c3 192.168.1.12 ─┘
+// gwTopo is the lab's basic shape (lab.Basic) with pptpgw on the gateway
+// instead of the kernel's helper.
 type gwTopo struct {
 	l       *lab.Lab
 	gw, srv *lab.NS
@@ -36,18 +32,8 @@ type gwTopo struct {
 
 func newGWTopo(t *testing.T, nClients int) *gwTopo {
 	l := lab.New(t)
-	tp := &gwTopo{l: l, gw: l.AddNS("gw"), srv: l.AddNS("srv")}
-	tp.gw.AddBridge("lan", "192.168.1.1/24")
-	for i := range nClients {
-		c := l.AddNS(fmt.Sprintf("c%d", i+1))
-		l.LinkToBridge(c, "eth0", clientIP(i)+"/24", tp.gw, "lan", fmt.Sprintf("lan%d", i+1))
-		c.DefaultRoute("192.168.1.1")
-		tp.clients = append(tp.clients, c)
-	}
-	l.Link(tp.gw, "wan", publicIP+"/24", tp.srv, "eth0", serverIP+"/24")
-	tp.gw.EnableForwarding()
-	tp.gw.MustRun("iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE")
-	return tp
+	b := l.Basic(nClients)
+	return &gwTopo{l: l, gw: b.GW, srv: b.Srv, clients: b.Clients}
 }
 
 // end is one end of a call whose PPP status the test can read.

@@ -14,36 +14,22 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(lab.RunMain(m)) }
 
-const serverIP = "198.51.100.2"
+const serverIP = lab.ServerIP
 
-// topo is the lab's basic shape: clients on a bridge behind a gateway that
-// masquerades them to one PPTP server.
-//
-//	c1 192.168.1.10 ─┐
-//	c2 192.168.1.11 ─┼─ lan 192.168.1.1 [gw] wan 198.51.100.1 ── 198.51.100.2 [srv]
-//	c3 192.168.1.12 ─┘
+// topo is the lab's basic shape (lab.Basic) with the kernel's helper on
+// the gateway.
 type topo struct {
 	l       *lab.Lab
 	gw, srv *lab.NS
 	clients []*lab.NS
 }
 
-func clientIP(i int) string { return fmt.Sprintf("192.168.1.%d", 10+i) }
+var clientIP = lab.ClientIP
 
 func newTopo(t *testing.T, nClients int) *topo {
 	l := lab.New(t)
-	tp := &topo{l: l, gw: l.AddNS("gw"), srv: l.AddNS("srv")}
-	tp.gw.AddBridge("lan", "192.168.1.1/24")
-	for i := range nClients {
-		c := l.AddNS(fmt.Sprintf("c%d", i+1))
-		l.LinkToBridge(c, "eth0", clientIP(i)+"/24", tp.gw, "lan", fmt.Sprintf("lan%d", i+1))
-		c.DefaultRoute("192.168.1.1")
-		tp.clients = append(tp.clients, c)
-	}
-	l.Link(tp.gw, "wan", "198.51.100.1/24", tp.srv, "eth0", serverIP+"/24")
-	tp.gw.EnableForwarding()
-	tp.gw.MustRun("iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE")
-	return tp
+	b := l.Basic(nClients)
+	return &topo{l: l, gw: b.GW, srv: b.Srv, clients: b.Clients}
 }
 
 // TestLabKernelHelper proves the lab with the kernel's own PPTP helper on
@@ -59,27 +45,17 @@ func TestLabKernelHelper(t *testing.T) {
 	c1 := tp.clients[0].StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(0)})
 	c2 := tp.clients[1].StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(1)})
 	cli := tp.clients[2].StartPPTPCli(lab.PPTPCliConfig{Server: serverIP, Local: clientIP(2)})
-	ends := []struct {
-		name   string
-		status func() (ppp.Status, error)
-	}{{"pptp1", c1.Status}, {"pptp2", c2.Status}, {"pptpcli", cli.Status}}
+	ends := []end{{"pptp1", c1.Status}, {"pptp2", c2.Status}, {"pptpcli", cli.Status}}
 
 	// Both ends of a call: the client's pppeer and, found by its magic
-	// number, the server-side pppeer pptpd started for it.
+	// number, the server-side pppeer pptpd started for it (pairsOf).
 	pairs := func() (map[string][2]ppp.Status, error) {
+		ps, err := pairsOf(ends, srv)
 		out := map[string][2]ppp.Status{}
-		for _, e := range ends {
-			c, err := e.status()
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", e.name, err)
-			}
-			s, err := srv.PeerOf(c.Magic)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", e.name, err)
-			}
-			out[e.name] = [2]ppp.Status{c, s}
+		for name, p := range ps {
+			out[name] = [2]ppp.Status{p.client, p.server}
 		}
-		return out, nil
+		return out, err
 	}
 	var first map[string][2]ppp.Status
 	l.MustWaitFor("LCP opened and echoes answered on both ends of 3 calls", func() error {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pptpgw/pptpgw/alg"
 	"github.com/pptpgw/pptpgw/e2e/lab"
+	"github.com/pptpgw/pptpgw/internal/pptpmsg"
 )
 
 // The hardening barrage: every kind of bad control message and bad GRE v1
@@ -33,7 +34,7 @@ func malformedCtrlCases() []ctrlCase {
 	var cs []ctrlCase
 	full := func(typ int) []byte {
 		m := ctrlMsg(alg.RFCLength(alg.MsgType(typ)), uint16(typ))
-		if typ == msgSCCRQ {
+		if typ == pptpmsg.SCCRQ {
 			m = sccrq()
 		}
 		return m
@@ -82,14 +83,9 @@ func malformedCtrlCases() []ctrlCase {
 // message cut short counts as malformed whether the FIN or the server's
 // RST ends it.
 func rawControlFIN(ns *lab.NS, local, server string, data []byte) error {
-	var c net.Conn
-	err := ns.Do(func() (err error) {
-		// pptpd accepts slowly (a fork per connection): on a loaded
-		// machine a SYN may wait for a couple of retransmissions.
-		d := net.Dialer{Timeout: 15 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
-		c, err = d.Dial("tcp4", net.JoinHostPort(server, "1723"))
-		return err
-	})
+	// pptpd accepts slowly (a fork per connection): on a loaded machine a
+	// SYN may wait for a couple of retransmissions.
+	c, err := dialControl(ns, local, server, 15*time.Second)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pptpgw/pptpgw/e2e/lab"
+	"github.com/pptpgw/pptpgw/internal/pptpmsg"
 )
 
 // TestMTUFragNeeded: path-MTU discovery through the gateway. A router on
@@ -61,14 +62,11 @@ func TestMTUFragNeeded(t *testing.T) {
 
 	// A raw GRE socket in the client, as pptp-linux has: connected to the
 	// server, so the kernel hands it the ICMP error and caches the MTU.
-	big := make([]byte, 1400)
-	big[0], big[1] = 0x30, 0x01 // K, S; version 1
-	binary.BigEndian.PutUint16(big[2:], 0x880B)
-	binary.BigEndian.PutUint16(big[4:], uint16(len(big)-12))
-	binary.BigEndian.PutUint16(big[6:], peerID)
-	for i := 12; i < len(big); i++ {
-		big[i] = byte(i)
+	payload := make([]byte, 1400-12)
+	for i := range payload {
+		payload[i] = byte(12 + i)
 	}
+	big := pptpmsg.GRE(peerID, 0, payload) // 1400 bytes
 	err := c1.Do(func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_GRE)
 		if err != nil {

@@ -6,13 +6,13 @@
 package nat
 
 import (
-	"encoding/binary"
 	"sync/atomic"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/pptpgw/pptpgw/alg"
+	"github.com/pptpgw/pptpgw/alg/hdr"
 	"github.com/pptpgw/pptpgw/conntrack"
 )
 
@@ -102,7 +102,7 @@ func (w *Worker) Process(pkt []byte, hook Hook, now int64) (Verdict, Reason) {
 }
 
 func (w *Worker) process(pkt []byte, hook Hook, now int64) (Verdict, Reason) {
-	if len(pkt) < 20 || pkt[0]>>4 != 4 {
+	if len(pkt) < hdr.IPv4MinLen || hdr.IPv4Version(pkt) != 4 {
 		return Accept, ReasonNotIPv4
 	}
 	err := w.parser.DecodeLayers(pkt, &w.decoded)
@@ -137,10 +137,10 @@ func addr4(b []byte) conntrack.Addr { return conntrack.Addr(b) }
 // control runs a TCP 1723 segment through the call table.
 func (w *Worker) control(pkt []byte, now int64) (Verdict, Reason) {
 	t := &w.tcp
-	hdr := w.ip4.Contents
+	ip := w.ip4.Contents
 	s := &w.seg
-	s.Src = conntrack.Endpoint{Addr: addr4(hdr[12:16]), Port: uint16(t.SrcPort)}
-	s.Dst = conntrack.Endpoint{Addr: addr4(hdr[16:20]), Port: uint16(t.DstPort)}
+	s.Src = conntrack.Endpoint{Addr: addr4(ip[hdr.IPv4OffSrc : hdr.IPv4OffSrc+4]), Port: uint16(t.SrcPort)}
+	s.Dst = conntrack.Endpoint{Addr: addr4(ip[hdr.IPv4OffDst : hdr.IPv4OffDst+4]), Port: uint16(t.DstPort)}
 	s.Seq, s.Ack = t.Seq, t.Ack
 	s.SYN, s.FIN, s.RST, s.ACK = t.SYN, t.FIN, t.RST, t.ACK
 	s.Payload = t.Payload
@@ -154,8 +154,7 @@ func (w *Worker) control(pkt []byte, now int64) (Verdict, Reason) {
 	case res.Drop:
 		return Drop, ReasonControlGap
 	case res.Modified:
-		ck := t.Contents[16:18]
-		binary.BigEndian.PutUint16(ck, updateChecksum(binary.BigEndian.Uint16(ck), res.Sum))
+		hdr.UpdateAt(t.Contents[hdr.TCPOffChecksum:hdr.TCPOffChecksum+2], res.Sum)
 		return AcceptModified, ReasonControl
 	}
 	return Accept, ReasonControl
@@ -170,8 +169,8 @@ func (w *Worker) greV1(pkt []byte, hook Hook, now int64) (Verdict, Reason) {
 		}
 		return Drop, ReasonMalformedGRE
 	}
-	hdr := w.ip4.Contents
-	src, dst := addr4(hdr[12:16]), addr4(hdr[16:20])
+	ip := w.ip4.Contents
+	src, dst := addr4(ip[hdr.IPv4OffSrc:hdr.IPv4OffSrc+4]), addr4(ip[hdr.IPv4OffDst:hdr.IPv4OffDst+4])
 	n := len(w.ip4.Payload)
 	tbl := w.e.Table
 	switch hook {
@@ -182,7 +181,7 @@ func (w *Worker) greV1(pkt []byte, hook Hook, now int64) (Verdict, Reason) {
 		switch v {
 		case conntrack.GREForward:
 			g.SetCallID(id)
-			setAddr(hdr, 16, inside)
+			setAddr(ip, hdr.IPv4OffDst, inside)
 			return AcceptModified, ReasonGREIn
 		case conntrack.GRERefused:
 			return Drop, ReasonRefusedCall
@@ -195,7 +194,7 @@ func (w *Worker) greV1(pkt []byte, hook Hook, now int64) (Verdict, Reason) {
 		public, v := tbl.GREOutPPP(src, dst, g.CallID(), g.Payload(), n, now) // peeks at PPP while negotiating
 		switch v {
 		case conntrack.GREForward:
-			setAddr(hdr, 12, public)
+			setAddr(ip, hdr.IPv4OffSrc, public)
 			return AcceptModified, ReasonGREOut
 		case conntrack.GREIdentity:
 			return Accept, ReasonGREIdentity
@@ -206,15 +205,11 @@ func (w *Worker) greV1(pkt []byte, hook Hook, now int64) (Verdict, Reason) {
 	}
 }
 
-// setAddr writes an IPv4 address at off of header hdr and updates the
-// header checksum incrementally.
-func setAddr(hdr []byte, off int, a conntrack.Addr) {
-	var old [4]byte
-	copy(old[:], hdr[off:off+4])
-	if old == a {
+// setAddr writes an IPv4 address at off of IPv4 header ip and updates the
+// header checksum incrementally; an unchanged address leaves it as it is.
+func setAddr(ip []byte, off int, a conntrack.Addr) {
+	if conntrack.Addr(ip[off:off+4]) == a {
 		return
 	}
-	copy(hdr[off:off+4], a[:])
-	ck := binary.BigEndian.Uint16(hdr[10:12])
-	binary.BigEndian.PutUint16(hdr[10:12], updateChecksum(ck, addrChange(old, a)))
+	hdr.SetIPv4Addr(ip, off, a)
 }

@@ -8,7 +8,10 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
+	"github.com/pptpgw/pptpgw/alg/hdr"
 	"github.com/pptpgw/pptpgw/conntrack"
+	"github.com/pptpgw/pptpgw/internal/pptpmsg"
+	"github.com/pptpgw/pptpgw/internal/pptptest"
 	"github.com/pptpgw/pptpgw/nat"
 )
 
@@ -48,13 +51,7 @@ func (r fakeResolver) Resolve(src, dst conntrack.Endpoint) (conntrack.ConnSpec, 
 		Public: conntrack.Endpoint{Addr: conntrack.AddrFrom(public), Port: in.Port}}, true
 }
 
-func serialize(ls ...gopacket.SerializableLayer) []byte {
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
-		panic(err)
-	}
-	return append([]byte(nil), buf.Bytes()...)
-}
+var serialize = pptptest.Serialize
 
 func ip4(s, d netip.Addr, proto layers.IPProtocol) *layers.IPv4 {
 	return &layers.IPv4{Version: 4, IHL: 5, TTL: 63, Id: 0x4242, Flags: layers.IPv4DontFragment,
@@ -72,17 +69,6 @@ func tcpPkt(s, d netip.AddrPort, seq, ack uint32, t layers.TCP, payload []byte) 
 
 var psh = layers.TCP{ACK: true, PSH: true}
 
-// greHdr is an enhanced GRE header with S set (K always), version 1.
-func greHdr(id uint16, seq uint32, payload []byte) []byte {
-	h := make([]byte, 12, 12+len(payload))
-	h[0], h[1] = 0x30, 0x01
-	binary.BigEndian.PutUint16(h[2:], 0x880B)
-	binary.BigEndian.PutUint16(h[4:], uint16(len(payload)))
-	binary.BigEndian.PutUint16(h[6:], id)
-	binary.BigEndian.PutUint32(h[8:], seq)
-	return append(h, payload...)
-}
-
 // grePkt builds an IPv4 packet around GRE bytes g.
 func grePkt(s, d netip.Addr, g []byte) []byte {
 	return serialize(ip4(s, d, layers.IPProtocolGRE), gopacket.Payload(g))
@@ -90,31 +76,23 @@ func grePkt(s, d netip.Addr, g []byte) []byte {
 
 var pppFrame = []byte{0xff, 0x03, 0x00, 0xfd, 0x90, 0x01, 0x02, 0x03, 0x04, 0x05}
 
-// pptpMsg returns a control message of type typ with its RFC length; the
-// 16-bit fields are written from offset 12.
-func pptpMsg(typ uint16, fields ...uint16) []byte {
-	lengths := [...]int{0, 156, 156, 16, 16, 16, 20, 168, 32, 220, 24, 28, 16, 148, 40, 24}
-	m := make([]byte, lengths[typ])
-	binary.BigEndian.PutUint16(m[0:], uint16(len(m)))
-	binary.BigEndian.PutUint16(m[2:], 1)
-	binary.BigEndian.PutUint32(m[4:], 0x1A2B3C4D)
-	binary.BigEndian.PutUint16(m[8:], typ)
-	for i, f := range fields {
-		binary.BigEndian.PutUint16(m[12+2*i:], f)
-	}
-	return m
-}
+// The kit's builders (internal/pptpmsg) under the short names these tests
+// use.
+var (
+	pptpMsg = pptpmsg.Msg
+	greHdr  = pptpmsg.GRE
+)
 
 // Message types.
 const (
-	mSCCRQ = 1
-	mSCCRP = 2
-	mEchoQ = 5
-	mOCRQ  = 7
-	mOCRP  = 8
-	mCCRQ  = 12
-	mCDN   = 13
-	mSLI   = 15
+	mSCCRQ = pptpmsg.SCCRQ
+	mSCCRP = pptpmsg.SCCRP
+	mEchoQ = pptpmsg.EchoRQ
+	mOCRQ  = pptpmsg.OCRQ
+	mOCRP  = pptpmsg.OCRP
+	mCCRQ  = pptpmsg.CCRQ
+	mCDN   = pptpmsg.CDN
+	mSLI   = pptpmsg.SLI
 )
 
 // ocrp is an OCRP with Result Code r.
@@ -184,39 +162,26 @@ func setUp(w processor) (c1, c2 *ctrlConn) {
 	return c1, c2
 }
 
-// Checksum helpers, from scratch (RFC 1071).
+// Checksum helpers, from scratch (RFC 1071 over the whole header, not the
+// incremental update under test).
 
-func sum16(s uint32, b []byte) uint32 {
-	for len(b) >= 2 {
-		s += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	return s
-}
+var (
+	sum16  = hdr.Sum
+	fold16 = hdr.Fold
+)
 
-func fold16(s uint32) uint16 {
-	for s > 0xffff {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
-}
+func ihl(p []byte) int { return hdr.IPv4HeaderLen(p) }
 
-func ihl(p []byte) int { return int(p[0]&0x0f) * 4 }
-
-func ipv4ChecksumOK(p []byte) bool { return fold16(sum16(0, p[:ihl(p)])) == 0xffff }
+func ipv4ChecksumOK(p []byte) bool { return hdr.Checksum(0, p[:ihl(p)]) == 0 }
 
 func tcpChecksumOK(p []byte) bool {
 	t := p[ihl(p):]
-	s := sum16(0, p[12:20]) + 6 + uint32(len(t))
-	return fold16(sum16(s, t)) == 0xffff
+	return hdr.Checksum(hdr.TCPPseudoSum(p, len(t)), t) == 0
 }
 
 func setIPv4Checksum(p []byte) {
-	p[10], p[11] = 0, 0
-	binary.BigEndian.PutUint16(p[10:], ^fold16(sum16(0, p[:ihl(p)])))
+	p[hdr.IPv4OffChecksum], p[hdr.IPv4OffChecksum+1] = 0, 0
+	binary.BigEndian.PutUint16(p[hdr.IPv4OffChecksum:], hdr.Checksum(0, p[:ihl(p)]))
 }
 
 func addr(p []byte, off int) netip.Addr { return netip.AddrFrom4([4]byte(p[off : off+4])) }

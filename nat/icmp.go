@@ -1,35 +1,9 @@
 package nat
 
-import "encoding/binary"
+import (
+	"encoding/binary"
 
-// ICMP error layout (RFC 792): type, code, checksum, four bytes that are
-// unused or the next-hop MTU (RFC 1191), then the quoted IPv4 header and at
-// least the first 8 bytes of the datagram it carried.
-const (
-	icmpOffType     = 0 // RFC 792 "Type"
-	icmpOffChecksum = 2 // RFC 792 "Checksum": the whole ICMP message, no pseudo-header
-	icmpOffQuote    = 8 // RFC 792 "Internet Header + 64 bits of Original Data Datagram"
-
-	icmpDestUnreachable = 3  // incl. code 4, fragmentation needed (RFC 1191)
-	icmpTimeExceeded    = 11 // TTL exceeded in transit, reassembly time exceeded
-
-	ipOffFlagsFrag = 6  // RFC 791 "Flags", "Fragment Offset"
-	ipOffProto     = 9  // RFC 791 "Protocol"
-	ipOffChecksum  = 10 // RFC 791 "Header Checksum"
-	ipOffSrc       = 12 // RFC 791 "Source Address"
-	ipOffDst       = 16 // RFC 791 "Destination Address"
-	ipProtoGRE     = 47
-
-	// The quoted GRE: its first 8 bytes are all RFC 792 promises, and
-	// exactly what is needed (RFC 2637 enhanced GRE header).
-	greOffFlags   = 0 // C R K S s Recur
-	greOffVer     = 1 // A Flags Ver
-	greOffProto   = 2 // "Protocol Type", 0x880B
-	greOffCallID  = 6 // "Call ID", the low half of the key
-	greQuotedMin  = 8
-	greBitK       = 0x20
-	greProtoPPP   = 0x880B
-	greVersionPPP = 1
+	"github.com/pptpgw/pptpgw/alg/hdr"
 )
 
 // icmpIn translates an ICMP error that arrived at a public address and
@@ -43,52 +17,52 @@ const (
 // translated reaches the router itself, which is harmless.
 func (w *Worker) icmpIn() (Verdict, Reason) {
 	icmp := w.ip4.Payload
-	if len(icmp) < icmpOffQuote {
+	if len(icmp) < hdr.ICMPOffQuote {
 		return Accept, ReasonTruncated
 	}
-	if t := icmp[icmpOffType]; t != icmpDestUnreachable && t != icmpTimeExceeded {
+	if t := icmp[hdr.ICMPOffType]; t != hdr.ICMPDestUnreachable && t != hdr.ICMPTimeExceeded {
 		return Accept, ReasonNotPPTP
 	}
-	q := icmp[icmpOffQuote:]
-	if len(q) < 20 || q[0]>>4 != 4 {
+	q := icmp[hdr.ICMPOffQuote:]
+	if len(q) < hdr.IPv4MinLen || hdr.IPv4Version(q) != 4 {
 		return Accept, ReasonTruncated
 	}
-	qlen := int(q[0]&0x0f) * 4
-	if qlen < 20 || len(q) < qlen {
+	qlen := hdr.IPv4HeaderLen(q)
+	if qlen < hdr.IPv4MinLen || len(q) < qlen {
 		return Accept, ReasonTruncated
 	}
-	if q[ipOffProto] != ipProtoGRE {
+	if q[hdr.IPv4OffProtocol] != hdr.ProtoGRE {
 		return Accept, ReasonNotPPTP
 	}
-	if binary.BigEndian.Uint16(q[ipOffFlagsFrag:])&0x1fff != 0 {
+	if binary.BigEndian.Uint16(q[hdr.IPv4OffFlagsFrag:])&hdr.IPv4FragOffsetMask != 0 {
 		return Accept, ReasonFragment // a later fragment: no GRE header quoted
 	}
 	g := q[qlen:]
-	if len(g) < greQuotedMin {
+	if len(g) < hdr.GREMinLen {
 		return Accept, ReasonTruncated
 	}
-	if g[greOffVer]&0x07 != greVersionPPP || g[greOffFlags]&greBitK == 0 ||
-		binary.BigEndian.Uint16(g[greOffProto:]) != greProtoPPP {
+	if g[hdr.GREOffVer]&hdr.GREVerMask != hdr.GREVersionPPTP || g[hdr.GREOffFlags]&hdr.GREBitK == 0 ||
+		binary.BigEndian.Uint16(g[hdr.GREOffProtocol:]) != hdr.GREProtoPPP {
 		return Accept, ReasonNotPPTPGRE
 	}
-	hdr := w.ip4.Contents
-	public := addr4(q[ipOffSrc : ipOffSrc+4])
-	if addr4(hdr[ipOffDst:ipOffDst+4]) != public {
+	ip := w.ip4.Contents
+	public := addr4(q[hdr.IPv4OffSrc : hdr.IPv4OffSrc+4])
+	if addr4(ip[hdr.IPv4OffDst:hdr.IPv4OffDst+4]) != public {
 		return Accept, ReasonICMPUnknownCall // not about a packet this address sent
 	}
-	inside, ok := w.e.Table.GREQuoted(public, addr4(q[ipOffDst:ipOffDst+4]), binary.BigEndian.Uint16(g[greOffCallID:]))
+	inside, ok := w.e.Table.GREQuoted(public, addr4(q[hdr.IPv4OffDst:hdr.IPv4OffDst+4]), binary.BigEndian.Uint16(g[hdr.GREOffCallID:]))
 	if !ok {
 		return Accept, ReasonICMPUnknownCall
 	}
-	change := addrChange(public, inside)
-	qck := binary.BigEndian.Uint16(q[ipOffChecksum:])
-	nqck := updateChecksum(qck, change)
-	copy(q[ipOffSrc:ipOffSrc+4], inside[:])
-	binary.BigEndian.PutUint16(q[ipOffChecksum:], nqck)
+	change := hdr.AddrChange(public, inside)
+	qck := binary.BigEndian.Uint16(q[hdr.IPv4OffChecksum:])
+	nqck := hdr.Update(qck, change)
+	copy(q[hdr.IPv4OffSrc:hdr.IPv4OffSrc+4], inside[:])
+	binary.BigEndian.PutUint16(q[hdr.IPv4OffChecksum:], nqck)
 	// The quote starts at an even offset of the ICMP message, so its
 	// 16-bit words are the message's: the change sums add up.
-	ick := binary.BigEndian.Uint16(icmp[icmpOffChecksum:])
-	binary.BigEndian.PutUint16(icmp[icmpOffChecksum:], updateChecksum(ick, change+wordChange(qck, nqck)))
-	setAddr(hdr, ipOffDst, inside)
+	ick := binary.BigEndian.Uint16(icmp[hdr.ICMPOffChecksum:])
+	binary.BigEndian.PutUint16(icmp[hdr.ICMPOffChecksum:], hdr.Update(ick, change+hdr.WordChange(qck, nqck)))
+	setAddr(ip, hdr.IPv4OffDst, inside)
 	return AcceptModified, ReasonICMPIn
 }

@@ -20,6 +20,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/pptpgw/pptpgw/internal/pptptest"
 )
 
 // TestMain lets the test binary act as pptpgw itself, so that exit codes
@@ -33,14 +35,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-const sampleCapture = "../../../shared/testdata/pcaps/chapcrack__sample.dump"
-
+// sample is a real capture from the repository's testdata/pcaps.
 func sample(t *testing.T) string {
 	t.Helper()
-	if _, err := os.Stat(sampleCapture); err != nil {
-		t.Skipf("shared captures not available: %v", err)
-	}
-	return sampleCapture
+	return pptptest.CapturePath(t, "chapcrack__sample.dump")
 }
 
 // replayCmd runs the replay subcommand in-process.

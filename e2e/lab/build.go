@@ -3,13 +3,14 @@
 package lab
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/pptpgw/pptpgw/internal/pptptest"
 )
 
 // Module is the import path of this repository's module.
@@ -46,7 +47,7 @@ func Build(t testing.TB, pkg string) string {
 		}
 		builds.dir, builds.paths = d, map[string]string{}
 	}
-	root, err := moduleRoot()
+	root, err := pptptest.ModuleRoot()
 	if err != nil {
 		t.Fatalf("lab: %v", err)
 	}
@@ -83,23 +84,4 @@ func goTool() string {
 	}
 	return "go" // let exec report it missing
 
-}
-
-// moduleRoot finds go.mod above the working directory (a test runs in its
-// package's directory, inside the module).
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("getwd: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }

@@ -13,10 +13,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pptpgw/pptpgw/internal/pptpmsg"
 	"github.com/pptpgw/pptpgw/nat/replay"
 )
 
-// captureCase is one shared capture, how to replay it and what to expect.
+// captureCase is one capture of testdata/pcaps, how to replay it and what to expect.
 type captureCase struct {
 	file   string
 	inside []string
@@ -103,7 +104,7 @@ var captureCases = []captureCase{
 	},
 }
 
-// TestReplayCaptures replays every shared capture and checks the round
+// TestReplayCaptures replays every capture of testdata/pcaps and checks the round
 // trip, the outside view and the summary.
 func TestReplayCaptures(t *testing.T) {
 	dir := capturePath(t, "")
@@ -293,11 +294,11 @@ func checkOutIDs(t *testing.T, out []packet, s *replay.Summary, midSession bool)
 	for _, m := range st.msgs {
 		if fromPublic(m.dir) {
 			switch {
-			case m.typ == tOCRQ:
+			case m.typ == pptpmsg.OCRQ:
 				addOuter(m.dir, m.u16(12))
-			case midSession && m.typ == tCCRQ:
+			case midSession && m.typ == pptpmsg.CCRQ:
 				addOuter(m.dir, m.u16(12))
-			case midSession && m.typ == tSLI:
+			case midSession && m.typ == pptpmsg.SLI:
 				add(pac, m.dir.dst.Addr(), m.u16(12))
 			}
 			continue
@@ -305,7 +306,7 @@ func checkOutIDs(t *testing.T, out []packet, s *replay.Summary, midSession bool)
 		p := m.dir.src.Addr()
 		rev := dirKey{m.dir.dst, m.dir.src}
 		switch {
-		case m.typ == tOCRP:
+		case m.typ == pptpmsg.OCRP:
 			add(pac, p, m.u16(12))
 			if k, ok := outer[p][m.u16(14)]; !ok || k != rev {
 				t.Errorf("OCRP from %s: Peer Call ID %d is no OCRQ's Call ID on its connection", p, m.u16(14))
@@ -314,9 +315,9 @@ func checkOutIDs(t *testing.T, out []packet, s *replay.Summary, midSession bool)
 				pair[p] = map[uint16]uint16{}
 			}
 			pair[p][m.u16(14)] = m.u16(12)
-		case midSession && (m.typ == tCDN):
+		case midSession && (m.typ == pptpmsg.CDN):
 			add(pac, p, m.u16(12))
-		case midSession && (m.typ == tSLI):
+		case midSession && (m.typ == pptpmsg.SLI):
 			addOuter(rev, m.u16(12))
 		}
 	}

@@ -8,35 +8,29 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/pptpgw/pptpgw/internal/pptpmsg"
+	"github.com/pptpgw/pptpgw/internal/pptptest"
 )
 
 // A synthetic PPTP conversation, built with gopacket, for tests that must
-// not depend on the shared captures (the fuzz target).
+// not depend on the real captures (the fuzz target).
 
 // pptpMsg returns a control message of type typ with its RFC length and
 // header, and the 16-bit fields at offsets 12, 14 (and Result Code at 16
 // for OCRP) as given.
 func pptpMsg(typ uint16, fields ...uint16) []byte {
-	lengths := map[uint16]int{1: 156, 2: 156, 3: 16, 4: 16, 5: 16, 6: 20, 7: 168, 8: 32, 9: 220,
-		10: 24, 11: 28, 12: 16, 13: 148, 14: 40, 15: 24}
-	m := make([]byte, lengths[typ])
-	binary.BigEndian.PutUint16(m[0:], uint16(len(m)))
-	binary.BigEndian.PutUint16(m[2:], 1)
-	binary.BigEndian.PutUint32(m[4:], 0x1A2B3C4D)
-	binary.BigEndian.PutUint16(m[8:], typ)
-	for i, f := range fields {
-		binary.BigEndian.PutUint16(m[12+2*i:], f)
-	}
+	m := pptpmsg.Msg(typ, fields...)
 	switch typ {
-	case tSCCRQ, tSCCRP:
+	case pptpmsg.SCCRQ, pptpmsg.SCCRP:
 		binary.BigEndian.PutUint16(m[12:], 0x0100)
-		if typ == tSCCRP {
+		if typ == pptpmsg.SCCRP {
 			m[14] = 1
 		}
 		copy(m[28:], "synthetic")
-	case tOCRP:
+	case pptpmsg.OCRP:
 		m[16] = 1 // connected
-	case tSLI:
+	case pptpmsg.SLI:
 		binary.BigEndian.PutUint32(m[16:], 0xffffffff)
 		binary.BigEndian.PutUint32(m[20:], 0xffffffff)
 	}
@@ -73,13 +67,7 @@ func (cv *convo) ipv4(s, d netip.Addr, proto layers.IPProtocol) *layers.IPv4 {
 		Protocol: proto, SrcIP: net.IP(s.AsSlice()), DstIP: net.IP(d.AsSlice())}
 }
 
-func serialize(ls ...gopacket.SerializableLayer) []byte {
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
-		panic(err)
-	}
-	return append([]byte(nil), buf.Bytes()...)
-}
+var serialize = pptptest.Serialize
 
 // dial opens a control connection with the three-way handshake.
 func (cv *convo) dial(client, server netip.AddrPort, isn uint32) *tcpConn {
@@ -130,14 +118,8 @@ func (c *tcpConn) close() {
 // gre sends an enhanced GRE packet with Call ID id and sequence number seq.
 func (cv *convo) gre(s, d netip.Addr, id uint16, seq uint32) {
 	payload := []byte{0xff, 0x03, 0x00, 0xfd, byte(seq), 0x42, 0x42, 0x42}
-	hdr := make([]byte, 12)
-	hdr[0], hdr[1] = 0x30, 0x01 // K, S; version 1
-	binary.BigEndian.PutUint16(hdr[2:], 0x880B)
-	binary.BigEndian.PutUint16(hdr[4:], uint16(len(payload)))
-	binary.BigEndian.PutUint16(hdr[6:], id)
-	binary.BigEndian.PutUint32(hdr[8:], seq)
 	ip := cv.ipv4(s, d, layers.IPProtocolGRE)
-	cv.add(serialize(ip, gopacket.Payload(append(hdr, payload...))))
+	cv.add(serialize(ip, gopacket.Payload(pptpmsg.GRE(id, seq, payload))))
 }
 
 // Addresses of the synthetic conversation.
@@ -156,35 +138,35 @@ func syntheticConversation() []packet {
 	cv := newConvo()
 	a := cv.dial(synA, synPAC, 1000)
 	b := cv.dial(synB, synPAC, 0xfffffff0) // wraps around the sequence space
-	a.send(true, pptpMsg(tSCCRQ))
-	b.send(true, pptpMsg(tSCCRQ))
-	a.send(false, pptpMsg(tSCCRP))
-	b.send(false, pptpMsg(tSCCRP))
-	a.send(true, pptpMsg(tOCRQ, 0x1234, 1))
-	b.send(true, pptpMsg(tOCRQ, 0x1234, 1))
-	a.send(false, pptpMsg(tOCRP, 0x0080, 0x1234))
-	b.send(false, pptpMsg(tOCRP, 0x0100, 0x1234))
-	a.send(true, pptpMsg(tSLI, 0x0080))
-	b.send(true, pptpMsg(tSLI, 0x0100))
-	a.send(false, pptpMsg(tSLI, 0x1234))
-	b.send(false, pptpMsg(tSLI, 0x1234), pptpMsg(tEchoQ, 0, 7))
-	b.send(true, pptpMsg(tEchoP, 0, 7))
+	a.send(true, pptpMsg(pptpmsg.SCCRQ))
+	b.send(true, pptpMsg(pptpmsg.SCCRQ))
+	a.send(false, pptpMsg(pptpmsg.SCCRP))
+	b.send(false, pptpMsg(pptpmsg.SCCRP))
+	a.send(true, pptpMsg(pptpmsg.OCRQ, 0x1234, 1))
+	b.send(true, pptpMsg(pptpmsg.OCRQ, 0x1234, 1))
+	a.send(false, pptpMsg(pptpmsg.OCRP, 0x0080, 0x1234))
+	b.send(false, pptpMsg(pptpmsg.OCRP, 0x0100, 0x1234))
+	a.send(true, pptpMsg(pptpmsg.SLI, 0x0080))
+	b.send(true, pptpMsg(pptpmsg.SLI, 0x0100))
+	a.send(false, pptpMsg(pptpmsg.SLI, 0x1234))
+	b.send(false, pptpMsg(pptpmsg.SLI, 0x1234), pptpMsg(pptpmsg.EchoRQ, 0, 7))
+	b.send(true, pptpMsg(pptpmsg.EchoRP, 0, 7))
 	for i := uint32(0); i < 2; i++ {
 		cv.gre(synA.Addr(), synPAC.Addr(), 0x0080, i)
 		cv.gre(synPAC.Addr(), synA.Addr(), 0x1234, i)
 		cv.gre(synB.Addr(), synPAC.Addr(), 0x0100, i)
 		cv.gre(synPAC.Addr(), synB.Addr(), 0x1234, i)
 	}
-	a.send(true, pptpMsg(tEchoQ, 0, 8))
-	a.send(false, pptpMsg(tEchoP, 0, 8))
-	a.send(true, pptpMsg(tCCRQ, 0x1234))
-	a.send(false, pptpMsg(tCDN, 0x0080, 0x0100))
-	b.send(true, pptpMsg(tCCRQ, 0x1234))
-	b.send(false, pptpMsg(tCDN, 0x0100, 0x0100))
-	a.send(true, pptpMsg(tStopQ, 0x0100))
-	a.send(false, pptpMsg(tStopP, 0x0100))
-	b.send(true, pptpMsg(tStopQ, 0x0100), pptpMsg(tEchoQ, 0, 9))
-	b.send(false, pptpMsg(tStopP, 0x0100))
+	a.send(true, pptpMsg(pptpmsg.EchoRQ, 0, 8))
+	a.send(false, pptpMsg(pptpmsg.EchoRP, 0, 8))
+	a.send(true, pptpMsg(pptpmsg.CCRQ, 0x1234))
+	a.send(false, pptpMsg(pptpmsg.CDN, 0x0080, 0x0100))
+	b.send(true, pptpMsg(pptpmsg.CCRQ, 0x1234))
+	b.send(false, pptpMsg(pptpmsg.CDN, 0x0100, 0x0100))
+	a.send(true, pptpMsg(pptpmsg.StopCCRQ, 0x0100))
+	a.send(false, pptpMsg(pptpmsg.StopCCRP, 0x0100))
+	b.send(true, pptpMsg(pptpmsg.StopCCRQ, 0x0100), pptpMsg(pptpmsg.EchoRQ, 0, 9))
+	b.send(false, pptpMsg(pptpmsg.StopCCRP, 0x0100))
 	a.close()
 	b.close()
 	return cv.pkts

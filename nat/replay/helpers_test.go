@@ -3,11 +3,7 @@ package replay_test
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
-	"io"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,6 +11,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/pptpgw/pptpgw/alg/hdr"
+	"github.com/pptpgw/pptpgw/internal/pptptest"
 	"github.com/pptpgw/pptpgw/nat/replay"
 )
 
@@ -22,21 +20,12 @@ import (
 // parsing: frames are decoded with gopacket, checksums are recomputed from
 // scratch and control streams are reassembled by sequence number.
 
-// pcapDir is the shared captures directory, seen from this package.
-const pcapDir = "../../../shared/testdata/pcaps"
-
 // publicIP is the gateway's public address in every replay here.
 var publicIP = netip.MustParseAddr("198.51.100.1")
 
-// capturePath returns the path of a shared capture, skipping the test when
-// the shared directory is absent.
-func capturePath(t testing.TB, name string) string {
-	t.Helper()
-	if _, err := os.Stat(pcapDir); err != nil {
-		t.Skipf("shared captures not available: %v", err)
-	}
-	return filepath.Join(pcapDir, name)
-}
+// capturePath returns the path of a capture in the repository's
+// testdata/pcaps; a missing one fails the test.
+func capturePath(t testing.TB, name string) string { return pptptest.CapturePath(t, name) }
 
 // packet is one input or output packet: its IPv4 bytes (nil when the frame
 // holds no IPv4 packet at the network layer) and its timestamp.
@@ -49,33 +38,11 @@ type packet struct {
 // network-layer IPv4 packet, cut to its Total Length.
 func readPackets(t testing.TB, b []byte) (pkts []packet, lt layers.LinkType) {
 	t.Helper()
-	type reader interface {
-		ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+	frames, lt := pptptest.Frames(t, b)
+	for _, f := range frames {
+		pkts = append(pkts, packet{ts: f.TS, ip: networkIPv4(lt, f.Data)})
 	}
-	var r reader
-	if len(b) >= 4 && binary.BigEndian.Uint32(b) == 0x0A0D0D0A {
-		ng, err := pcapgo.NewNgReader(bytes.NewReader(b), pcapgo.DefaultNgReaderOptions)
-		if err != nil {
-			t.Fatalf("pcapng: %v", err)
-		}
-		r, lt = ng, ng.LinkType()
-	} else {
-		pr, err := pcapgo.NewReader(bytes.NewReader(b))
-		if err != nil {
-			t.Fatalf("pcap: %v", err)
-		}
-		r, lt = pr, pr.LinkType()
-	}
-	for {
-		data, ci, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			return pkts, lt
-		}
-		if err != nil {
-			t.Fatalf("read packet %d: %v", len(pkts)+1, err)
-		}
-		pkts = append(pkts, packet{ts: ci.Timestamp, ip: networkIPv4(lt, data)})
-	}
+	return pkts, lt
 }
 
 // networkIPv4 decodes a frame with gopacket and returns a copy of its first
@@ -132,24 +99,12 @@ func tcpPayload(ip []byte) []byte {
 
 func tcpSeq(ip []byte) uint32 { return binary.BigEndian.Uint32(l4(ip)[4:]) }
 
-// sum16 is the RFC 1071 one's complement sum of b, starting from s.
-func sum16(s uint32, b []byte) uint32 {
-	for len(b) >= 2 {
-		s += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	return s
-}
-
-func fold16(s uint32) uint16 {
-	for s > 0xffff {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
-}
+// sum16 and fold16: the RFC 1071 sum, over whole headers (not the
+// incremental update under test).
+var (
+	sum16  = hdr.Sum
+	fold16 = hdr.Fold
+)
 
 // ipv4ChecksumOK recomputes the IPv4 header checksum from scratch.
 func ipv4ChecksumOK(ip []byte) bool {
@@ -158,8 +113,7 @@ func ipv4ChecksumOK(ip []byte) bool {
 
 // tcpPseudoSum is the sum of the TCP pseudo-header of ip.
 func tcpPseudoSum(ip []byte) uint32 {
-	s := sum16(0, ip[12:20])
-	return s + 6 + uint32(len(l4(ip)))
+	return hdr.TCPPseudoSum(ip, len(l4(ip)))
 }
 
 // tcpChecksumOK recomputes the TCP checksum from scratch.

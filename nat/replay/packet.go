@@ -3,71 +3,52 @@ package replay
 import (
 	"encoding/binary"
 
+	"github.com/pptpgw/pptpgw/alg/hdr"
 	"github.com/pptpgw/pptpgw/conntrack"
 )
 
 // The kernel's part of the translation (TCP addresses) and the inverse
 // GRE address rewrites, done here in place with incremental checksums.
 
-func ihlOf(pkt []byte) int { return int(pkt[0]&0x0f) * 4 }
+func ihlOf(pkt []byte) int { return hdr.IPv4HeaderLen(pkt) }
 
 func addrAt(pkt []byte, off int) conntrack.Addr { return conntrack.Addr(pkt[off : off+4]) }
 
-func fold(sum uint32) uint16 {
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	return uint16(sum)
-}
-
-func update(ck []byte, change uint32) {
-	binary.BigEndian.PutUint16(ck, ^fold(uint32(^binary.BigEndian.Uint16(ck))+change))
-}
-
-func addrChange(o, n conntrack.Addr) uint32 {
-	return uint32(^binary.BigEndian.Uint16(o[0:])) + uint32(binary.BigEndian.Uint16(n[0:])) +
-		uint32(^binary.BigEndian.Uint16(o[2:])) + uint32(binary.BigEndian.Uint16(n[2:]))
-}
-
-// setAddrIP rewrites the address at off (12 source, 16 destination) and the
-// IPv4 header checksum.
+// setAddrIP rewrites the address at off (hdr.IPv4OffSrc or hdr.IPv4OffDst)
+// and the IPv4 header checksum.
 func setAddrIP(pkt []byte, off int, a conntrack.Addr) uint32 {
-	old := addrAt(pkt, off)
-	ch := addrChange(old, a)
-	copy(pkt[off:off+4], a[:])
-	update(pkt[10:12], ch)
-	return ch
+	return hdr.SetIPv4Addr(pkt, off, a)
 }
 
 // setAddrTCP also updates the TCP checksum, whose pseudo-header has the addresses.
 func setAddrTCP(pkt []byte, off int, a conntrack.Addr) {
 	ch := setAddrIP(pkt, off, a)
-	if l4 := pkt[ihlOf(pkt):]; len(l4) >= 18 {
-		update(l4[16:18], ch)
+	if l4 := pkt[ihlOf(pkt):]; len(l4) >= hdr.TCPOffChecksum+2 {
+		hdr.UpdateAt(l4[hdr.TCPOffChecksum:], ch)
 	}
 }
 
 func fixTCPChecksum(pkt []byte, change uint32) {
-	update(pkt[ihlOf(pkt)+16:ihlOf(pkt)+18], change)
+	hdr.UpdateAt(pkt[ihlOf(pkt)+hdr.TCPOffChecksum:], change)
 }
 
 // segmentOf views a TCP packet as a control segment.
 func segmentOf(pkt []byte) conntrack.Segment {
-	ihl := ihlOf(pkt)
-	t := pkt[ihl:]
-	off := int(t[12]>>4) * 4
-	if off < 20 || off > len(t) {
+	t := pkt[ihlOf(pkt):]
+	off := hdr.TCPHeaderLen(t)
+	if off < hdr.TCPMinLen || off > len(t) {
 		off = len(t)
 	}
+	flags := t[hdr.TCPOffFlags]
 	return conntrack.Segment{
-		Src:     conntrack.Endpoint{Addr: addrAt(pkt, 12), Port: binary.BigEndian.Uint16(t[0:])},
-		Dst:     conntrack.Endpoint{Addr: addrAt(pkt, 16), Port: binary.BigEndian.Uint16(t[2:])},
-		Seq:     binary.BigEndian.Uint32(t[4:]),
-		Ack:     binary.BigEndian.Uint32(t[8:]),
-		SYN:     t[13]&0x02 != 0,
-		FIN:     t[13]&0x01 != 0,
-		RST:     t[13]&0x04 != 0,
-		ACK:     t[13]&0x10 != 0,
+		Src:     conntrack.Endpoint{Addr: addrAt(pkt, hdr.IPv4OffSrc), Port: binary.BigEndian.Uint16(t[hdr.TCPOffSrcPort:])},
+		Dst:     conntrack.Endpoint{Addr: addrAt(pkt, hdr.IPv4OffDst), Port: binary.BigEndian.Uint16(t[hdr.TCPOffDstPort:])},
+		Seq:     binary.BigEndian.Uint32(t[hdr.TCPOffSeq:]),
+		Ack:     binary.BigEndian.Uint32(t[hdr.TCPOffAck:]),
+		SYN:     flags&hdr.TCPFlagSYN != 0,
+		FIN:     flags&hdr.TCPFlagFIN != 0,
+		RST:     flags&hdr.TCPFlagRST != 0,
+		ACK:     flags&hdr.TCPFlagACK != 0,
 		Payload: t[off:],
 	}
 }
@@ -88,25 +69,28 @@ type offload struct {
 func fillChecksums(pkt []byte) offload {
 	var o offload
 	ihl := ihlOf(pkt)
-	if ihl < 20 || ihl > len(pkt) {
+	if ihl < hdr.IPv4MinLen || ihl > len(pkt) {
 		return o
 	}
-	if fold(sum(0, pkt[:ihl])) != 0xffff {
+	const ipCk = hdr.IPv4OffChecksum
+	if hdr.Checksum(0, pkt[:ihl]) != 0 {
 		o.ip = true
-		copy(o.ipCk[:], pkt[10:12])
-		pkt[10], pkt[11] = 0, 0
-		binary.BigEndian.PutUint16(pkt[10:12], ^fold(sum(0, pkt[:ihl])))
+		copy(o.ipCk[:], pkt[ipCk:ipCk+2])
+		pkt[ipCk], pkt[ipCk+1] = 0, 0
+		binary.BigEndian.PutUint16(pkt[ipCk:], hdr.Checksum(0, pkt[:ihl]))
 	}
-	if pkt[9] != 6 || int(binary.BigEndian.Uint16(pkt[2:])) != len(pkt) || len(pkt)-ihl < 20 {
+	if pkt[hdr.IPv4OffProtocol] != hdr.ProtoTCP || int(binary.BigEndian.Uint16(pkt[hdr.IPv4OffTotalLength:])) != len(pkt) ||
+		len(pkt)-ihl < hdr.TCPMinLen {
 		return o
 	}
 	t := pkt[ihl:]
-	pseudo := sum(sum(0, pkt[12:20]), []byte{0, 6, byte(len(t) >> 8), byte(len(t))})
-	if fold(sum(pseudo, t)) != 0xffff {
+	pseudo := hdr.TCPPseudoSum(pkt, len(t))
+	const tcpCk = hdr.TCPOffChecksum
+	if hdr.Checksum(pseudo, t) != 0 {
 		o.tcp = true
-		copy(o.tcpCk[:], t[16:18])
-		t[16], t[17] = 0, 0
-		binary.BigEndian.PutUint16(t[16:18], ^fold(sum(pseudo, t)))
+		copy(o.tcpCk[:], t[tcpCk:tcpCk+2])
+		t[tcpCk], t[tcpCk+1] = 0, 0
+		binary.BigEndian.PutUint16(t[tcpCk:], hdr.Checksum(pseudo, t))
 	}
 	return o
 }
@@ -115,21 +99,9 @@ func fillChecksums(pkt []byte) offload {
 // --lan-out holds the input's bytes.
 func (o offload) restore(pkt []byte) {
 	if o.ip {
-		copy(pkt[10:12], o.ipCk[:])
+		copy(pkt[hdr.IPv4OffChecksum:], o.ipCk[:])
 	}
 	if o.tcp {
-		copy(pkt[ihlOf(pkt)+16:], o.tcpCk[:])
+		copy(pkt[ihlOf(pkt)+hdr.TCPOffChecksum:], o.tcpCk[:])
 	}
-}
-
-// sum adds b to a one's complement sum (RFC 1071).
-func sum(s uint32, b []byte) uint32 {
-	for len(b) >= 2 {
-		s += uint32(binary.BigEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	return s
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/pptpgw/pptpgw/alg"
+	"github.com/pptpgw/pptpgw/alg/hdr"
 	"github.com/pptpgw/pptpgw/conntrack"
 	"github.com/pptpgw/pptpgw/nat"
 )
@@ -174,11 +175,11 @@ func (r *replayer) packet(lt layers.LinkType, data []byte, ci gopacket.CaptureIn
 		r.sum.Skipped++
 		return nil
 	}
-	ihl := int(ip[0]&0x0f) * 4
-	if tl := int(binary.BigEndian.Uint16(ip[2:])); tl >= ihl && tl < len(ip) {
+	ihl := ihlOf(ip)
+	if tl := int(binary.BigEndian.Uint16(ip[hdr.IPv4OffTotalLength:])); tl >= ihl && tl < len(ip) {
 		ip = ip[:tl]
 	}
-	src, dst := addrAt(ip, 12), addrAt(ip, 16)
+	src, dst := addrAt(ip, hdr.IPv4OffSrc), addrAt(ip, hdr.IPv4OffDst)
 	if r.inside(src) == r.inside(dst) {
 		r.sum.Skipped++
 		return nil
@@ -187,7 +188,7 @@ func (r *replayer) packet(lt layers.LinkType, data []byte, ci gopacket.CaptureIn
 	r.offload = fillChecksums(pkt)
 	now := ci.Timestamp.UnixNano()
 	r.table.Expire(ci.Timestamp)
-	tcp := pkt[9] == 6
+	tcp := pkt[hdr.IPv4OffProtocol] == hdr.ProtoTCP
 	if r.inside(src) {
 		return r.outbound(pkt, tcp, ci, now)
 	}
@@ -196,22 +197,23 @@ func (r *replayer) packet(lt layers.LinkType, data []byte, ci gopacket.CaptureIn
 
 // isPPTP: IPv4 TCP to or from port 1723, or IPv4 GRE version 1.
 func isPPTP(ip []byte) bool {
-	if len(ip) < 20 || ip[0]>>4 != 4 {
+	if len(ip) < hdr.IPv4MinLen || hdr.IPv4Version(ip) != 4 {
 		return false
 	}
-	ihl := int(ip[0]&0x0f) * 4
-	if ihl < 20 || len(ip) < ihl+4 {
+	ihl := ihlOf(ip)
+	if ihl < hdr.IPv4MinLen || len(ip) < ihl+4 {
 		return false
 	}
 	l4 := ip[ihl:]
-	switch ip[9] {
-	case 6:
-		if len(l4) < 20 || int(l4[12]>>4)*4 < 20 || int(l4[12]>>4)*4 > len(l4) {
+	switch ip[hdr.IPv4OffProtocol] {
+	case hdr.ProtoTCP:
+		if len(l4) < hdr.TCPMinLen || hdr.TCPHeaderLen(l4) < hdr.TCPMinLen || hdr.TCPHeaderLen(l4) > len(l4) {
 			return false
 		}
-		return binary.BigEndian.Uint16(l4) == nat.PPTPPort || binary.BigEndian.Uint16(l4[2:]) == nat.PPTPPort
-	case 47:
-		return l4[1]&0x07 == 1
+		return binary.BigEndian.Uint16(l4[hdr.TCPOffSrcPort:]) == nat.PPTPPort ||
+			binary.BigEndian.Uint16(l4[hdr.TCPOffDstPort:]) == nat.PPTPPort
+	case hdr.ProtoGRE:
+		return l4[hdr.GREOffVer]&hdr.GREVerMask == hdr.GREVersionPPTP
 	}
 	return false
 }
@@ -220,7 +222,7 @@ func isPPTP(ip []byte) bool {
 // SNAT (source address to the public one) that the live gateway leaves to
 // the kernel; --lan-out gets it mapped back.
 func (r *replayer) outbound(pkt []byte, tcp bool, ci gopacket.CaptureInfo, now int64) error {
-	inside := addrAt(pkt, 12)
+	inside := addrAt(pkt, hdr.IPv4OffSrc)
 	hook := nat.HookGREOut
 	if tcp {
 		hook = nat.HookControl
@@ -231,7 +233,7 @@ func (r *replayer) outbound(pkt []byte, tcp bool, ci gopacket.CaptureInfo, now i
 		return nil
 	}
 	if tcp {
-		setAddrTCP(pkt, 12, r.public)
+		setAddrTCP(pkt, hdr.IPv4OffSrc, r.public)
 	}
 	if err := r.write(r.out, ci, pkt); err != nil {
 		return err
@@ -239,15 +241,15 @@ func (r *replayer) outbound(pkt []byte, tcp bool, ci gopacket.CaptureInfo, now i
 	// Map back: the kernel's un-SNAT, then the inverse of the Call ID rewrite.
 	back := append([]byte(nil), pkt...)
 	if tcp {
-		setAddrTCP(back, 12, inside)
+		setAddrTCP(back, hdr.IPv4OffSrc, inside)
 		seg := segmentOf(back)
 		if res, ok := r.table.InsideView(&seg); ok && res.Modified {
 			fixTCPChecksum(back, res.Sum)
 		}
 	} else {
 		g, _ := alg.ParseGRE(back[ihlOf(back):])
-		if a, ok := r.table.InsideFor(addrAt(back, 12), addrAt(back, 16), g.CallID()); ok {
-			setAddrIP(back, 12, a)
+		if a, ok := r.table.InsideFor(addrAt(back, hdr.IPv4OffSrc), addrAt(back, hdr.IPv4OffDst), g.CallID()); ok {
+			setAddrIP(back, hdr.IPv4OffSrc, a)
 		}
 	}
 	r.offload.restore(back)
@@ -257,13 +259,13 @@ func (r *replayer) outbound(pkt []byte, tcp bool, ci gopacket.CaptureInfo, now i
 // inbound: first what the peer sent to the public address, then the
 // kernel's un-DNAT and the engine.
 func (r *replayer) inbound(pkt []byte, tcp bool, ci gopacket.CaptureInfo, now int64) error {
-	inside, peer := addrAt(pkt, 16), addrAt(pkt, 12)
+	inside, peer := addrAt(pkt, hdr.IPv4OffDst), addrAt(pkt, hdr.IPv4OffSrc)
 	if tcp {
 		seg := segmentOf(pkt)
 		if res, ok := r.table.PeerView(&seg); ok && res.Modified {
 			fixTCPChecksum(pkt, res.Sum)
 		}
-		setAddrTCP(pkt, 16, r.public)
+		setAddrTCP(pkt, hdr.IPv4OffDst, r.public)
 	} else {
 		g, _ := alg.ParseGRE(pkt[ihlOf(pkt):])
 		public := r.public
@@ -271,12 +273,12 @@ func (r *replayer) inbound(pkt []byte, tcp bool, ci gopacket.CaptureInfo, now in
 			g.SetCallID(outer)
 			public = pub
 		}
-		setAddrIP(pkt, 16, public)
+		setAddrIP(pkt, hdr.IPv4OffDst, public)
 	}
 	lan := append([]byte(nil), pkt...)
 	hook := nat.HookGREIn
 	if tcp {
-		setAddrTCP(lan, 16, inside)
+		setAddrTCP(lan, hdr.IPv4OffDst, inside)
 		hook = nat.HookControl
 	}
 	v, reason := r.w.Process(lan, hook, now)
@@ -310,16 +312,16 @@ func (r *replayer) write(w *pcapgo.Writer, ci gopacket.CaptureInfo, pkt []byte) 
 // drop counts a dropped packet; GRE of no call is listed per flow.
 func (r *replayer) drop(reason nat.Reason, pkt []byte, inside conntrack.Addr, outbound bool) {
 	r.sum.Dropped[reason.String()]++
-	if pkt[9] != 47 {
+	if pkt[hdr.IPv4OffProtocol] != hdr.ProtoGRE {
 		return
 	}
 	g, rs := alg.ParseGRE(pkt[ihlOf(pkt):])
 	if rs != alg.ReasonNone {
 		return
 	}
-	k := flowKey{inside: inside, peer: addrAt(pkt, 16), id: g.CallID(), outbound: outbound}
+	k := flowKey{inside: inside, peer: addrAt(pkt, hdr.IPv4OffDst), id: g.CallID(), outbound: outbound}
 	if !outbound {
-		k.peer = addrAt(pkt, 12)
+		k.peer = addrAt(pkt, hdr.IPv4OffSrc)
 	}
 	if r.flows[k] != nil {
 		return

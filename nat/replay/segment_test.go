@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+
+	"github.com/pptpgw/pptpgw/internal/pptpmsg"
 )
 
 // splitPacket cuts a TCP packet into segments at payload offsets cuts
@@ -174,7 +176,7 @@ func TestResegmentedControl(t *testing.T) {
 		ref := runReplay(t, writeRaw(t, b.pkts), insideNet)
 		checkReplay(t, b.pkts, prefixes(t, insideNet), ref, true)
 		refView := viewOf(t, ref.out)
-		for _, typ := range []uint16{tOCRQ, tOCRP} {
+		for _, typ := range []uint16{pptpmsg.OCRQ, pptpmsg.OCRP} {
 			t.Run(fmt.Sprintf("%s/type-%d", b.name, typ), func(t *testing.T) {
 				t.Parallel()
 				i := findMsg(t, b.pkts, typ, b.port)
@@ -201,7 +203,7 @@ func TestResegmentedControl(t *testing.T) {
 			})
 		}
 		t.Run(b.name+"/coalesced-SCCRP-OCRP", func(t *testing.T) {
-			v := coalesce(t, b.pkts, b.port, tSCCRP, tOCRP)
+			v := coalesce(t, b.pkts, b.port, pptpmsg.SCCRP, pptpmsg.OCRP)
 			checkResegmented(t, "SCCRP+OCRP", v, insideNet, ref, refView)
 		})
 	}

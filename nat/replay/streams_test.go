@@ -3,6 +3,8 @@ package replay_test
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"github.com/pptpgw/pptpgw/internal/pptpmsg"
 )
 
 // dirKey is one direction of a TCP connection.
@@ -96,7 +98,7 @@ func reassemble(pkts []packet) streams {
 		for i := 0; i+12 <= len(b); {
 			l := int(binary.BigEndian.Uint16(b[i:]))
 			typ := binary.BigEndian.Uint16(b[i+8:])
-			if binary.BigEndian.Uint32(b[i+4:]) != 0x1A2B3C4D || binary.BigEndian.Uint16(b[i+2:]) != 1 || l < 12 {
+			if binary.BigEndian.Uint32(b[i+4:]) != pptpmsg.Cookie || binary.BigEndian.Uint16(b[i+2:]) != 1 || l < 12 {
 				i++
 				continue
 			}
@@ -113,30 +115,11 @@ func reassemble(pkts []packet) streams {
 	return st
 }
 
-// PPTP message types used by the tests.
-const (
-	tSCCRQ = 1
-	tSCCRP = 2
-	tStopQ = 3
-	tStopP = 4
-	tEchoQ = 5
-	tEchoP = 6
-	tOCRQ  = 7
-	tOCRP  = 8
-	tICRQ  = 9
-	tICRP  = 10
-	tICCN  = 11
-	tCCRQ  = 12
-	tCDN   = 13
-	tWEN   = 14
-	tSLI   = 15
-)
-
 // ownField reports whether offset off of a type-typ message is part of the
 // sender's own Call ID (rewritten on the way out).
 func ownField(typ uint16, off int) bool {
 	switch typ {
-	case tOCRQ, tOCRP, tICRQ, tICRP, tCCRQ, tCDN:
+	case pptpmsg.OCRQ, pptpmsg.OCRP, pptpmsg.ICRQ, pptpmsg.ICRP, pptpmsg.CCRQ, pptpmsg.CDN:
 		return off == 12 || off == 13
 	}
 	return false
@@ -146,9 +129,9 @@ func ownField(typ uint16, off int) bool {
 // receiver's Call ID (restored on the way in).
 func peerField(typ uint16, off int) bool {
 	switch typ {
-	case tOCRP, tICRP:
+	case pptpmsg.OCRP, pptpmsg.ICRP:
 		return off == 14 || off == 15
-	case tICCN, tWEN, tSLI:
+	case pptpmsg.ICCN, pptpmsg.WEN, pptpmsg.SLI:
 		return off == 12 || off == 13
 	}
 	return false

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pptpgw/pptpgw/internal/pptpmsg"
 	"github.com/pptpgw/pptpgw/nat/replay"
 )
 
@@ -82,9 +83,9 @@ func secondClient(p packet) packet {
 		eachMsg(tcpPayload(ip), func(m []byte) {
 			typ := binary.BigEndian.Uint16(m[8:])
 			switch {
-			case typ == tOCRP, typ == tCDN:
+			case typ == pptpmsg.OCRP, typ == pptpmsg.CDN:
 				binary.BigEndian.PutUint16(m[12:], secondPAC)
-			case typ == tSLI && src(ip) == client2:
+			case typ == pptpmsg.SLI && src(ip) == client2:
 				binary.BigEndian.PutUint16(m[12:], secondPAC)
 			}
 		})
@@ -147,11 +148,11 @@ func TestTwoClientsSameCallID(t *testing.T) {
 		var ocrq, ccrq, ocrp []ctrlMsg
 		for _, m := range st.msgs {
 			switch {
-			case m.dir == dirKey{port(c.port), pacEnd} && m.typ == tOCRQ:
+			case m.dir == dirKey{port(c.port), pacEnd} && m.typ == pptpmsg.OCRQ:
 				ocrq = append(ocrq, m)
-			case m.dir == dirKey{port(c.port), pacEnd} && m.typ == tCCRQ:
+			case m.dir == dirKey{port(c.port), pacEnd} && m.typ == pptpmsg.CCRQ:
 				ccrq = append(ccrq, m)
-			case m.dir == dirKey{pacEnd, port(c.port)} && m.typ == tOCRP:
+			case m.dir == dirKey{pacEnd, port(c.port)} && m.typ == pptpmsg.OCRP:
 				ocrp = append(ocrp, m)
 			}
 		}

@@ -95,9 +95,9 @@ func TestSplitLine(t *testing.T) {
 }
 
 func TestInstallVerifyRemove(t *testing.T) {
-	f := newFake()
+	f := NewMemory()
 	_ = f.Append(TableMangle, "FORWARD", "-p", "tcp", "-j", "TCPMSS", "--clamp-mss-to-pmtu")
-	before := f.dump()
+	before := f.Dump()
 	cfg := Config{Queue: 0, Queues: 2}
 
 	if d, err := Verify(f, cfg); err != nil || len(d) != 4+11 {
@@ -124,7 +124,7 @@ func TestInstallVerifyRemove(t *testing.T) {
 	if err := Remove(f); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.dump(); got != before {
+	if got := f.Dump(); got != before {
 		t.Errorf("after Remove:\n%s\nwant:\n%s", got, before)
 	}
 	if err := Remove(f); err != nil {
@@ -134,11 +134,11 @@ func TestInstallVerifyRemove(t *testing.T) {
 
 func TestInstallFillsGapsInPlace(t *testing.T) {
 	cfg := Config{Queue: 1}
-	f := newFake()
+	f := NewMemory()
 	if _, err := Install(f, cfg); err != nil {
 		t.Fatal(err)
 	}
-	want := f.dump()
+	want := f.Dump()
 	// Take out the first rule of a chain and the first of two raw jumps.
 	d := Desired(cfg)
 	_ = f.Delete(TableRaw, ChainNoTrack, d[0].Spec...)
@@ -150,30 +150,30 @@ func TestInstallFillsGapsInPlace(t *testing.T) {
 	if len(rep.Rules) != 2 || len(rep.Chains) != 0 {
 		t.Errorf("report %+v, want the two deleted rules", rep)
 	}
-	if got := f.dump(); got != want {
+	if got := f.Dump(); got != want {
 		t.Errorf("after repair:\n%s\nwant:\n%s", got, want)
 	}
 }
 
 func TestInstallConflictChangesNothing(t *testing.T) {
-	f := newFake()
+	f := NewMemory()
 	if _, err := Install(f, Config{Queue: 0}); err != nil {
 		t.Fatal(err)
 	}
-	before, n := f.dump(), len(f.calls)
+	before, n := f.Dump(), len(f.Calls)
 	_, err := Install(f, Config{Queue: 8})
 	if !errors.Is(err, ErrMismatch) {
 		t.Fatalf("Install with other queue: %v, want ErrMismatch", err)
 	}
-	if f.dump() != before || len(f.calls) != n {
-		t.Errorf("conflicting Install changed state: calls %q", f.calls[n:])
+	if f.Dump() != before || len(f.Calls) != n {
+		t.Errorf("conflicting Install changed state: calls %q", f.Calls[n:])
 	}
 }
 
 // Undo removes only what this Install added: persistent rules stay.
 func TestUndoOnlyOwnAdditions(t *testing.T) {
 	cfg := Config{}
-	f := newFake()
+	f := NewMemory()
 	if _, err := Install(f, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestUndoOnlyOwnAdditions(t *testing.T) {
 	_ = f.ClearChain(TableMangle, ChainGREOut)
 	_ = f.DeleteChain(TableMangle, ChainGREOut)
 	_ = f.Delete(TableMangle, ChainCTL, Desired(cfg)[5].Spec...)
-	partial := f.dump()
+	partial := f.Dump()
 
 	rep, err := Install(f, cfg)
 	if err != nil {
@@ -191,7 +191,7 @@ func TestUndoOnlyOwnAdditions(t *testing.T) {
 	if err := Undo(f, rep); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.dump(); got != partial {
+	if got := f.Dump(); got != partial {
 		t.Errorf("after Undo:\n%s\nwant:\n%s", got, partial)
 	}
 	if err := Undo(f, rep); err != nil {
@@ -200,7 +200,7 @@ func TestUndoOnlyOwnAdditions(t *testing.T) {
 }
 
 func TestShow(t *testing.T) {
-	f := newFake()
+	f := NewMemory()
 	if got, _ := Show(f); len(got) != 0 {
 		t.Errorf("Show on empty = %q", got)
 	}
@@ -234,7 +234,7 @@ func TestShow(t *testing.T) {
 }
 
 func TestHelperAttached(t *testing.T) {
-	f := newFake()
+	f := NewMemory()
 	_ = f.NewChain(TableRaw, "HELPERS")
 	_ = f.Append(TableRaw, "HELPERS", "-p", "tcp", "-m", "tcp", "--dport", "1723", "-j", "CT", "--helper", "pptp")
 	_ = f.Append(TableRaw, "PREROUTING", "-p", "tcp", "-m", "tcp", "--dport", "21", "-j", "CT", "--helper", "ftp")
@@ -267,7 +267,7 @@ func TestValidate(t *testing.T) {
 	if err := (Config{Queue: 65535, Queues: 1}).Validate(); err == nil {
 		t.Error("queue 65535 with its GRE queue 65536 accepted")
 	}
-	if _, err := Install(newFake(), Config{Queue: 65535}); err == nil {
+	if _, err := Install(NewMemory(), Config{Queue: 65535}); err == nil {
 		t.Error("Install accepted an invalid config")
 	}
 }

@@ -33,7 +33,7 @@ func TestDeployRulesInSync(t *testing.T) {
 // configurations.
 func TestSaveTextRoundTrip(t *testing.T) {
 	for _, cfg := range []Config{{}, {Queue: 4, Queues: 3, FailOpen: true, MarkBit: 0x400}} {
-		f := newFake()
+		f := NewMemory()
 		table := ""
 		for _, line := range strings.Split(SaveText(cfg), "\n") {
 			switch {

@@ -9,11 +9,11 @@ func TestVerifyDetects(t *testing.T) {
 	cfg := Config{Queue: 3}
 	tests := []struct {
 		name   string
-		mutate func(f *fakeIPT)
+		mutate func(f *Memory)
 		cfg    Config
 		want   []string // substrings, one per expected line
 	}{
-		{"deleted rule", func(f *fakeIPT) {
+		{"deleted rule", func(f *Memory) {
 			_ = f.Delete(TableMangle, ChainCTL, Desired(cfg)[5].Spec...)
 		}, cfg, []string{"missing rule: -t mangle -A PPTPGW-CTL -p tcp -m tcp --dport 1723"}},
 		{"changed queue", nil, Config{Queue: 5}, []string{
@@ -26,24 +26,24 @@ func TestVerifyDetects(t *testing.T) {
 			"missing rule: -t mangle -A PPTPGW-CTL -p tcp -m tcp --sport 1723 -j NFQUEUE --queue-num 3 --queue-bypass",
 			"missing rule", "extra rule", "extra rule",
 		}},
-		{"duplicate jump", func(f *fakeIPT) {
+		{"duplicate jump", func(f *Memory) {
 			_ = f.Append(TableMangle, "FORWARD", "-j", ChainCTL)
 		}, cfg, []string{"extra rule: -t mangle -A FORWARD -j PPTPGW-CTL"}},
-		{"jump from elsewhere", func(f *fakeIPT) {
+		{"jump from elsewhere", func(f *Memory) {
 			_ = f.Append(TableMangle, "PREROUTING", "-p", "gre", "-j", ChainGREOut)
 		}, cfg, []string{"extra rule: -t mangle -A PREROUTING -p gre -j PPTPGW-GRE-OUT"}},
-		{"jumps swapped", func(f *fakeIPT) {
+		{"jumps swapped", func(f *Memory) {
 			_ = f.Delete(TableRaw, "PREROUTING", jumpSpec(t, cfg, ChainNoTrack)...)
 			_ = f.Append(TableRaw, "PREROUTING", jumpSpec(t, cfg, ChainNoTrack)...)
 		}, cfg, []string{"jump to PPTPGW-NOTRACK must come before"}},
-		{"rules swapped", func(f *fakeIPT) {
+		{"rules swapped", func(f *Memory) {
 			c := f.chain(TableMangle, ChainCTL)
 			c.rules[0], c.rules[1] = c.rules[1], c.rules[0]
 		}, cfg, []string{"rules out of order in chain mangle PPTPGW-CTL"}},
-		{"stray chain", func(f *fakeIPT) {
+		{"stray chain", func(f *Memory) {
 			_ = f.NewChain(TableRaw, "PPTPGW-OLD")
 		}, cfg, []string{"extra chain: raw PPTPGW-OLD"}},
-		{"missing chain", func(f *fakeIPT) {
+		{"missing chain", func(f *Memory) {
 			_ = f.Delete(TableMangle, "POSTROUTING", jumpSpec(t, cfg, ChainGREOut)...)
 			_ = f.ClearChain(TableMangle, ChainGREOut)
 			_ = f.DeleteChain(TableMangle, ChainGREOut)
@@ -51,7 +51,7 @@ func TestVerifyDetects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFake()
+			f := NewMemory()
 			if _, err := Install(f, cfg); err != nil {
 				t.Fatal(err)
 			}

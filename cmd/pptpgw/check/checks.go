@@ -345,7 +345,7 @@ func (f *Facts) defaultRuleset() (*Ruleset, string) {
 		return nil, s.Err
 	}
 	if !s.Ran {
-		return &Ruleset{tables: map[string]*savedTable{}}, ""
+		return &Ruleset{}, "" // no tables
 	}
 	rs, err := ParseSave(s.Text)
 	if err != nil {

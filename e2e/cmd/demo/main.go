@@ -29,13 +29,12 @@ import (
 )
 
 const (
-	publicIP  = "198.51.100.1"
-	serverIP  = "198.51.100.2"
+	serverIP  = lab.ServerIP
 	metrics   = "127.0.0.1:9723"
 	waitCalls = 30 * time.Second
 )
 
-func clientIP(i int) string { return fmt.Sprintf("192.168.1.%d", 10+i) }
+var clientIP = lab.ClientIP
 
 func main() {
 	if len(os.Args) < 2 || (os.Args[1] != "up" && os.Args[1] != "down") {
@@ -97,19 +96,9 @@ func up(dir, prefix, bin string, out io.Writer) (err error) {
 	defer lab.Recover(&err)
 
 	fmt.Fprintln(out, "building the lab: 2 clients, gateway (pptpgw), pptpd ...")
-	gw, srv := l.AddNS("gw"), l.AddNS("srv")
-	gw.AddBridge("lan", "192.168.1.1/24")
-	var clients []*lab.NS
-	for i := range 2 {
-		c := l.AddNS(fmt.Sprintf("c%d", i+1))
-		l.LinkToBridge(c, "eth0", clientIP(i)+"/24", gw, "lan", fmt.Sprintf("lan%d", i+1))
-		c.DefaultRoute("192.168.1.1")
-		clients = append(clients, c)
-	}
-	l.Link(gw, "wan", publicIP+"/24", srv, "eth0", serverIP+"/24")
+	b := l.Basic(2)
+	gw, srv, clients := b.GW, b.Srv, b.Clients
 	gw.DefaultRoute(serverIP)
-	gw.EnableForwarding()
-	gw.MustRun("iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE")
 	gw.MustPptpgw("rules", "install")
 	g := gw.StartGateway(lab.GatewayConfig{LogLevel: "info", Args: []string{"--metrics-listen", metrics}})
 	d := srv.StartPPTPD(lab.PPTPDConfig{})

@@ -33,6 +33,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pptpgw/pptpgw/alg/hdr"
 )
 
 func main() {
@@ -157,14 +159,7 @@ func buildFrame(srcMAC, dstMAC net.HardwareAddr, src, dst [4]byte, callID uint16
 	binary.BigEndian.PutUint16(ip[2:], uint16(size))
 	copy(ip[12:], src[:])
 	copy(ip[16:], dst[:])
-	var sum uint32
-	for i := 0; i < 20; i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(ip[i:]))
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
+	binary.BigEndian.PutUint16(ip[hdr.IPv4OffChecksum:], hdr.Checksum(0, ip[:hdr.IPv4MinLen]))
 	gre := ip[20:]
 	gre[0], gre[1] = 0x30, 0x01 // K, S; version 1
 	binary.BigEndian.PutUint16(gre[2:], 0x880b)

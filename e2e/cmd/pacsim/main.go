@@ -29,7 +29,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pptpgw/pptpgw/e2e/pptpwire"
+	"github.com/pptpgw/pptpgw/internal/pptpmsg"
 )
 
 // status is what the status file holds.
@@ -136,40 +136,40 @@ func (p *pac) serve(c net.Conn) error {
 	// The PNS's Call ID -> ours, for the CDN that answers its CCRQ.
 	calls := map[uint16]uint16{}
 	for {
-		m, err := pptpwire.Read(c)
+		m, err := pptpmsg.Read(c)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || isEOF(err) {
 				return nil
 			}
 			return fmt.Errorf("read: %w", err)
 		}
-		t := pptpwire.Type(m)
+		t := pptpmsg.Type(m)
 		if p.verbose {
-			log.Printf("%s: recv %s", c.RemoteAddr(), pptpwire.Name(t))
+			log.Printf("%s: recv %s", c.RemoteAddr(), pptpmsg.Name(t))
 		}
 		var reply []byte
 		switch t {
-		case pptpwire.SCCRQ:
-			reply = pptpwire.NewSCCRP("pacsim")
-		case pptpwire.OCRQ:
+		case pptpmsg.SCCRQ:
+			reply = pptpmsg.NewSCCRP("pacsim")
+		case pptpmsg.OCRQ:
 			ours := uint16(p.nextID.Add(1) - 1)
-			peer := pptpwire.Field(m, 12)
+			peer := pptpmsg.Field(m, 12)
 			calls[peer] = ours
-			reply = pptpwire.NewOCRP(ours, peer, 1)
+			reply = pptpmsg.NewOCRP(ours, peer, 1)
 			p.calls.Add(1)
-		case pptpwire.EchoRQ:
-			reply = pptpwire.NewEchoRP(m[pptpwire.HeaderLen:]) // copies at most the 4-byte identifier
-		case pptpwire.CCRQ:
-			peer := pptpwire.Field(m, 12)
+		case pptpmsg.EchoRQ:
+			reply = pptpmsg.NewEchoRP(m[pptpmsg.HeaderLen:]) // copies at most the 4-byte identifier
+		case pptpmsg.CCRQ:
+			peer := pptpmsg.Field(m, 12)
 			ours, ok := calls[peer]
 			if !ok {
 				continue // not ours: a real PAC would ignore it too
 			}
 			delete(calls, peer)
-			reply = pptpwire.NewCDN(ours, 3) // 3: call cleared by request
+			reply = pptpmsg.NewCDN(ours, 3) // 3: call cleared by request
 			p.cleared.Add(1)
-		case pptpwire.StopCCRQ:
-			if _, err := c.Write(pptpwire.NewStopCCRP()); err != nil {
+		case pptpmsg.StopCCRQ:
+			if _, err := c.Write(pptpmsg.NewStopCCRP()); err != nil {
 				return fmt.Errorf("send StopCCRP: %w", err)
 			}
 			return nil
@@ -177,7 +177,7 @@ func (p *pac) serve(c net.Conn) error {
 			continue
 		}
 		if _, err := c.Write(reply); err != nil {
-			return fmt.Errorf("send %s: %w", pptpwire.Name(pptpwire.Type(reply)), err)
+			return fmt.Errorf("send %s: %w", pptpmsg.Name(pptpmsg.Type(reply)), err)
 		}
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pptpgw/pptpgw/e2e/pptpwire"
+	"github.com/pptpgw/pptpgw/internal/pptpmsg"
 )
 
 // One control connection through serve: every request gets its answer, the
@@ -22,34 +22,34 @@ func TestServe(t *testing.T) {
 	ask := func(m []byte, want uint16) []byte {
 		t.Helper()
 		if _, err := pns.Write(m); err != nil {
-			t.Fatalf("send %s: %v", pptpwire.Name(pptpwire.Type(m)), err)
+			t.Fatalf("send %s: %v", pptpmsg.Name(pptpmsg.Type(m)), err)
 		}
-		r, err := pptpwire.Read(pns)
-		if err != nil || pptpwire.Type(r) != want {
-			t.Fatalf("after %s: %v %v, want %s", pptpwire.Name(pptpwire.Type(m)), r, err, pptpwire.Name(want))
+		r, err := pptpmsg.Read(pns)
+		if err != nil || pptpmsg.Type(r) != want {
+			t.Fatalf("after %s: %v %v, want %s", pptpmsg.Name(pptpmsg.Type(m)), r, err, pptpmsg.Name(want))
 		}
 		return r
 	}
-	if r := ask(pptpwire.NewSCCRQ("t"), pptpwire.SCCRP); pptpwire.Byte(r, 14) != 1 {
-		t.Errorf("SCCRP result %d", pptpwire.Byte(r, 14))
+	if r := ask(pptpmsg.NewSCCRQ("t"), pptpmsg.SCCRP); pptpmsg.Byte(r, 14) != 1 {
+		t.Errorf("SCCRP result %d", pptpmsg.Byte(r, 14))
 	}
 	// SLI gets no answer: the next reply is the Echo-Reply's.
-	if _, err := pns.Write(pptpwire.New(pptpwire.SLI, 24)); err != nil {
+	if _, err := pns.Write(pptpmsg.New(pptpmsg.SLI, 24)); err != nil {
 		t.Fatal(err)
 	}
-	if r := ask(pptpwire.NewEchoRQ(0xabcd), pptpwire.EchoRP); pptpwire.Field(r, 14) != 0xabcd {
+	if r := ask(pptpmsg.NewEchoRQ(0xabcd), pptpmsg.EchoRP); pptpmsg.Field(r, 14) != 0xabcd {
 		t.Errorf("Echo-Reply identifier % x", r[12:16])
 	}
 	for i, id := range []uint16{7000, 7001} {
-		r := ask(pptpwire.NewOCRQ(id, 1), pptpwire.OCRP)
-		if pptpwire.Field(r, 12) != uint16(105+i) || pptpwire.Field(r, 14) != id || pptpwire.Byte(r, 16) != 1 {
-			t.Errorf("OCRP for %d: Call ID %d PeerCallID %d result %d", id, pptpwire.Field(r, 12), pptpwire.Field(r, 14), pptpwire.Byte(r, 16))
+		r := ask(pptpmsg.NewOCRQ(id, 1), pptpmsg.OCRP)
+		if pptpmsg.Field(r, 12) != uint16(105+i) || pptpmsg.Field(r, 14) != id || pptpmsg.Byte(r, 16) != 1 {
+			t.Errorf("OCRP for %d: Call ID %d PeerCallID %d result %d", id, pptpmsg.Field(r, 12), pptpmsg.Field(r, 14), pptpmsg.Byte(r, 16))
 		}
 	}
-	if r := ask(pptpwire.NewCCRQ(7001), pptpwire.CDN); pptpwire.Field(r, 12) != 106 {
-		t.Errorf("CDN for 7001 names call %d, want 106", pptpwire.Field(r, 12))
+	if r := ask(pptpmsg.NewCCRQ(7001), pptpmsg.CDN); pptpmsg.Field(r, 12) != 106 {
+		t.Errorf("CDN for 7001 names call %d, want 106", pptpmsg.Field(r, 12))
 	}
-	ask(pptpwire.NewStopCCRQ(), pptpwire.StopCCRP)
+	ask(pptpmsg.NewStopCCRQ(), pptpmsg.StopCCRP)
 	if err := <-done; err != nil {
 		t.Errorf("serve: %v", err)
 	}

@@ -6,16 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pptpgw/pptpgw/alg/hdr"
 	"github.com/pptpgw/pptpgw/e2e/ppp"
-)
-
-// Enhanced GRE (RFC 2637 section 4.1), version 1.
-const (
-	greFlagK    = 0x20 // byte 0: key present (payload length, call ID)
-	greFlagS    = 0x10 // byte 0: sequence number present
-	greFlagA    = 0x80 // byte 1: acknowledgment number present
-	greVersion  = 1
-	greProtoPPP = 0x880B
 )
 
 // call is one PPTP call: its IDs, its LCP engine and its GRE sequence state.
@@ -41,15 +33,15 @@ type call struct {
 func (c *call) sendPPP(frame []byte) error {
 	c.mu.Lock()
 	pkt := make([]byte, 16, 16+len(frame))
-	pkt[0] = greFlagK | greFlagS
-	pkt[1] = greVersion
-	binary.BigEndian.PutUint16(pkt[2:], greProtoPPP)
+	pkt[0] = hdr.GREBitK | hdr.GREBitS
+	pkt[1] = hdr.GREVersionPPTP
+	binary.BigEndian.PutUint16(pkt[2:], hdr.GREProtoPPP)
 	binary.BigEndian.PutUint16(pkt[4:], uint16(len(frame)))
 	binary.BigEndian.PutUint16(pkt[6:], c.peerID)
 	binary.BigEndian.PutUint32(pkt[8:], c.seq)
 	c.seq++
 	if c.ackDue {
-		pkt[1] |= greFlagA
+		pkt[1] |= hdr.GREBitA
 		binary.BigEndian.PutUint32(pkt[12:], c.recvSeq)
 		c.ackDue = false
 	} else {
@@ -71,9 +63,9 @@ func (c *call) sendAck() error {
 		return nil
 	}
 	pkt := make([]byte, 12)
-	pkt[0] = greFlagK
-	pkt[1] = greVersion | greFlagA
-	binary.BigEndian.PutUint16(pkt[2:], greProtoPPP)
+	pkt[0] = hdr.GREBitK
+	pkt[1] = hdr.GREVersionPPTP | hdr.GREBitA
+	binary.BigEndian.PutUint16(pkt[2:], hdr.GREProtoPPP)
 	binary.BigEndian.PutUint16(pkt[6:], c.peerID)
 	binary.BigEndian.PutUint32(pkt[8:], c.recvSeq)
 	c.ackDue = false
@@ -87,21 +79,21 @@ func (c *call) sendAck() error {
 // the key, whether a sequence number is present, the number, and the PPP
 // payload. ok is false for anything that is not PPTP's GRE.
 func parseGRE(b []byte) (callID uint16, hasSeq bool, seq uint32, payload []byte, ok bool) {
-	if len(b) < 8 || b[0]&^greFlagS != greFlagK || b[1]&^greFlagA != greVersion ||
-		binary.BigEndian.Uint16(b[2:]) != greProtoPPP {
+	if len(b) < 8 || b[0]&^hdr.GREBitS != hdr.GREBitK || b[1]&^hdr.GREBitA != hdr.GREVersionPPTP ||
+		binary.BigEndian.Uint16(b[2:]) != hdr.GREProtoPPP {
 		return 0, false, 0, nil, false
 	}
 	plen := int(binary.BigEndian.Uint16(b[4:]))
 	callID = binary.BigEndian.Uint16(b[6:])
 	off := 8
-	if b[0]&greFlagS != 0 {
+	if b[0]&hdr.GREBitS != 0 {
 		if len(b) < off+4 {
 			return 0, false, 0, nil, false
 		}
 		hasSeq, seq = true, binary.BigEndian.Uint32(b[off:])
 		off += 4
 	}
-	if b[1]&greFlagA != 0 {
+	if b[1]&hdr.GREBitA != 0 {
 		off += 4
 	}
 	if len(b) < off+plen {

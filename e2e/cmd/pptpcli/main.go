@@ -29,7 +29,7 @@ import (
 	"time"
 
 	"github.com/pptpgw/pptpgw/e2e/ppp"
-	"github.com/pptpgw/pptpgw/e2e/pptpwire"
+	"github.com/pptpgw/pptpgw/internal/pptpmsg"
 )
 
 type config struct {
@@ -141,9 +141,9 @@ func (c *client) setError(err error) {
 func (c *client) send(m []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.logf("send %s", pptpwire.Name(pptpwire.Type(m)))
+	c.logf("send %s", pptpmsg.Name(pptpmsg.Type(m)))
 	if _, err := c.ctrl.Write(m); err != nil {
-		return fmt.Errorf("send %s: %w", pptpwire.Name(pptpwire.Type(m)), err)
+		return fmt.Errorf("send %s: %w", pptpmsg.Name(pptpmsg.Type(m)), err)
 	}
 	return nil
 }
@@ -170,14 +170,14 @@ func (c *client) run(ctx context.Context) error {
 	go c.readControl()
 	go c.readGRE()
 
-	if err := c.send(pptpwire.NewSCCRQ("pptpcli")); err != nil {
+	if err := c.send(pptpmsg.NewSCCRQ("pptpcli")); err != nil {
 		return err
 	}
-	m, err := c.await(ctx, func(m []byte) bool { return pptpwire.Type(m) == pptpwire.SCCRP })
+	m, err := c.await(ctx, func(m []byte) bool { return pptpmsg.Type(m) == pptpmsg.SCCRP })
 	if err != nil {
 		return fmt.Errorf("await SCCRP: %w", err)
 	}
-	if r := pptpwire.Byte(m, 14); r != 1 {
+	if r := pptpmsg.Byte(m, 14); r != 1 {
 		return fmt.Errorf("SCCRP result %d", r)
 	}
 	c.setControl("established")
@@ -202,7 +202,7 @@ func (c *client) run(ctx context.Context) error {
 				c.setControl("closed")
 				return errors.New("control connection closed by the peer")
 			}
-			c.logf("unexpected %s", pptpwire.Name(pptpwire.Type(m)))
+			c.logf("unexpected %s", pptpmsg.Name(pptpmsg.Type(m)))
 		case now := <-tick.C:
 			for _, cl := range c.snapshotCalls() {
 				cl.tick(now)
@@ -218,15 +218,15 @@ func (c *client) openCall(ctx context.Context, id, serial uint16) error {
 	c.calls = append(c.calls, cl)
 	c.byID[id] = cl
 	c.mu.Unlock()
-	if err := c.send(pptpwire.NewOCRQ(id, serial)); err != nil {
+	if err := c.send(pptpmsg.NewOCRQ(id, serial)); err != nil {
 		return err
 	}
-	m, err := c.await(ctx, func(m []byte) bool { return pptpwire.Type(m) == pptpwire.OCRP && pptpwire.Field(m, 14) == id })
+	m, err := c.await(ctx, func(m []byte) bool { return pptpmsg.Type(m) == pptpmsg.OCRP && pptpmsg.Field(m, 14) == id })
 	if err != nil {
 		return fmt.Errorf("await OCRP for call %d: %w", id, err)
 	}
 	cl.mu.Lock()
-	cl.peerID, cl.result = pptpwire.Field(m, 12), pptpwire.Byte(m, 16)
+	cl.peerID, cl.result = pptpmsg.Field(m, 12), pptpmsg.Byte(m, 16)
 	if cl.result != 1 {
 		cl.state = "failed"
 		cl.mu.Unlock()
@@ -259,7 +259,7 @@ func (c *client) await(ctx context.Context, want func([]byte) bool) ([]byte, err
 			if want(m) {
 				return m, nil
 			}
-			c.logf("ignoring %s while waiting", pptpwire.Name(pptpwire.Type(m)))
+			c.logf("ignoring %s while waiting", pptpmsg.Name(pptpmsg.Type(m)))
 		case <-timer.C:
 			return nil, errors.New("timed out")
 		case <-ctx.Done():
@@ -282,7 +282,7 @@ func (c *client) shutdown() error {
 		}
 		cl.mu.Unlock()
 		if live {
-			if err := c.send(pptpwire.NewCCRQ(cl.id)); err != nil {
+			if err := c.send(pptpmsg.NewCCRQ(cl.id)); err != nil {
 				c.setControl("closed")
 				return nil // the peer is gone already: nothing left to clear
 			}
@@ -290,15 +290,15 @@ func (c *client) shutdown() error {
 	}
 	ctx := context.Background()
 	for len(pending) > 0 {
-		m, err := c.await(ctx, func(m []byte) bool { return pptpwire.Type(m) == pptpwire.CDN })
+		m, err := c.await(ctx, func(m []byte) bool { return pptpmsg.Type(m) == pptpmsg.CDN })
 		if err != nil {
 			c.logf("waiting for CDN: %v", err)
 			break
 		}
-		delete(pending, pptpwire.Field(m, 12))
+		delete(pending, pptpmsg.Field(m, 12))
 	}
-	if err := c.send(pptpwire.NewStopCCRQ()); err == nil {
-		if _, err := c.await(ctx, func(m []byte) bool { return pptpwire.Type(m) == pptpwire.StopCCRP }); err != nil {
+	if err := c.send(pptpmsg.NewStopCCRQ()); err == nil {
+		if _, err := c.await(ctx, func(m []byte) bool { return pptpmsg.Type(m) == pptpmsg.StopCCRP }); err != nil {
 			c.logf("waiting for StopCCRP: %v", err)
 		}
 	}
@@ -312,37 +312,37 @@ func (c *client) shutdown() error {
 func (c *client) readControl() {
 	defer close(c.events)
 	for {
-		m, err := pptpwire.Read(c.ctrl)
+		m, err := pptpmsg.Read(c.ctrl)
 		if err != nil {
 			c.logf("control read: %v", err)
 			return
 		}
-		t := pptpwire.Type(m)
-		c.logf("recv %s", pptpwire.Name(t))
+		t := pptpmsg.Type(m)
+		c.logf("recv %s", pptpmsg.Name(t))
 		switch t {
-		case pptpwire.EchoRQ:
+		case pptpmsg.EchoRQ:
 			if len(m) >= 16 {
-				c.send(pptpwire.NewEchoRP(m[12:16]))
+				c.send(pptpmsg.NewEchoRP(m[12:16]))
 			}
 			continue
-		case pptpwire.SLI:
+		case pptpmsg.SLI:
 			c.mu.Lock()
 			c.sliRecv++
 			c.mu.Unlock()
 			continue
-		case pptpwire.CDN:
+		case pptpmsg.CDN:
 			c.mu.Lock()
 			c.cdnRecv++
 			for _, cl := range c.calls {
 				cl.mu.Lock()
-				if cl.peerID == pptpwire.Field(m, 12) && (cl.state == "established" || cl.state == "cleared") {
+				if cl.peerID == pptpmsg.Field(m, 12) && (cl.state == "established" || cl.state == "cleared") {
 					cl.state = "disconnected"
 				}
 				cl.mu.Unlock()
 			}
 			c.mu.Unlock()
-		case pptpwire.StopCCRQ:
-			c.send(pptpwire.NewStopCCRP())
+		case pptpmsg.StopCCRQ:
+			c.send(pptpmsg.NewStopCCRP())
 		}
 		c.events <- m
 	}

@@ -34,7 +34,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pptpgw/pptpgw/e2e/pptpwire"
+	"github.com/pptpgw/pptpgw/internal/pptpmsg"
 )
 
 type config struct {
@@ -179,8 +179,8 @@ func (l *load) open(ctx context.Context, first uint16, n int) (*conn, error) {
 	}
 	c := &conn{c: nc, events: make(chan []byte, 4)}
 	l.conns.Add(1)
-	if err := c.request(pptpwire.NewSCCRQ("pptpload"), l.cfg.timeout, func(m []byte) bool {
-		return pptpwire.Type(m) == pptpwire.SCCRP
+	if err := c.request(pptpmsg.NewSCCRQ("pptpload"), l.cfg.timeout, func(m []byte) bool {
+		return pptpmsg.Type(m) == pptpmsg.SCCRP
 	}); err != nil {
 		l.failed.Add(int64(n))
 		return c, fmt.Errorf("SCCRQ: %w", err)
@@ -188,15 +188,15 @@ func (l *load) open(ctx context.Context, first uint16, n int) (*conn, error) {
 	for i := range n {
 		id := first + uint16(i)
 		var ocrp []byte
-		err := c.request(pptpwire.NewOCRQ(id, id), l.cfg.timeout, func(m []byte) bool {
+		err := c.request(pptpmsg.NewOCRQ(id, id), l.cfg.timeout, func(m []byte) bool {
 			ocrp = m
-			return pptpwire.Type(m) == pptpwire.OCRP && pptpwire.Field(m, 14) == id
+			return pptpmsg.Type(m) == pptpmsg.OCRP && pptpmsg.Field(m, 14) == id
 		})
 		if err != nil {
 			l.failed.Add(int64(n - i))
 			return c, fmt.Errorf("OCRQ for call %d: %w", id, err)
 		}
-		if r := pptpwire.Byte(ocrp, 16); r != 1 {
+		if r := pptpmsg.Byte(ocrp, 16); r != 1 {
 			l.failed.Add(1)
 			l.setError(fmt.Errorf("call %d refused: OCRP result %d", id, r))
 			continue
@@ -216,15 +216,15 @@ func (c *conn) request(m []byte, timeout time.Duration, want func([]byte) bool) 
 		return fmt.Errorf("send: %w", err)
 	}
 	for {
-		r, err := pptpwire.Read(c.c)
+		r, err := pptpmsg.Read(c.c)
 		if err != nil {
 			return fmt.Errorf("await reply: %w", err)
 		}
 		if want(r) {
 			return nil
 		}
-		if pptpwire.Type(r) == pptpwire.EchoRQ {
-			if _, err := c.c.Write(pptpwire.NewEchoRP(r[pptpwire.HeaderLen:])); err != nil {
+		if pptpmsg.Type(r) == pptpmsg.EchoRQ {
+			if _, err := c.c.Write(pptpmsg.NewEchoRP(r[pptpmsg.HeaderLen:])); err != nil {
 				return fmt.Errorf("send Echo-Reply: %w", err)
 			}
 		}
@@ -243,14 +243,14 @@ func (c *conn) send(m []byte) error {
 func (c *conn) read() {
 	defer close(c.events)
 	for {
-		m, err := pptpwire.Read(c.c)
+		m, err := pptpmsg.Read(c.c)
 		if err != nil {
 			return
 		}
-		switch pptpwire.Type(m) {
-		case pptpwire.EchoRQ:
-			c.send(pptpwire.NewEchoRP(m[pptpwire.HeaderLen:]))
-		case pptpwire.CDN, pptpwire.StopCCRP:
+		switch pptpmsg.Type(m) {
+		case pptpmsg.EchoRQ:
+			c.send(pptpmsg.NewEchoRP(m[pptpmsg.HeaderLen:]))
+		case pptpmsg.CDN, pptpmsg.StopCCRP:
 			c.events <- m
 		}
 	}
@@ -285,7 +285,7 @@ func (l *load) clear() {
 // connection; it returns the calls whose CDN came.
 func (c *conn) clear(timeout time.Duration) int {
 	for _, id := range c.ids {
-		if c.send(pptpwire.NewCCRQ(id)) != nil {
+		if c.send(pptpmsg.NewCCRQ(id)) != nil {
 			return 0
 		}
 	}
@@ -297,20 +297,20 @@ func (c *conn) clear(timeout time.Duration) int {
 			if !ok {
 				return cdns
 			}
-			if pptpwire.Type(m) == pptpwire.CDN {
+			if pptpmsg.Type(m) == pptpmsg.CDN {
 				cdns++
 			}
 		case <-deadline:
 			return cdns
 		}
 	}
-	if c.send(pptpwire.NewStopCCRQ()) != nil {
+	if c.send(pptpmsg.NewStopCCRQ()) != nil {
 		return cdns
 	}
 	for {
 		select {
 		case m, ok := <-c.events:
-			if !ok || pptpwire.Type(m) == pptpwire.StopCCRP {
+			if !ok || pptpmsg.Type(m) == pptpmsg.StopCCRP {
 				return cdns
 			}
 		case <-deadline:

@@ -1,9 +1,12 @@
-// Package pptpwire builds and reads PPTP control messages (RFC 2637; the
-// offsets are those of PROTOCOL.md) for the lab's own PNS and PAC programs
-// (e2e/cmd/pptpcli, e2e/cmd/pptpload, e2e/cmd/pacsim). It is test tooling,
-// not the daemon's parser (alg/ is): it builds only the messages the lab
-// sends, with plausible values in the fields nobody checks.
-package pptpwire
+// Package pptpmsg builds and reads PPTP control messages (RFC 2637; the
+// offsets are those of PROTOCOL.md): the one message builder of pptpgw's
+// tests (alg's golden bytes aside) and of the lab's own PNS and PAC
+// programs (e2e/cmd/pptpcli, e2e/cmd/pptpload, e2e/cmd/pacsim). It is test
+// tooling, not the daemon's parser (alg/ is), and imports nothing of
+// pptpgw, so that alg's own tests can use it: Msg builds any type at its
+// RFC length, the New* functions the messages the lab sends, with
+// plausible values in the fields nobody checks.
+package pptpmsg
 
 import (
 	"encoding/binary"
@@ -51,6 +54,31 @@ func Name(typ uint16) string {
 		return n
 	}
 	return fmt.Sprintf("type %d", typ)
+}
+
+// lengths are the RFC 2637 lengths of the control message types 1..15.
+var lengths = [...]int{SCCRQ: 156, SCCRP: 156, StopCCRQ: 16, StopCCRP: 16, EchoRQ: 16, EchoRP: 20,
+	OCRQ: 168, OCRP: 32, ICRQ: 220, ICRP: 24, ICCN: 28, CCRQ: 16, CDN: 148, WEN: 40, SLI: 24}
+
+// Len is the RFC 2637 length of control message type typ (0 for a type
+// outside 1..15).
+func Len(typ uint16) int {
+	if int(typ) >= len(lengths) {
+		return 0
+	}
+	return lengths[typ]
+}
+
+// Msg returns a control message of type typ (1..15) at its RFC length,
+// header filled in, the rest zero but for fields: 16-bit values written
+// from offset 12 on (Call ID, then Peer Call ID or Call Serial Number for
+// most types).
+func Msg(typ uint16, fields ...uint16) []byte {
+	m := New(typ, Len(typ))
+	for i, f := range fields {
+		binary.BigEndian.PutUint16(m[HeaderLen+2*i:], f)
+	}
+	return m
 }
 
 // New returns a zeroed control message of the given type and total length
@@ -200,4 +228,17 @@ func Byte(m []byte, off int) uint8 {
 		return 0
 	}
 	return m[off]
+}
+
+// GRE returns an enhanced GRE packet (RFC 2637 section 4.1) as the IP
+// payload: K and S set, version 1, protocol PPP, the receiver's callID,
+// sequence number seq, no acknowledgment, then payload (a PPP frame).
+func GRE(callID uint16, seq uint32, payload []byte) []byte {
+	b := make([]byte, 12, 12+len(payload))
+	b[0], b[1] = 0x30, 0x01 // K, S; version 1
+	binary.BigEndian.PutUint16(b[2:], 0x880B)
+	binary.BigEndian.PutUint16(b[4:], uint16(len(payload)))
+	binary.BigEndian.PutUint16(b[6:], callID)
+	binary.BigEndian.PutUint32(b[8:], seq)
+	return append(b, payload...)
 }

@@ -1,4 +1,4 @@
-package pptpwire
+package pptpmsg
 
 import (
 	"bytes"
@@ -91,5 +91,35 @@ func TestReadBad(t *testing.T) {
 		if _, err := Read(bytes.NewReader(b)); err == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+}
+
+// Msg builds every type at its RFC 2637 length with the fields in place.
+func TestMsg(t *testing.T) {
+	want := map[uint16]int{SCCRQ: 156, SCCRP: 156, StopCCRQ: 16, StopCCRP: 16, EchoRQ: 16, EchoRP: 20,
+		OCRQ: 168, OCRP: 32, ICRQ: 220, ICRP: 24, ICCN: 28, CCRQ: 16, CDN: 148, WEN: 40, SLI: 24}
+	for typ := uint16(1); typ <= 15; typ++ {
+		m := Msg(typ, 0x1234, 0xabcd)
+		if len(m) != want[typ] || int(Field(m, 0)) != want[typ] {
+			t.Errorf("%s: length %d, field %d, want %d", Name(typ), len(m), Field(m, 0), want[typ])
+		}
+		if Type(m) != typ || Field(m, 2) != 1 || binary.BigEndian.Uint32(m[4:]) != Cookie {
+			t.Errorf("%s: bad header % x", Name(typ), m[:HeaderLen])
+		}
+		if Field(m, 12) != 0x1234 || Field(m, 14) != 0xabcd {
+			t.Errorf("%s: fields % x", Name(typ), m[12:16])
+		}
+	}
+	if Len(0) != 0 || Len(16) != 0 {
+		t.Errorf("Len outside 1..15: %d, %d", Len(0), Len(16))
+	}
+}
+
+// GRE gives the header of RFC 2637 section 4.1 byte for byte.
+func TestGRE(t *testing.T) {
+	got := GRE(0x1234, 7, []byte{0xff, 0x03, 0xc0, 0x21})
+	want := []byte{0x30, 0x01, 0x88, 0x0b, 0x00, 0x04, 0x12, 0x34, 0, 0, 0, 7, 0xff, 0x03, 0xc0, 0x21}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("GRE = % x, want % x", got, want)
 	}
 }
