@@ -8,7 +8,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
-	"github.com/pptpgw/pptpgw/internal/pptptest"
+	"github.com/pptpgw/pptpgw/alg/pptptest"
 )
 
 // Golden PPP frames as they travel in a GRE payload.

@@ -11,7 +11,7 @@ import (
 	"github.com/pptpgw/pptpgw/alg"
 	"github.com/pptpgw/pptpgw/alg/hdr"
 	"github.com/pptpgw/pptpgw/conntrack"
-	"github.com/pptpgw/pptpgw/internal/pptpmsg"
+	"github.com/pptpgw/pptpgw/alg/pptpmsg"
 )
 
 // Addresses used throughout: 10/8 is inside, everything else outside.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/pptpgw/pptpgw/alg"
 	"github.com/pptpgw/pptpgw/e2e/lab"
-	"github.com/pptpgw/pptpgw/internal/pptpmsg"
+	"github.com/pptpgw/pptpgw/alg/pptpmsg"
 )
 
 // The hardening barrage: every kind of bad control message and bad GRE v1

@@ -10,14 +10,14 @@ import (
 	"time"
 
 	"github.com/pptpgw/pptpgw/e2e/lab"
-	"github.com/pptpgw/pptpgw/internal/pptpmsg"
+	"github.com/pptpgw/pptpgw/alg/pptpmsg"
 )
 
 // Hand-made PPTP for the tests that need what no client does on its own:
 // a control connection ended by RST, raw bytes on port 1723, GRE for a
 // call that is gone.
 
-// The messages come from the kit (internal/pptpmsg).
+// The messages come from the kit (alg/pptpmsg).
 
 // ctrlMsg returns a control message of length n and type typ, cookie set.
 func ctrlMsg(n int, typ uint16) []byte { return pptpmsg.New(typ, n) }

@@ -10,8 +10,8 @@ import (
 
 	"github.com/pptpgw/pptpgw/alg/hdr"
 	"github.com/pptpgw/pptpgw/conntrack"
-	"github.com/pptpgw/pptpgw/internal/pptpmsg"
-	"github.com/pptpgw/pptpgw/internal/pptptest"
+	"github.com/pptpgw/pptpgw/alg/pptpmsg"
+	"github.com/pptpgw/pptpgw/alg/pptptest"
 	"github.com/pptpgw/pptpgw/nat"
 )
 
@@ -76,7 +76,7 @@ func grePkt(s, d netip.Addr, g []byte) []byte {
 
 var pppFrame = []byte{0xff, 0x03, 0x00, 0xfd, 0x90, 0x01, 0x02, 0x03, 0x04, 0x05}
 
-// The kit's builders (internal/pptpmsg) under the short names these tests
+// The kit's builders (alg/pptpmsg) under the short names these tests
 // use.
 var (
 	pptpMsg = pptpmsg.Msg

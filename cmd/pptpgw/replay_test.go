@@ -21,7 +21,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	"github.com/pptpgw/pptpgw/internal/pptptest"
+	"github.com/pptpgw/pptpgw/alg/pptptest"
 )
 
 // TestMain lets the test binary act as pptpgw itself, so that exit codes

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/pptpgw/pptpgw/internal/pptptest"
+	"github.com/pptpgw/pptpgw/alg/pptptest"
 )
 
 // Module is the import path of this repository's module.

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pptpgw/pptpgw/internal/pptpmsg"
+	"github.com/pptpgw/pptpgw/alg/pptpmsg"
 	"github.com/pptpgw/pptpgw/nat/replay"
 )
 

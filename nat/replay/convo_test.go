@@ -9,8 +9,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
-	"github.com/pptpgw/pptpgw/internal/pptpmsg"
-	"github.com/pptpgw/pptpgw/internal/pptptest"
+	"github.com/pptpgw/pptpgw/alg/pptpmsg"
+	"github.com/pptpgw/pptpgw/alg/pptptest"
 )
 
 // A synthetic PPTP conversation, built with gopacket, for tests that must

@@ -12,7 +12,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/pptpgw/pptpgw/alg/hdr"
-	"github.com/pptpgw/pptpgw/internal/pptptest"
+	"github.com/pptpgw/pptpgw/alg/pptptest"
 	"github.com/pptpgw/pptpgw/nat/replay"
 )
 

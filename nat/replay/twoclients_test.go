@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pptpgw/pptpgw/internal/pptpmsg"
+	"github.com/pptpgw/pptpgw/alg/pptpmsg"
 	"github.com/pptpgw/pptpgw/nat/replay"
 )
 

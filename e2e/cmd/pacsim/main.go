@@ -29,7 +29,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pptpgw/pptpgw/internal/pptpmsg"
+	"github.com/pptpgw/pptpgw/alg/pptpmsg"
 )
 
 // status is what the status file holds.

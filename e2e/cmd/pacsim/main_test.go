@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pptpgw/pptpgw/internal/pptpmsg"
+	"github.com/pptpgw/pptpgw/alg/pptpmsg"
 )
 
 // One control connection through serve: every request gets its answer, the

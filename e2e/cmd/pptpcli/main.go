@@ -29,7 +29,7 @@ import (
 	"time"
 
 	"github.com/pptpgw/pptpgw/e2e/ppp"
-	"github.com/pptpgw/pptpgw/internal/pptpmsg"
+	"github.com/pptpgw/pptpgw/alg/pptpmsg"
 )
 
 type config struct {

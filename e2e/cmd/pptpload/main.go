@@ -34,7 +34,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pptpgw/pptpgw/internal/pptpmsg"
+	"github.com/pptpgw/pptpgw/alg/pptpmsg"
 )
 
 type config struct {

@@ -1,4 +1,4 @@
-// Package pptptest is pptpgw's test kit, with internal/pptpmsg (the PPTP
+// Package pptptest is pptpgw's test kit, with alg/pptpmsg (the PPTP
 // message and GRE builder), nat/rules.Memory (the in-memory iptables) and
 // e2e/lab's Basic (the namespace topology): the real captures of the
 // repository's testdata/pcaps and one reader for them, the module root,
