@@ -13,7 +13,7 @@ import (
 
 // batchQueue returns a queue whose reader and verdict writer use one end of
 // a datagram socket pair, and the other end, standing in for the kernel.
-func batchQueue(t *testing.T) (*Runner, *queue, int) {
+func batchQueue(t testing.TB) (*Runner, *queue, int) {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -32,7 +32,7 @@ func batchQueue(t *testing.T) (*Runner, *queue, int) {
 }
 
 // packetDatagram is an NFQNL_MSG_PACKET as the kernel sends it.
-func packetDatagram(t *testing.T, id uint32, mark uint32, payload []byte) []byte {
+func packetDatagram(t testing.TB, id uint32, mark uint32, payload []byte) []byte {
 	t.Helper()
 	hdr := []byte{0, 0, 0, 0, 0x08, 0x00, HookPrerouting}
 	binary.BigEndian.PutUint32(hdr, id)

@@ -8,7 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func packetAttrs(t *testing.T, attrs []netlink.Attribute) []byte {
+func packetAttrs(t testing.TB, attrs []netlink.Attribute) []byte {
 	t.Helper()
 	ad, err := netlink.MarshalAttributes(attrs)
 	if err != nil {
