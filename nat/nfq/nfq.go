@@ -31,14 +31,15 @@
 // queue's packets only to the netlink port that bound it (a bind from
 // another port gets EPERM), so no other socket can receive them; that
 // goroutine unbinds the queue when it ends, and it ends only when its
-// callback says so or its context is cancelled, which it implements by
-// setting a past read deadline on the socket. Using it for the bind
+// callback or error function says so or its context is cancelled, which
+// it implements by setting a past read deadline on the socket. Using it for the bind
 // therefore means either a second reader racing the library's on one
 // socket, or taking over the library's goroutine from inside its callback
 // and relying on how it cancels, as this package once did. Its receive
-// path also allocates per packet (the buffer, a Message, a copy of the
-// payload, a pointer per attribute, a goroutine and a channel per receive)
-// and its verdicts six to ten times each. What it would send to bind is one
+// path also takes two system calls per packet (a peek for the size, then
+// the read) and allocates per packet (the buffer, a Message, two copies of
+// the payload, a pointer per attribute), and its verdicts six to ten times
+// each. What it would send to bind is one
 // message of five attributes, built here with mdlayher/netlink, the
 // library go-nfqueue itself is built on.
 package nfq

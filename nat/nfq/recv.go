@@ -12,15 +12,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The receive side. go-nfqueue's loop receives through mdlayher/netlink
-// and mdlayher/socket, which start a goroutine and a channel per receive to
-// watch for cancellation, allocate the message buffer and a Message per
-// packet, clone the payload and allocate a pointer per attribute. The
-// queue's goroutine here reads the socket itself: up to recvBatch
-// datagrams (one packet each) per recvmmsg(2) into buffers allocated once
-// per queue, the attributes parsed in place, the payload handled (and
-// rewritten) where it lies, the batch's verdicts written together before
-// the next receive. Closing the socket ends the wait.
+// The receive side. go-nfqueue's loop receives through mdlayher/netlink,
+// which peeks at each datagram for its size before reading it, allocates
+// the buffer and a Message per packet; the library then copies the payload
+// twice and allocates a pointer per attribute. The queue's goroutine here
+// reads the socket itself: up to recvBatch datagrams (one packet each) per
+// recvmmsg(2) into buffers allocated once per queue, the attributes parsed
+// in place, the payload handled (and rewritten) where it lies, the batch's
+// verdicts written together before the next receive. Closing the socket
+// ends the wait.
 
 const (
 	nfqnlMsgPacket    = 3<<8 | 0 // NFNL_SUBSYS_QUEUE, NFQNL_MSG_PACKET

@@ -203,6 +203,7 @@ func (r *Runner) call(q *queue, h Handler, pkt []byte, mark uint32, meta Meta) (
 	return h(q.num, pkt, mark, meta)
 }
 
+// fail stops the runner; the first failure is what Wait returns.
 func (r *Runner) fail(err error) {
 	r.errMu.Lock()
 	if r.err == nil {
