@@ -12,10 +12,12 @@ import (
 	"github.com/pptpgw/pptpgw/nat/nfq"
 )
 
-// handler drops "drop", rewrites "mod" to "MOD", marks "mark", panics on
-// "panic" and accepts the rest.
-func handler(_ uint16, pkt []byte, mark uint32, _ nfq.Meta) (nfq.Verdict, uint32, bool) {
+// handler drops "drop", rewrites "mod" to "MOD", marks "mark", marks
+// "indev" with its input interface, panics on "panic" and accepts the rest.
+func handler(_ uint16, pkt []byte, mark uint32, m nfq.Meta) (nfq.Verdict, uint32, bool) {
 	switch string(pkt) {
+	case "indev":
+		return nfq.Accept, m.InDev, false
 	case "drop":
 		return nfq.Drop, mark | 1, true
 	case "mod":
@@ -50,9 +52,10 @@ func TestVerdicts(t *testing.T) {
 		{"mod", Result{Queue: 11, Verdict: nfq.Accept, Mark: 5, Modified: true, Packet: []byte("MOD")}},
 		{"mark", Result{Queue: 11, Verdict: nfq.Accept, Mark: 0x105, Packet: []byte("mark")}},
 		{"panic", Result{Queue: 11, Verdict: nfq.Drop, Mark: 5, Packet: []byte("panic"), Panicked: true}},
+		{"indev", Result{Queue: 10, Verdict: nfq.Accept, Mark: 9, Packet: []byte("indev")}},
 	} {
 		in := []byte(tc.in)
-		got, err := s.Handle(tc.want.Queue, in, 5, nfq.Meta{})
+		got, err := s.Handle(tc.want.Queue, in, 5, nfq.Meta{HasInDev: true, InDev: 9})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,7 +66,7 @@ func TestVerdicts(t *testing.T) {
 			t.Errorf("injected packet changed to %q", in)
 		}
 	}
-	want := nfq.Stats{Packets: 5, Dropped: 2, Modified: 1, Marked: 1, Panics: 1}
+	want := nfq.Stats{Packets: 6, Dropped: 2, Modified: 1, Marked: 2, Panics: 1}
 	if st := s.Stats(); st != want {
 		t.Errorf("Stats = %+v, want %+v", st, want)
 	}
