@@ -304,3 +304,59 @@ func TestE2EMeta(t *testing.T) {
 		t.Errorf("queue still bound after Close: %+v", ps)
 	}
 }
+
+// TestE2ECloseUnderLoad closes the runner while packets keep coming: Close
+// returns promptly, the queue is unbound, and the stop logs no warnings.
+func TestE2ECloseUnderLoad(t *testing.T) {
+	needRoot(t)
+	a, b := newNS(t, "cla"), newNS(t, "clb")
+	link(t, a, "va", "198.51.100.1/24", b, "vb", "198.51.100.2/24")
+	sh(t, "ip", "netns", "exec", b, "iptables", "-A", "INPUT", "-p", "udp", "--dport", "9005", "-j", "NFQUEUE", "--queue-num", "15")
+	core, logs := observer.New(zapcore.DebugLevel)
+	var seen atomic.Uint64
+	h := func(q uint16, pkt []byte, mark uint32, _ Meta) (Verdict, uint32, bool) {
+		seen.Add(1)
+		return Accept, mark, false
+	}
+	r, err := Open(t.Context(), Config{Queue: 15, NetNS: nsFD(t, b), Logger: zap.New(core)}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send, _ := udpPair(t, a, b, "198.51.100.2:9005")
+	stop := make(chan struct{})
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				send("load")
+			}
+		}
+	}()
+	for seen.Load() < 1000 {
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan error)
+	go func() { closed <- r.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close under load did not return")
+	}
+	close(stop)
+	<-sent
+	if ps := readProc(t, b); len(ps) != 0 {
+		t.Errorf("queue still bound after Close: %+v", ps)
+	}
+	for _, e := range logs.All() {
+		if e.Level >= zapcore.WarnLevel {
+			t.Errorf("log at %s: %s %v", e.Level, e.Message, e.ContextMap())
+		}
+	}
+}
