@@ -239,7 +239,7 @@ func (r *Runner) nlError(q *queue, m []byte) {
 		return
 	}
 	if errno != 0 {
-		// the kernel refused a verdict (no acks are asked for)
+		// the kernel refused a verdict (verdicts ask for no acknowledgement)
 		r.verdictErrors.Add(1)
 	}
 }
