@@ -5,6 +5,7 @@ package nfq
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+	"golang.org/x/sys/unix"
 )
 
 const markBit = 0x10000000
@@ -111,6 +113,8 @@ func TestE2EVerdicts(t *testing.T) {
 	if r2, err := Open(ctx, Config{Queue: 4, NetNS: nsFD(t, b)}, h); err == nil {
 		r2.Close()
 		t.Error("second Open of queue 4 succeeded")
+	} else if !errors.Is(err, unix.EPERM) {
+		t.Errorf("second Open of queue 4: %v, want EPERM", err)
 	}
 
 	send, recv := udpPair(t, a, b, "198.51.100.2:9000")
@@ -249,5 +253,110 @@ func TestE2EBurst(t *testing.T) {
 	}
 	if st := r.Stats(); st.Packets != bursts*per || st.Modified != bursts*per || st.VerdictErrors != 0 {
 		t.Errorf("Stats = %+v", st)
+	}
+}
+
+// TestE2EMeta queues a packet at INPUT and one at OUTPUT: the handler sees
+// the hook and the interface each came in on or goes out through, and
+// Close unbinds the queue.
+func TestE2EMeta(t *testing.T) {
+	needRoot(t)
+	a, b := newNS(t, "mea"), newNS(t, "meb")
+	link(t, a, "va", "198.51.100.1/24", b, "vb", "198.51.100.2/24")
+	ipt := func(args ...string) { sh(t, append([]string{"ip", "netns", "exec", b, "iptables"}, args...)...) }
+	ipt("-A", "INPUT", "-p", "udp", "--dport", "9003", "-j", "NFQUEUE", "--queue-num", "13")
+	ipt("-A", "OUTPUT", "-p", "udp", "--dport", "9004", "-j", "NFQUEUE", "--queue-num", "13")
+	var vb *net.Interface
+	var err error
+	inNS(t, b, func() { vb, err = net.InterfaceByName("vb") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	metas := make(chan Meta, 4)
+	h := func(q uint16, pkt []byte, mark uint32, m Meta) (Verdict, uint32, bool) {
+		metas <- m
+		return Accept, mark, false
+	}
+	r, err := Open(t.Context(), Config{Queue: 13, NetNS: nsFD(t, b)}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	in, _ := udpPair(t, a, b, "198.51.100.2:9003")
+	out, _ := udpPair(t, b, a, "198.51.100.1:9004")
+	in("in")
+	if m := <-metas; m != (Meta{Hook: HookInput, HasInDev: true, InDev: uint32(vb.Index)}) {
+		t.Errorf("INPUT meta = %+v, want in on vb (%d)", m, vb.Index)
+	}
+	out("out")
+	if m := <-metas; m != (Meta{Hook: HookOutput, OutDev: uint32(vb.Index)}) {
+		t.Errorf("OUTPUT meta = %+v, want out through vb (%d)", m, vb.Index)
+	}
+	if err := r.Close(); err != nil {
+		t.Errorf("Close = %v", err)
+	}
+	select {
+	case <-r.Done():
+	default:
+		t.Error("Done open after Close")
+	}
+	if ps := readProc(t, b); len(ps) != 0 {
+		t.Errorf("queue still bound after Close: %+v", ps)
+	}
+}
+
+// TestE2ECloseUnderLoad closes the runner while packets keep coming: Close
+// returns promptly, the queue is unbound, and the stop logs no warnings.
+func TestE2ECloseUnderLoad(t *testing.T) {
+	needRoot(t)
+	a, b := newNS(t, "cla"), newNS(t, "clb")
+	link(t, a, "va", "198.51.100.1/24", b, "vb", "198.51.100.2/24")
+	sh(t, "ip", "netns", "exec", b, "iptables", "-A", "INPUT", "-p", "udp", "--dport", "9005", "-j", "NFQUEUE", "--queue-num", "15")
+	core, logs := observer.New(zapcore.DebugLevel)
+	var seen atomic.Uint64
+	h := func(q uint16, pkt []byte, mark uint32, _ Meta) (Verdict, uint32, bool) {
+		seen.Add(1)
+		return Accept, mark, false
+	}
+	r, err := Open(t.Context(), Config{Queue: 15, NetNS: nsFD(t, b), Logger: zap.New(core)}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send, _ := udpPair(t, a, b, "198.51.100.2:9005")
+	stop := make(chan struct{})
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				send("load")
+			}
+		}
+	}()
+	for seen.Load() < 1000 {
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan error)
+	go func() { closed <- r.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close under load did not return")
+	}
+	close(stop)
+	<-sent
+	if ps := readProc(t, b); len(ps) != 0 {
+		t.Errorf("queue still bound after Close: %+v", ps)
+	}
+	for _, e := range logs.All() {
+		if e.Level >= zapcore.WarnLevel {
+			t.Errorf("log at %s: %s %v", e.Level, e.Message, e.ContextMap())
+		}
 	}
 }

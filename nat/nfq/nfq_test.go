@@ -1,10 +1,14 @@
 package nfq
 
 import (
+	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // As printed by kernel 6.18 with queues 0 and 1 bound ("%5u %6u %5u %1u
@@ -56,5 +60,39 @@ func TestOpenRejectsRange(t *testing.T) {
 	}
 	if _, err := Open(t.Context(), Config{}, nil); err == nil {
 		t.Error("nil handler accepted")
+	}
+}
+
+// The bind is one request asking for an acknowledgement: the command, the
+// whole-packet copy mode, the backlog, and the flags under their mask.
+func TestBindMessage(t *testing.T) {
+	m := bindMessage(0x1234, Config{MaxQueueLen: 77, FailOpen: true})
+	if m.Header.Type != nfqnlMsgConfig || m.Header.Flags != netlink.Request|netlink.Acknowledge || m.Header.Sequence != bindSeq {
+		t.Fatalf("header %+v", m.Header)
+	}
+	if !bytes.Equal(m.Data[:4], []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0x12, 0x34}) {
+		t.Fatalf("nfgenmsg %x", m.Data[:4])
+	}
+	attrs, err := netlink.UnmarshalAttributes(m.Data[4:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint16]string{}
+	for _, a := range attrs {
+		got[a.Type] = fmt.Sprintf("%x", a.Data)
+	}
+	want := map[uint16]string{
+		nfqaCfgCmd:         "01000002",
+		nfqaCfgParams:      "0000ffff02",
+		nfqaCfgQueueMaxLen: "0000004d",
+		nfqaCfgMask:        "00000007",
+		nfqaCfgFlags:       "00000001",
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("attributes (-want +got):\n%s", d)
+	}
+	m = bindMessage(1, Config{})
+	if a, _ := netlink.UnmarshalAttributes(m.Data[4:]); fmt.Sprintf("%x", a[4].Data) != "00000000" {
+		t.Errorf("flags without fail-open: %x", a[4].Data)
 	}
 }

@@ -1,9 +1,9 @@
 package nfq
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"syscall"
 	"unsafe"
@@ -12,25 +12,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The receive side, for the same reason as verdict.go: go-nfqueue's loop
-// receives through mdlayher/netlink and mdlayher/socket, which start a
-// goroutine and a channel per receive to watch for cancellation, allocate
-// the message buffer and a Message per packet, clone the payload and
-// allocate a pointer per attribute. Once the library has bound the queue
-// and handed the first packet to the hook, the hook keeps the goroutine
-// and reads the socket itself: up to recvBatch datagrams (one packet each)
-// per recvmmsg(2) into buffers allocated once per queue, the attributes
-// parsed in place, the payload handled (and rewritten) where it lies, the
-// batch's verdicts written together before the next receive. When the
-// context ends, go-nfqueue sets a past read deadline, which ends the wait;
-// the hook then returns non-zero and the library's loop unbinds the queue
-// as before.
+// The receive side. go-nfqueue's loop receives through mdlayher/netlink,
+// which peeks at each datagram for its size before reading it, allocates
+// the buffer and a Message per packet; the library then copies the payload
+// twice and allocates a pointer per attribute. The queue's goroutine here
+// reads the socket itself: up to recvBatch datagrams (one packet each) per
+// recvmmsg(2) into buffers allocated once per queue, the attributes parsed
+// in place, the payload handled (and rewritten) where it lies, the batch's
+// verdicts written together before the next receive. Closing the socket
+// ends the wait.
 
 const (
-	nfqnlMsgPacket   = 3<<8 | 0 // NFNL_SUBSYS_QUEUE, NFQNL_MSG_PACKET
-	nfqaPacketHdr    = 1
-	nfqaIfIndexInDev = 5
-	nlaTypeMask      = 0x3fff
+	nfqnlMsgPacket    = 3<<8 | 0 // NFNL_SUBSYS_QUEUE, NFQNL_MSG_PACKET
+	nfqaPacketHdr     = 1
+	nfqaIfIndexInDev  = 5
+	nfqaIfIndexOutDev = 6
+	nlaTypeMask       = 0x3fff
 	// recvSlotLen holds a whole packet of the kernel's largest copy range
 	// (65531) and its attributes, so no datagram is ever truncated (a
 	// truncated one would leave its packet queued with no verdict). Pages
@@ -42,14 +39,13 @@ const (
 	recvBatch = 16
 )
 
-// packetMsg is what the hook needs of one queued packet.
+// packetMsg is what the handler needs of one queued packet.
 type packetMsg struct {
-	id       uint32
-	hasID    bool
-	hook     uint8
-	mark     uint32
-	hasInDev bool
-	payload  []byte // nil when absent
+	id      uint32
+	hasID   bool
+	mark    uint32
+	meta    Meta
+	payload []byte // nil when absent
 }
 
 // parsePacket reads an NFQNL_MSG_PACKET's nfgenmsg and attributes. It
@@ -71,14 +67,22 @@ func parsePacket(m []byte) (p packetMsg, ok bool) {
 			if len(d) < 7 {
 				return p, false
 			}
-			p.id, p.hasID, p.hook = binary.BigEndian.Uint32(d), true, d[6]
+			p.id, p.hasID, p.meta.Hook = binary.BigEndian.Uint32(d), true, d[6]
 		case nfqaMark:
 			if len(d) < 4 {
 				return p, false
 			}
 			p.mark = binary.BigEndian.Uint32(d)
 		case nfqaIfIndexInDev:
-			p.hasInDev = true
+			if len(d) < 4 {
+				return p, false
+			}
+			p.meta.InDev, p.meta.HasInDev = binary.BigEndian.Uint32(d), true
+		case nfqaIfIndexOutDev:
+			if len(d) < 4 {
+				return p, false
+			}
+			p.meta.OutDev = binary.BigEndian.Uint32(d)
 		case nfqaPayload:
 			p.payload = d[:len(d):len(d)]
 		}
@@ -168,28 +172,24 @@ func (rd *reader) msg(i int) []byte {
 	return rd.buf[i*recvSlotLen : i*recvSlotLen+n]
 }
 
-// serve is the queue's receive loop once the hook has taken it over. It
-// returns when the context ends (0 would keep go-nfqueue's loop going, so
-// it returns 1) or the socket fails for good.
-func (r *Runner) serve(ctx context.Context, q *queue, h Handler) int {
+// serve is the queue's receive loop, the only reader of its socket from
+// the bind on. It returns when the runner stops (closing the socket ends
+// the wait) or the socket fails for good.
+func (r *Runner) serve(q *queue, h Handler) {
+	defer r.wg.Done()
 	for {
-		if ctx.Err() != nil {
-			return 1
-		}
 		n, err := q.rd.next()
 		if err != nil {
 			switch {
-			case ctx.Err() != nil:
-				return 1
+			case r.stopping():
+				return
 			case errors.Is(err, unix.ENOBUFS):
 				r.noBuffers.Add(1)
 				q.rateLimited(zap.WarnLevel, "receive buffer overrun, kernel dropped packets")
 				continue
 			}
-			// no read deadline but go-nfqueue's past one at cancel: one
-			// without a cancelled context (the library closed) stops too
-			r.fail(&os.SyscallError{Syscall: "recvmmsg", Err: err})
-			return 1
+			r.fail(fmt.Errorf("queue %d: receive: %w", q.num, os.NewSyscallError("recvmmsg", err)))
+			return
 		}
 		for i := range n {
 			r.datagram(q, h, q.rd.msg(i))
@@ -199,7 +199,7 @@ func (r *Runner) serve(ctx context.Context, q *queue, h Handler) int {
 }
 
 // datagram handles the netlink messages of one datagram: packets get their
-// verdicts queued in the batch.
+// verdicts queued in the batch, the bind's acknowledgement goes to Open.
 func (r *Runner) datagram(q *queue, h Handler, dg []byte) {
 	for len(dg) >= nlmsgHdrLen {
 		l := int(binary.NativeEndian.Uint32(dg))
@@ -209,18 +209,37 @@ func (r *Runner) datagram(q *queue, h Handler, dg []byte) {
 		switch binary.NativeEndian.Uint16(dg[4:]) {
 		case nfqnlMsgPacket:
 			if p, ok := parsePacket(dg[nlmsgHdrLen:l]); ok && p.hasID && p.payload != nil {
-				r.handle(q, h, p.id, p.payload, p.mark, Meta{Hook: p.hook, HasInDev: p.hasInDev})
+				r.handle(q, h, p.id, p.payload, p.mark, p.meta)
 			}
 		case unix.NLMSG_ERROR:
-			// the kernel refused a verdict (no acks are asked for)
-			if l >= nlmsgHdrLen+4 && int32(binary.NativeEndian.Uint32(dg[nlmsgHdrLen:])) != 0 {
-				r.verdictErrors.Add(1)
-			}
+			r.nlError(q, dg[nlmsgHdrLen:l])
 		}
 		a := (l + 3) &^ 3
 		if a >= len(dg) {
 			return
 		}
 		dg = dg[a:]
+	}
+}
+
+// nlError handles an NLMSG_ERROR: the negative errno (0 for an
+// acknowledgement), then the header of the message it answers.
+func (r *Runner) nlError(q *queue, m []byte) {
+	if len(m) < 4 {
+		return
+	}
+	errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(m)))
+	if len(m) >= 4+nlmsgHdrLen && binary.NativeEndian.Uint32(m[4+8:]) == bindSeq && q.bound != nil && !q.acked {
+		var err error
+		if errno != 0 {
+			err = errno
+		}
+		q.bound <- err // buffered, and sent once
+		q.acked = true
+		return
+	}
+	if errno != 0 {
+		// the kernel refused a verdict (verdicts ask for no acknowledgement)
+		r.verdictErrors.Add(1)
 	}
 }

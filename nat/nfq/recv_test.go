@@ -8,7 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func packetAttrs(t *testing.T, attrs []netlink.Attribute) []byte {
+func packetAttrs(t testing.TB, attrs []netlink.Attribute) []byte {
 	t.Helper()
 	ad, err := netlink.MarshalAttributes(attrs)
 	if err != nil {
@@ -23,24 +23,27 @@ func TestParsePacket(t *testing.T) {
 		{Type: nfqaPacketHdr, Data: []byte{0, 0, 1, 2, 0x08, 0x00, 3}},
 		{Type: nfqaMark, Data: []byte{0, 0, 0, 9}},
 		{Type: nfqaIfIndexInDev, Data: []byte{0, 0, 0, 4}},
+		{Type: nfqaIfIndexOutDev, Data: []byte{1, 2, 3, 4}},
 		{Type: 4, Data: make([]byte, 16)}, // timestamp: skipped
 		{Type: nfqaPayload, Data: payload},
 	})
 	p, ok := parsePacket(m)
-	if !ok || !p.hasID || p.id != 0x102 || p.hook != 3 || p.mark != 9 || !p.hasInDev || !bytes.Equal(p.payload, payload) {
+	want := Meta{Hook: 3, HasInDev: true, InDev: 4, OutDev: 0x01020304}
+	if !ok || !p.hasID || p.id != 0x102 || p.meta != want || p.mark != 9 || !bytes.Equal(p.payload, payload) {
 		t.Fatalf("parsed %+v, %v", p, ok)
 	}
 	if cap(p.payload) != len(payload) {
 		t.Fatal("payload's capacity reaches past it")
 	}
 	p, ok = parsePacket(packetAttrs(t, []netlink.Attribute{{Type: nfqaPacketHdr, Data: []byte{0, 0, 0, 7, 0x08, 0x00, 0}}}))
-	if !ok || p.id != 7 || p.payload != nil || p.hasInDev {
+	if !ok || p.id != 7 || p.payload != nil || p.meta != (Meta{}) {
 		t.Fatalf("parsed %+v, %v", p, ok)
 	}
 	for _, bad := range [][]byte{
 		{2, 0},
 		append(packetAttrs(t, nil), 200, 0, 1, 0),                                            // attribute longer than the message
 		packetAttrs(t, []netlink.Attribute{{Type: nfqaPacketHdr, Data: []byte{0, 0, 0, 7}}}), // short header
+		packetAttrs(t, []netlink.Attribute{{Type: nfqaIfIndexOutDev, Data: []byte{0, 7}}}),   // short ifindex
 	} {
 		if _, ok := parsePacket(bad); ok {
 			t.Fatalf("accepted %x", bad)

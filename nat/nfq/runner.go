@@ -4,27 +4,30 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	nfqueue "github.com/florianl/go-nfqueue/v2"
 	"github.com/mdlayher/netlink"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"golang.org/x/sys/unix"
 )
+
+// bindTimeout bounds the wait for the kernel's answer to a bind, which
+// comes at once unless something is badly wrong.
+const bindTimeout = 5 * time.Second
 
 // Runner serves a range of queues until its context ends or Close.
 type Runner struct {
 	cfg    Config
 	cancel context.CancelFunc
+	ctxEnd <-chan struct{} // the runner's context's Done: stopping
 	done   chan struct{}
 	queues []*queue
+	wg     sync.WaitGroup // the receive loops
 
-	errOnce sync.Once
-	err     error
+	errMu sync.Mutex
+	err   error // what stopped the runner, if a failure did
 
 	packets, dropped, modified, marked atomic.Uint64
 	verdictErrors, panics, noBuffers   atomic.Uint64
@@ -32,9 +35,11 @@ type Runner struct {
 
 type queue struct {
 	num     uint16
-	nf      *nfqueue.Nfqueue
-	vw      *verdictWriter // nil: verdicts through go-nfqueue
-	rd      *reader        // nil: packets through go-nfqueue's loop
+	conn    *netlink.Conn
+	vw      *verdictWriter
+	rd      *reader
+	bound   chan error // the bind's answer, sent once by the loop
+	acked   bool       // the loop has sent it
 	log     *zap.Logger
 	lastLog atomic.Int64 // unix nanoseconds of the last rate-limited log
 }
@@ -52,180 +57,136 @@ func Open(ctx context.Context, cfg Config, h Handler) (*Runner, error) {
 		return nil, fmt.Errorf("queues %d..%d: beyond 65535", cfg.Queue, int(cfg.Queue)+int(cfg.Queues)-1)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	r := &Runner{cfg: cfg, cancel: cancel, done: make(chan struct{})}
-	for i := uint16(0); i < cfg.Queues; i++ {
-		q, err := r.bind(ctx, cfg.Queue+i, h)
-		if err != nil {
-			cancel()
-			r.closeQueues()
-			return nil, err
-		}
-		r.queues = append(r.queues, q)
+	r := &Runner{cfg: cfg, cancel: cancel, ctxEnd: ctx.Done(), done: make(chan struct{})}
+	err := r.bindAll(ctx, h)
+	go r.stopOnDone()
+	if err != nil {
+		cancel()
+		<-r.done
+		return nil, err
+	}
+	for _, q := range r.queues {
 		q.log.Info("queue started", zap.Bool("fail_open", cfg.FailOpen), zap.Uint32("max_queue_len", cfg.MaxQueueLen))
 	}
-	go func() {
-		<-ctx.Done()
-		r.closeQueues()
-		close(r.done)
-	}()
 	return r, nil
 }
 
-func (r *Runner) bind(ctx context.Context, num uint16, h Handler) (*queue, error) {
-	q := &queue{num: num, log: r.cfg.Logger.With(zap.Uint16("queue", num))}
-	var flags uint32 // no GSO: the ALG needs segmented packets with full checksums
-	if r.cfg.FailOpen {
-		flags |= nfqueue.NfQaCfgFlagFailOpen
+// bindAll opens and binds every queue, starting each one's receive loop
+// as soon as its bind is sent, and waits for the kernel's answers.
+func (r *Runner) bindAll(ctx context.Context, h Handler) error {
+	for i := range r.cfg.Queues {
+		q, err := r.bind(r.cfg.Queue + i)
+		if err != nil {
+			return err
+		}
+		r.queues = append(r.queues, q)
+		r.wg.Add(1)
+		go r.serve(q, h)
 	}
-	nf, err := nfqueue.Open(&nfqueue.Config{
-		NfQueue:      num,
-		MaxPacketLen: MaxPacketLen,
-		MaxQueueLen:  r.cfg.MaxQueueLen,
-		Copymode:     nfqueue.NfQnlCopyPacket,
-		Flags:        flags,
-		AfFamily:     unix.AF_INET,
-		WriteTimeout: r.cfg.WriteTimeout,
-		NetNS:        r.cfg.NetNS,
-		Logger:       libLogger{log: q.log, closing: ctx.Done()},
-	})
+	t := time.NewTimer(bindTimeout)
+	defer t.Stop()
+	for _, q := range r.queues {
+		select {
+		case err := <-q.bound:
+			if err != nil {
+				return fmt.Errorf("bind queue %d: %w", q.num, err)
+			}
+		case <-ctx.Done():
+			if err := r.failure(); err != nil {
+				return err
+			}
+			return fmt.Errorf("bind queue %d: %w", q.num, ctx.Err())
+		case <-t.C:
+			return fmt.Errorf("bind queue %d: no answer from the kernel in %v", q.num, bindTimeout)
+		}
+	}
+	return nil
+}
+
+// bind opens queue num's socket and sends the bind; the queue's loop
+// receives the answer.
+func (r *Runner) bind(num uint16) (*queue, error) {
+	c, raw, err := dial(r.cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open queue %d: %w", num, err)
+		return nil, fmt.Errorf("queue %d: %w", num, err)
 	}
-	q.nf = nf
-	if raw, err := nf.Con.SyscallConn(); err == nil {
-		q.vw = newVerdictWriter(raw, num)
-		q.rd = newReader(raw)
-	}
-	// Without NoENOBUFS a full socket buffer makes Receive fail; with it
-	// the kernel drops quietly and counts in /proc (ReadProcStats).
-	if err := nf.SetOption(netlink.NoENOBUFS, true); err != nil {
-		nf.Close()
-		return nil, fmt.Errorf("queue %d: set NoENOBUFS: %w", num, err)
-	}
-	if err := nf.Con.SetReadBuffer(r.cfg.BufferSize); err != nil {
-		nf.Close()
-		return nil, fmt.Errorf("queue %d: set read buffer: %w", num, err)
-	}
-	if err := nf.Con.SetWriteBuffer(r.cfg.BufferSize); err != nil {
-		nf.Close()
-		return nil, fmt.Errorf("queue %d: set write buffer: %w", num, err)
-	}
-	if err := nf.RegisterWithErrorFunc(ctx, r.hook(ctx, q, h), r.errFunc(ctx, q)); err != nil {
-		nf.Close()
+	if _, err := c.Send(bindMessage(num, r.cfg)); err != nil {
+		c.Close()
 		return nil, fmt.Errorf("bind queue %d: %w", num, err)
 	}
-	return q, nil
+	return &queue{
+		num:   num,
+		conn:  c,
+		vw:    newVerdictWriter(raw, c, num, r.cfg.WriteTimeout),
+		rd:    newReader(raw),
+		bound: make(chan error, 1),
+		log:   r.cfg.Logger.With(zap.Uint16("queue", num)),
+	}, nil
 }
 
-// hook adapts the Handler to go-nfqueue, on the queue's receive goroutine.
-// After the first packet it keeps that goroutine and reads the socket
-// itself (recv.go) until the context ends.
-func (r *Runner) hook(ctx context.Context, q *queue, h Handler) nfqueue.HookFunc {
-	return func(a nfqueue.Attribute) int {
-		if a.PacketID != nil && a.Payload != nil {
-			var mark uint32
-			if a.Mark != nil {
-				mark = *a.Mark
-			}
-			meta := Meta{HasInDev: a.InDev != nil}
-			if a.Hook != nil {
-				meta.Hook = *a.Hook
-			}
-			r.packet(q, h, *a.PacketID, *a.Payload, mark, meta)
+// stopOnDone closes the sockets once the runner's context ends, which
+// ends the receive loops' waits and unbinds the queues; the kernel drops
+// what was still queued (or accepts it with --queue-bypass).
+func (r *Runner) stopOnDone() {
+	<-r.ctxEnd
+	for _, q := range r.queues {
+		if err := q.conn.Close(); err != nil {
+			q.log.Debug("close queue socket", zap.Error(err))
 		}
-		if q.rd != nil && q.vw != nil {
-			return r.serve(ctx, q, h)
-		}
-		return 0
 	}
+	r.wg.Wait()
+	for _, q := range r.queues {
+		if q.acked {
+			q.log.Info("queue stopped")
+		}
+	}
+	close(r.done)
 }
 
-// packet runs the handler on one queued packet and sends its verdict.
-func (r *Runner) packet(q *queue, h Handler, id uint32, pkt []byte, mark uint32, meta Meta) {
-	r.handle(q, h, id, pkt, mark, meta)
-	r.flush(q)
+// stopping reports whether the runner's context has ended.
+func (r *Runner) stopping() bool {
+	select {
+	case <-r.ctxEnd:
+		return true
+	default:
+		return false
+	}
 }
 
 // handle runs the handler on one queued packet and queues its verdict in
-// the batch (or, without the raw socket, sends it at once). pkt must stay
-// untouched until the next flush.
+// the batch. pkt must stay untouched until the next flush.
 func (r *Runner) handle(q *queue, h Handler, id uint32, pkt []byte, mark uint32, meta Meta) {
 	r.packets.Add(1)
 	v, newMark, modified := r.call(q, h, pkt, mark, meta)
-	if v == Drop {
-		r.dropped.Add(1)
-	} else {
-		if modified {
-			r.modified.Add(1)
-		}
-		if newMark != mark {
-			r.marked.Add(1)
-		}
-	}
-	pv := pendingVerdict{id: id, v: v, modified: modified, setMark: newMark != mark, mark: newMark, pkt: pkt}
-	if q.vw == nil || !fits(len(pkt)) {
-		r.flush(q) // keep the order of the verdicts
-		r.slowVerdict(q, pv)
-		return
-	}
-	var payload []byte
-	if modified && v != Drop {
-		payload = pkt
-	}
+	setMark := newMark != mark
 	nv := uint32(nfAccept)
-	if v == Drop {
-		nv, pv.setMark = nfDrop, false
+	var payload []byte
+	switch {
+	case v == Drop:
+		r.dropped.Add(1)
+		nv, setMark = nfDrop, false
+	case modified:
+		payload = pkt
+		r.modified.Add(1)
 	}
-	if !q.vw.room(verdictLen(pv.setMark, payload)) {
+	if setMark {
+		r.marked.Add(1)
+	}
+	if !q.vw.room(verdictLen(setMark, payload)) {
 		r.flush(q)
 	}
-	q.vw.encode(id, nv, pv.setMark, newMark, payload)
-	q.vw.pend = append(q.vw.pend, pv)
+	q.vw.encode(id, nv, setMark, newMark, payload)
 }
 
-// flush writes the batch's verdicts in one message, without blocking.
-// When the socket buffer is full they go one by one through go-nfqueue,
-// whose send waits up to the write timeout.
+// flush writes the batch's verdicts in one message.
 func (r *Runner) flush(q *queue) {
-	if q.vw == nil || len(q.vw.pend) == 0 {
+	if q.vw.count == 0 {
 		return
 	}
-	err := q.vw.send()
-	pend := q.vw.pend
-	q.vw.pend = pend[:0]
-	switch {
-	case errors.Is(err, errWouldBlock):
-		for i := range pend {
-			r.slowVerdict(q, pend[i])
-		}
-	case err != nil:
-		r.verdictErrors.Add(uint64(len(pend)))
-		q.rateLimited(zap.WarnLevel, "verdict failed", zap.Int("verdicts", len(pend)), zap.Error(err))
-	}
-	// drop the references to packets: the hook's first one is the library's
-	for i := range pend {
-		pend[i].pkt = nil
-	}
-}
-
-// slowVerdict sends one verdict through go-nfqueue.
-func (r *Runner) slowVerdict(q *queue, pv pendingVerdict) {
-	var err error
-	switch {
-	case pv.v == Drop:
-		err = q.nf.SetVerdict(pv.id, nfqueue.NfDrop)
-	case pv.modified && pv.setMark:
-		err = q.nf.SetVerdictWithOption(pv.id, nfqueue.NfAccept, nfqueue.WithAlteredPacket(pv.pkt), nfqueue.WithMark(pv.mark))
-	case pv.modified:
-		err = q.nf.SetVerdictWithOption(pv.id, nfqueue.NfAccept, nfqueue.WithAlteredPacket(pv.pkt))
-	case pv.setMark:
-		err = q.nf.SetVerdictWithOption(pv.id, nfqueue.NfAccept, nfqueue.WithMark(pv.mark))
-	default:
-		err = q.nf.SetVerdict(pv.id, nfqueue.NfAccept)
-	}
-	if err != nil {
-		r.verdictErrors.Add(1)
-		q.rateLimited(zap.WarnLevel, "verdict failed", zap.Error(err))
+	n := q.vw.count
+	if err := q.vw.send(); err != nil && !r.stopping() {
+		r.verdictErrors.Add(uint64(n))
+		q.rateLimited(zap.WarnLevel, "verdict failed", zap.Int("verdicts", n), zap.Error(err))
 	}
 }
 
@@ -242,44 +203,22 @@ func (r *Runner) call(q *queue, h Handler, pkt []byte, mark uint32, meta Meta) (
 	return h(q.num, pkt, mark, meta)
 }
 
-// errFunc handles receive errors. After cancel, go-nfqueue interrupts
-// Receive with a past deadline: the timeout must return 0 so its loop sees
-// the cancelled context and unbinds. Anything else but ENOBUFS is fatal.
-func (r *Runner) errFunc(ctx context.Context, q *queue) nfqueue.ErrorFunc {
-	return func(err error) int {
-		var ne net.Error
-		switch {
-		case ctx.Err() != nil:
-			return 0
-		case errors.Is(err, unix.ENOBUFS):
-			r.noBuffers.Add(1)
-			q.rateLimited(zap.WarnLevel, "receive buffer overrun, kernel dropped packets")
-			return 0
-		case errors.As(err, &ne) && ne.Timeout():
-			return 0
-		}
-		r.fail(fmt.Errorf("queue %d: receive: %w", q.num, err))
-		return 1
-	}
-}
-
+// fail stops the runner; the first failure is what Wait returns.
 func (r *Runner) fail(err error) {
-	r.errOnce.Do(func() {
+	r.errMu.Lock()
+	if r.err == nil {
 		r.err = err
 		r.cfg.Logger.Error("queue failed, stopping", zap.Error(err))
-	})
+	}
+	r.errMu.Unlock()
 	r.cancel()
 }
 
-// closeQueues closes every socket, which unbinds its queue; the kernel
-// drops what was still queued (or accepts it with --queue-bypass).
-func (r *Runner) closeQueues() {
-	for _, q := range r.queues {
-		if err := q.nf.Close(); err != nil {
-			q.log.Debug("close queue socket", zap.Error(err))
-		}
-		q.log.Info("queue stopped")
-	}
+// failure returns the error that stopped the runner, if one did.
+func (r *Runner) failure() error {
+	r.errMu.Lock()
+	defer r.errMu.Unlock()
+	return r.err
 }
 
 // Close stops the runner and waits for its goroutines. It returns the
@@ -293,7 +232,7 @@ func (r *Runner) Close() error {
 // queue failed) and returns the failure, or nil for a requested stop.
 func (r *Runner) Wait() error {
 	<-r.done
-	return r.err
+	return r.failure()
 }
 
 // Done is closed once the runner has stopped.
@@ -322,32 +261,5 @@ func (q *queue) rateLimited(lvl zapcore.Level, msg string, fields ...zap.Field) 
 	}
 	if ce := q.log.Check(lvl, msg); ce != nil {
 		ce.Write(fields...)
-	}
-}
-
-// libLogger adapts zap to go-nfqueue's Logger. The library logs its
-// normal stop ("Stop receiving nfqueue messages: context canceled") and
-// the unbind racing the socket's close at Errorf; once the runner is
-// closing, those go to debug so a clean shutdown logs no errors.
-type libLogger struct {
-	log     *zap.Logger
-	closing <-chan struct{}
-}
-
-func (l libLogger) Debugf(format string, args ...any) {
-	if ce := l.log.Check(zap.DebugLevel, "nfqueue library"); ce != nil {
-		ce.Write(zap.String("detail", fmt.Sprintf(format, args...)))
-	}
-}
-
-func (l libLogger) Errorf(format string, args ...any) {
-	lvl := zap.WarnLevel
-	select {
-	case <-l.closing:
-		lvl = zap.DebugLevel
-	default:
-	}
-	if ce := l.log.Check(lvl, "nfqueue library"); ce != nil {
-		ce.Write(zap.String("detail", fmt.Sprintf(format, args...)))
 	}
 }

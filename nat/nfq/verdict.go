@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -44,35 +45,29 @@ const (
 	verdictBufLen = 2 * verdictMaxLen
 )
 
-// errWouldBlock: the socket's send buffer is full; the caller falls back
-// to go-nfqueue's blocking send, bounded by the write timeout.
+// errWouldBlock: the socket's send buffer is full.
 var errWouldBlock = errors.New("nfq: verdict would block")
 
-// pendingVerdict is a verdict encoded into the batch but not yet written,
-// kept to resend it through go-nfqueue if the write would block.
-type pendingVerdict struct {
-	id       uint32
-	v        Verdict
-	modified bool
-	setMark  bool
-	mark     uint32
-	pkt      []byte // the packet as the handler left it, until the flush
-}
+// deadliner sets the write deadline of the socket behind a RawConn.
+type deadliner interface{ SetWriteDeadline(time.Time) error }
 
 // verdictWriter encodes and sends verdicts for one queue. It is used only
 // on that queue's receive goroutine, so it needs no lock.
 type verdictWriter struct {
-	buf   []byte
-	n     int // bytes of the batch encoded so far
-	pend  []pendingVerdict
-	queue uint16
-	err   error
-	raw   syscall.RawConn
-	write func(fd uintptr) bool // bound once: a method value per call would allocate
+	buf     []byte
+	n       int // bytes of the batch encoded so far
+	count   int // verdicts in the batch
+	queue   uint16
+	err     error
+	wait    bool // writeFD: on EAGAIN, let the poller wait for room
+	raw     syscall.RawConn
+	dl      deadliner
+	timeout time.Duration
+	write   func(fd uintptr) bool // bound once: a method value per call would allocate
 }
 
-func newVerdictWriter(raw syscall.RawConn, queue uint16) *verdictWriter {
-	w := &verdictWriter{buf: make([]byte, verdictBufLen), pend: make([]pendingVerdict, 0, recvBatch+1), queue: queue, raw: raw}
+func newVerdictWriter(raw syscall.RawConn, dl deadliner, queue uint16, timeout time.Duration) *verdictWriter {
+	w := &verdictWriter{buf: make([]byte, verdictBufLen), queue: queue, raw: raw, dl: dl, timeout: timeout}
 	w.write = w.writeFD
 	return w
 }
@@ -125,18 +120,37 @@ func (w *verdictWriter) encode(id uint32, verdict uint32, setMark bool, mark uin
 	}
 	binary.NativeEndian.PutUint32(b[0:], uint32(n))
 	w.n += n
+	w.count++
 }
 
-// send writes the batch without blocking and empties it (the caller
-// still reads pend).
+// send writes the batch and empties it. It does not block; if the socket's
+// buffer is full it waits for room through the poller, up to the timeout,
+// on a deadline of the socket's own that it clears again: verdicts lost
+// would leave their packets queued until the socket closes.
 func (w *verdictWriter) send() error {
 	w.err = nil
 	err := w.raw.Write(w.write)
-	w.n = 0
+	if err == nil && w.err == errWouldBlock {
+		err = w.sendWait()
+	}
+	w.n, w.count = 0, 0
 	if err != nil {
 		return err
 	}
 	return w.err
+}
+
+func (w *verdictWriter) sendWait() error {
+	if err := w.dl.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
+		return err
+	}
+	w.err, w.wait = nil, true
+	err := w.raw.Write(w.write)
+	w.wait = false
+	if derr := w.dl.SetWriteDeadline(time.Time{}); err == nil {
+		err = derr
+	}
+	return err
 }
 
 // writeFD writes the batch. A raw system call: the socket is non-blocking,
@@ -152,6 +166,9 @@ func (w *verdictWriter) writeFD(fd uintptr) bool {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
+			if w.wait {
+				return false
+			}
 			w.err = errWouldBlock
 		default:
 			w.err = e
@@ -159,6 +176,3 @@ func (w *verdictWriter) writeFD(fd uintptr) bool {
 		return true
 	}
 }
-
-// fits reports whether a payload of n bytes fits the buffer.
-func fits(n int) bool { return n <= MaxPacketLen }

@@ -12,7 +12,7 @@ import (
 // The hand-encoded verdict is the message go-nfqueue would send: the same
 // nfgenmsg and attributes, marshalled by the netlink package.
 func TestVerdictEncoding(t *testing.T) {
-	w := newVerdictWriter(nil, 0x1234)
+	w := newVerdictWriter(nil, nil, 0x1234, 0)
 	for _, tc := range []struct {
 		name    string
 		verdict uint32
@@ -68,7 +68,7 @@ func TestVerdictEncoding(t *testing.T) {
 }
 
 func TestVerdictEncodingAllocs(t *testing.T) {
-	w := newVerdictWriter(nil, 1)
+	w := newVerdictWriter(nil, nil, 1, 0)
 	pkt := make([]byte, 1400)
 	if a := testing.AllocsPerRun(100, func() { w.n = 0; w.encode(7, nfAccept, true, 9, pkt) }); a != 0 {
 		t.Fatalf("%v allocs per verdict", a)
