@@ -76,8 +76,8 @@ func TestE2EInstallRemove(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(rep.Chains) != 4 || len(rep.Rules) != 11 {
-				t.Errorf("first Install added %d chains, %d rules; want 4, 11", len(rep.Chains), len(rep.Rules))
+			if len(rep.Chains) != 5 || len(rep.Rules) != 14 {
+				t.Errorf("first Install added %d chains, %d rules; want 5, 14", len(rep.Chains), len(rep.Rules))
 			}
 			installed := save(t, ns, bin)
 			if d, err := Verify(ipt, cfg); err != nil || len(d) != 0 {
@@ -111,8 +111,8 @@ func TestE2EInstallRemove(t *testing.T) {
 				}
 			}
 			// A changed queue number.
-			if d, _ := Verify(ipt, Config{Queue: 11, Queues: 2}); len(d) != 10 {
-				t.Errorf("Verify with another queue = %d lines, want 10:\n%s", len(d), strings.Join(d, "\n"))
+			if d, _ := Verify(ipt, Config{Queue: 11, Queues: 2}); len(d) != 12 {
+				t.Errorf("Verify with another queue = %d lines, want 12:\n%s", len(d), strings.Join(d, "\n"))
 			}
 			if _, err := Install(ipt, Config{Queue: 11, Queues: 2}); !errors.Is(err, ErrMismatch) {
 				t.Errorf("Install over another queue: %v, want ErrMismatch", err)
