@@ -39,8 +39,10 @@ const (
 // quoted IPv4 header checksum, the ICMP checksum and the outer IPv4
 // checksum are updated incrementally (RFC 1624).
 //
-// Anything else passes untouched: an error about no call the gateway
-// translated reaches the router itself, which is harmless.
+// Only what the inside end needs is translated (ICMPPolicy); other errors
+// about a call are dropped by their reason. Anything else passes
+// untouched: an error about no call the gateway translated reaches the
+// router itself, which is harmless.
 func (w *Worker) icmpIn() (Verdict, Reason) {
 	icmp := w.ip4.Payload
 	if len(icmp) < icmpOffQuote {
@@ -79,6 +81,9 @@ func (w *Worker) icmpIn() (Verdict, Reason) {
 	inside, ok := w.e.Table.GREQuoted(public, addr4(q[ipOffDst:ipOffDst+4]), binary.BigEndian.Uint16(g[greOffCallID:]))
 	if !ok {
 		return Accept, ReasonICMPUnknownCall
+	}
+	if r := icmpPolicyOf(icmp); r != ReasonICMPIn { // icmppolicy.go
+		return Drop, r
 	}
 	change := addrChange(public, inside)
 	qck := binary.BigEndian.Uint16(q[ipOffChecksum:])

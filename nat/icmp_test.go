@@ -90,8 +90,10 @@ func TestICMPInGolden(t *testing.T) {
 			fragNeeded(client2.Addr(), sent2, -1), nat.ReasonICMPIn},
 		{"time exceeded", icmpErr(router, public, 11, 0, 0, out2, 28), nat.HookGREIn,
 			icmpErr(router, client2.Addr(), 11, 0, 0, sent2, 28), nat.ReasonICMPIn},
-		{"host unreachable, ack-only GRE", icmpErr(router, public, 3, 1, 0, ackOnly(public), -1), nat.HookGREIn,
-			icmpErr(router, client1.Addr(), 3, 1, 0, ackOnly(client1.Addr()), -1), nat.ReasonICMPIn},
+		{"reassembly time exceeded, ack-only GRE", icmpErr(router, public, 11, 1, 0, ackOnly(public), -1), nat.HookGREIn,
+			icmpErr(router, client1.Addr(), 11, 1, 0, ackOnly(client1.Addr()), -1), nat.ReasonICMPIn},
+		{"frag-needed, MTU 576", icmpErr(router, public, 3, 4, 576, out1, 28), nat.HookGREIn,
+			icmpErr(router, client1.Addr(), 3, 4, 576, sent1, 28), nat.ReasonICMPIn},
 		{"quoted header with options", fragNeeded(public, withOpts(public), 32), nat.HookGREIn,
 			fragNeeded(client1.Addr(), withOpts(client1.Addr()), 32), nat.ReasonICMPIn},
 
