@@ -25,30 +25,32 @@ func (v Verdict) String() string {
 type Reason uint8
 
 const (
-	ReasonControl                  Reason = iota // a control segment of a tracked connection
-	ReasonControlUntracked                       // a control segment the resolver could not place yet
-	ReasonControlGap                             // beyond a gap in the sequence space (TCP resends it)
-	ReasonGREIn                                  // GRE translated towards the inside end
-	ReasonGREOut                                 // GRE translated towards the peer
-	ReasonGREIdentity                            // GRE of a call the kernel does not NAT
-	ReasonGRELocal                               // GRE from the router itself, or to it with --local-gre accept
-	ReasonUnknownCall                            // GRE v1 for no known call
-	ReasonRefusedCall                            // GRE of a refused or cleared call
-	ReasonMalformedGRE                           // GRE v1 with wrong flags, protocol or a truncated header
-	ReasonNotPPTPGRE                             // GRE of another version (v0 tunnels)
-	ReasonNotIPv4                                // IPv6 or garbage
-	ReasonFragment                               // an IPv4 fragment
-	ReasonNotPPTP                                // neither TCP 1723 nor GRE
-	ReasonTruncated                              // headers cut short
-	ReasonICMPIn                                 // an ICMP error about GRE translated towards the inside end
-	ReasonICMPUnknownCall                        // an ICMP error quoting GRE v1 of no translated call: passed untouched
-	ReasonControlDenied                          // a new control connection the policy does not allow (--allow-inside, --allow-peer)
-	ReasonGREVersion                             // GRE to a local address of a version that does not exist (2-7): dropped
-	ReasonGREProtocol                            // GRE v1 to a local address carrying something else than PPP: dropped
-	ReasonICMPNetHostUnreachable                 // net/host unreachable (or unknown, isolated, TOS, source route) about a call's GRE: dropped
-	ReasonICMPProtoPortUnreachable               // protocol/port unreachable about a call's GRE: dropped
-	ReasonICMPProhibited                         // administratively prohibited (or precedence) about a call's GRE: dropped
-	ReasonICMPMTUTooSmall                        // fragmentation-needed with a next-hop MTU below MinFragNeededMTU: dropped
+	ReasonControl          Reason = iota // a control segment of a tracked connection
+	ReasonControlUntracked               // a control segment the resolver could not place yet
+	ReasonControlGap                     // beyond a gap in the sequence space (TCP resends it)
+	ReasonGREIn                          // GRE translated towards the inside end
+	ReasonGREOut                         // GRE translated towards the peer
+	ReasonGREIdentity                    // GRE of a call the kernel does not NAT
+	ReasonGRELocal                       // GRE from the router itself, or to it with --local-gre accept
+	ReasonUnknownCall                    // GRE v1 for no known call
+	ReasonRefusedCall                    // GRE of a refused or cleared call
+	ReasonMalformedGRE                   // GRE v1 with wrong flags, protocol or a truncated header
+	ReasonNotPPTPGRE                     // GRE of another version (v0 tunnels)
+	ReasonNotIPv4                        // IPv6 or garbage
+	ReasonFragment                       // an IPv4 fragment
+	ReasonNotPPTP                        // neither TCP 1723 nor GRE
+	ReasonTruncated                      // headers cut short
+	ReasonICMPIn                         // an ICMP error about GRE translated towards the inside end
+	ReasonICMPUnknownCall                // an ICMP error quoting GRE v1 of no translated call: passed untouched
+	ReasonControlDenied                  // a new control connection the policy does not allow (--allow-inside, --allow-peer)
+
+	// Silence towards PPTP peers: what is dropped so that nothing ends a call.
+	ReasonGREVersion               // GRE to a local address of a version that does not exist (2-7)
+	ReasonGREProtocol              // GRE v1 to a local address carrying something else than PPP
+	ReasonICMPNetHostUnreachable   // net/host unreachable (or unknown, isolated, TOS, source route) about a call's GRE
+	ReasonICMPProtoPortUnreachable // protocol/port unreachable about a call's GRE
+	ReasonICMPProhibited           // administratively prohibited (or precedence) about a call's GRE
+	ReasonICMPMTUTooSmall          // fragmentation-needed with a next-hop MTU below MinFragNeededMTU
 	reasonCount
 )
 
