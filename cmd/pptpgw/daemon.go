@@ -44,6 +44,7 @@ type daemon struct {
 	ctlLast  uint16
 	markBit  uint32
 	fast     *nft.Manager // --gre-path kernel (fastpath.go)
+	keeper   *rules.Keeper // --repair-rules: re-verifies the rules from loop
 }
 
 func limitsOf(r config.Reloadable) conntrack.Limits {
@@ -119,6 +120,7 @@ func (d *daemon) start(ctx context.Context) error {
 				strings.Join(diff, "; "))
 		}
 	}
+	d.keeper = rules.NewKeeper(ipt, rcfg, cfg.RepairRules, d.log.Named("rules"))
 	d.table = conntrack.New(limitsOf(cfg.Reloadable), newCallLog(d.log.Named("calls")))
 	d.restore()
 	d.setPolicy(cfg.Policy) // policy.go, after restore: restored calls are checked too
@@ -230,6 +232,8 @@ func (d *daemon) loop(ctx context.Context) int {
 	defer expire.Stop()
 	snap := time.NewTicker(d.cfg.SnapshotInterval)
 	defer snap.Stop()
+	keep := time.NewTicker(rules.DefaultRepairInterval)
+	defer keep.Stop()
 	for {
 		select {
 		case s := <-sigs:
@@ -244,6 +248,8 @@ func (d *daemon) loop(ctx context.Context) int {
 			d.table.Expire(time.Now())
 		case <-snap.C:
 			d.snapshot()
+		case <-keep.C:
+			d.keeper.Check() // logs and counts what it found
 		case <-d.ctlQ.Done():
 			d.log.Error("control queues stopped", zap.Error(d.ctlQ.Wait()))
 			d.stop()
@@ -327,6 +333,7 @@ func (d *daemon) Stats() map[string]uint64 {
 	s["gre_dropped_unknown_call"] = e.Count(nat.ReasonUnknownCall)
 	s["gre_dropped_refused_call"] = e.Count(nat.ReasonRefusedCall)
 	d.fastPathStats(s) // fastpath.go
+	d.keeper.Stats(s)
 	s["queue_drops"] = queueDrops(d.ctlFirst, d.ctlFirst+2*uint16(d.cfg.Queues)-1)
 	for _, q := range []*nfq.Runner{d.ctlQ, d.greQ} {
 		qs := q.Stats()
