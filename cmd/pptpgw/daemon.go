@@ -44,7 +44,8 @@ type daemon struct {
 	ctlLast  uint16
 	markBit  uint32
 	fast     *nft.Manager // --gre-path kernel (fastpath.go)
-	keeper   *rules.Keeper // --repair-rules: re-verifies the rules from loop
+
+	keeper *rules.Keeper // --repair-rules: re-verifies the rules from loop
 }
 
 func limitsOf(r config.Reloadable) conntrack.Limits {
