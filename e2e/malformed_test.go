@@ -359,7 +359,8 @@ func TestMalformedPNSInside(t *testing.T) {
 	t.Parallel()
 	tp := newGWTopo(t, 3)
 	l := tp.l
-	tp.srv.AddAddr("eth0", thirdOutside+"/24")                                                                               // a third outside address
+	// A third outside address, on the server's host.
+	tp.srv.AddAddr("eth0", thirdOutside+"/24")
 	gw := tp.gw.StartGateway(lab.GatewayConfig{InstallRules: true, LogLevel: "info", Args: []string{"--gre-path", "queue"}}) // the queues see the GRE
 	srv := tp.srv.StartPPTPD(lab.PPTPDConfig{})
 	c1 := tp.clients[0].StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(0)})
