@@ -22,6 +22,7 @@ import (
 	"github.com/pptpgw/pptpgw/nat/nfq"
 	"github.com/pptpgw/pptpgw/nat/nft"
 	"github.com/pptpgw/pptpgw/nat/rules"
+	"github.com/pptpgw/pptpgw/nat/silence"
 )
 
 // daemon is `pptpgw run`: the packet path behind NFQUEUE, the admin
@@ -122,6 +123,8 @@ func (d *daemon) start(ctx context.Context) error {
 		}
 	}
 	d.keeper = rules.NewKeeper(ipt, rcfg, cfg.RepairRules, d.log.Named("rules"))
+	d.keeper.Silence = silence.New(0)
+	d.keeper.Check() // creates the nf_tables silence table
 	d.table = conntrack.New(limitsOf(cfg.Reloadable), newCallLog(d.log.Named("calls")))
 	d.restore()
 	d.setPolicy(cfg.Policy) // policy.go, after restore: restored calls are checked too
@@ -305,6 +308,9 @@ func (d *daemon) stop() {
 	if d.ipt != nil && !d.installed.Empty() {
 		if err := rules.Undo(d.ipt, d.installed); err != nil {
 			d.log.Error("remove installed rules", zap.Error(err))
+		}
+		if err := silence.New(0).Remove(); err != nil {
+			d.log.Warn("remove the nf_tables silence table", zap.Error(err))
 		}
 	}
 }

@@ -20,6 +20,11 @@ const DefaultRepairInterval = 5 * time.Second
 // counts it. Check must not run at the same time as any other operation
 // on the same iptables (the daemon calls it from its main loop).
 type Keeper struct {
+	// Silence, when set, is the nf_tables copy of PPTPGW-SILENCE
+	// (nat/silence), which survives iptables reloads: every Check makes
+	// sure it is there, whatever Fix says (it is the daemon's own table).
+	Silence Silencer
+
 	ipt IPTables
 	cfg Config
 	fix bool
@@ -32,6 +37,14 @@ type Keeper struct {
 	restored atomic.Uint64 // chains and rules put back
 	errs     atomic.Uint64 // rounds that failed to read or repair
 	missing  atomic.Uint64 // differences found by the last round (0: in place)
+	silenced atomic.Uint64 // times the nf_tables silence table was (re)created
+	nftErr   bool          // the last Ensure failed (logged once)
+}
+
+// Silencer is nat/silence.Table as the Keeper uses it.
+type Silencer interface {
+	Ensure() (created bool, err error)
+	Dropped() (uint64, error)
 }
 
 // NewKeeper returns a keeper of cfg's rules; fix false only reports.
@@ -42,6 +55,7 @@ func NewKeeper(ipt IPTables, cfg Config, fix bool, log *zap.Logger) *Keeper {
 // Check runs one round and returns what it found and did.
 func (k *Keeper) Check() (RepairReport, error) {
 	k.checks.Add(1)
+	k.ensureSilence()
 	var (
 		rep RepairReport
 		err error
@@ -85,6 +99,23 @@ func (k *Keeper) Check() (RepairReport, error) {
 	return rep, nil
 }
 
+func (k *Keeper) ensureSilence() {
+	if k.Silence == nil {
+		return
+	}
+	created, err := k.Silence.Ensure()
+	switch {
+	case err != nil:
+		k.errs.Add(1)
+		if !k.nftErr {
+			k.log.Warn("nf_tables silence table unavailable; the iptables rules alone keep the router silent", zap.Error(err))
+		}
+	case created && k.silenced.Add(1) > 1:
+		k.log.Warn("nf_tables silence table re-created: something (nft flush ruleset?) removed it")
+	}
+	k.nftErr = err != nil
+}
+
 // Stats adds the keeper's counters to s (`pptpgw stats`): rules_missing is
 // the number of differences the last check found and left (always 0 after
 // a successful repair), rules_repaired_total the chains and rules put back.
@@ -94,6 +125,12 @@ func (k *Keeper) Stats(s map[string]uint64) {
 	s["rules_repaired_total"] = k.restored.Load()
 	s["rules_check_errors_total"] = k.errs.Load()
 	s["rules_missing"] = k.missing.Load()
+	s["silence_table_created_total"] = k.silenced.Load()
+	if k.Silence != nil {
+		// ICMP errors quoting GRE the router did not send (a reload's gap).
+		n, _ := k.Silence.Dropped()
+		s["silence_icmp_dropped"] = n
+	}
 }
 
 // StatNames lists the keys Stats sets.

@@ -45,10 +45,12 @@ func Repair(ipt IPTables, cfg Config) (RepairReport, error) {
 	if len(rep.Differences) == 0 {
 		return rep, nil
 	}
-	if d.conflicts() {
-		if err := clearConflicts(ipt, st, cfg, &rep); err != nil {
-			return rep, err
-		}
+	if !d.conflicts() {
+		rep.Added, err = add(ipt, cfg, st, d) // the usual case: a reload deleted everything
+		return rep, err
+	}
+	if err := clearConflicts(ipt, st, cfg, &rep); err != nil {
+		return rep, err
 	}
 	rep.Added, err = Install(ipt, cfg)
 	return rep, err

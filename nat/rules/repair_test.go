@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -174,5 +176,89 @@ func TestKeeper(t *testing.T) {
 				t.Errorf("after install: %v, stats %v, logs %v", err, stats(), logs.All())
 			}
 		})
+	}
+}
+
+type fakeSilence struct {
+	present bool
+	err     error
+}
+
+func (s *fakeSilence) Ensure() (bool, error) {
+	if s.err != nil || s.present {
+		return false, s.err
+	}
+	s.present = true
+	return true, nil
+}
+func (s *fakeSilence) Dropped() (uint64, error) { return 7, nil }
+
+// TestKeeperSilence: every check makes sure the nf_tables silence table is
+// there; a re-creation after the first is logged, a failure logged once.
+func TestKeeperSilence(t *testing.T) {
+	f := newFake()
+	if _, err := Install(f, Config{}); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	sil := &fakeSilence{}
+	k := NewKeeper(f, Config{}, false, zap.New(core))
+	k.Silence = sil
+	k.Check()
+	k.Check()
+	sil.present = false // nft flush ruleset
+	k.Check()
+	sil.err = errors.New("no nf_tables")
+	k.Check()
+	k.Check()
+	s := map[string]uint64{}
+	k.Stats(s)
+	if s["silence_table_created_total"] != 2 || s["silence_icmp_dropped"] != 7 || s["rules_check_errors_total"] != 2 {
+		t.Errorf("stats %v", s)
+	}
+	if logs.FilterMessageSnippet("re-created").Len() != 1 || logs.FilterMessageSnippet("unavailable").Len() != 1 {
+		t.Errorf("logs %v", logs.All())
+	}
+}
+
+// fakeTables lists whole tables as `iptables -S` does, built from the
+// fake's per-chain listings.
+type fakeTables struct{ *fakeIPT }
+
+func (f fakeTables) ListTable(table string) ([]string, error) {
+	chains, _ := f.ListChains(table)
+	var decl, body []string
+	for _, c := range chains {
+		l, err := f.List(table, c)
+		if err != nil {
+			return nil, err
+		}
+		decl = append(decl, l[0])
+		body = append(body, l[1:]...)
+	}
+	return append(decl, body...), nil
+}
+
+// TestReadStateOneListing: reading each table in one listing gives the
+// same state as reading it chain by chain.
+func TestReadStateOneListing(t *testing.T) {
+	f := newFake()
+	operatorRules(f)
+	if _, err := Install(f, Config{Queue: 3}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := readState(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := readState(fakeTables{f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(a.order) != fmt.Sprint(b.order) || fmt.Sprint(a.rules) != fmt.Sprint(b.rules) {
+		t.Errorf("per chain:\n%v\n%v\nper table:\n%v\n%v", a.order, a.rules, b.order, b.rules)
+	}
+	if rep, err := Repair(fakeTables{f}, Config{Queue: 3}); err != nil || len(rep.Differences) != 0 {
+		t.Errorf("Repair through the table listing: %+v, %v", rep, err)
 	}
 }
