@@ -166,6 +166,7 @@ func rulesRepair(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	st := gw.MustStats()
+	icmpOut := tp.gw.Capture("cap-icmp-out", "wan", "icmp and src host "+publicIP)
 	reload := time.Now()
 	tp.gw.MustRun("iptables-restore", ruleset)
 	if d, _ := rules.Verify(ipt, cfg); len(d) == 0 {
@@ -196,6 +197,14 @@ func rulesRepair(t *testing.T, path string) {
 		t.Errorf("the repair was not logged")
 	}
 	waitRising(l, "echo replies rising on both ends after the reload", ends, srv, gap, 10*time.Second)
+	// Until the rules were back, GRE the queues no longer took reached the
+	// stack (queue path); its answers never left.
+	if n, err := lab.CountPackets(icmpOut.Stop(), ""); err != nil || n != 0 {
+		t.Errorf("the gateway sent %d ICMP messages to the outside (%v), want none", n, err)
+	}
+	if s := gw.MustStats(); path == "queue" && s["silence_icmp_dropped"] == 0 {
+		t.Errorf("silence_icmp_dropped = 0 on the queue path: nothing reached the stack during the gap?")
+	}
 	after := waitCalls(l, gw, 2, nil, 5*time.Second)
 	for i := range before {
 		if before[i].ID != after[i].ID {
@@ -204,7 +213,8 @@ func rulesRepair(t *testing.T, path string) {
 	}
 	t.Logf("rules back %v after the reload; stats %v", took.Round(100*time.Millisecond), map[string]uint64{
 		"rules_repaired_total": s["rules_repaired_total"], "rules_repairs_total": s["rules_repairs_total"],
-		"rules_checks_total": s["rules_checks_total"], "rules_missing": s["rules_missing"]})
+		"rules_checks_total": s["rules_checks_total"], "rules_missing": s["rules_missing"],
+		"silence_icmp_dropped": gw.MustStats()["silence_icmp_dropped"]})
 
 	// --repair-rules=false: reported, counted, not repaired.
 	if err := gw.Stop(); err != nil {
