@@ -43,6 +43,9 @@ func forgedICMPCases() []forgedICMP {
 		{3, 13, 0, "icmp_prohibited"},
 		{3, 4, 68, "icmp_mtu_too_small"},
 		{3, 4, 0, "icmp_mtu_too_small"},
+		// About a 136-byte packet without DF: no router sent this, and a
+		// fragmentation-needed ends pptp-linux's call (EMSGSIZE).
+		{3, 4, 1280, "icmp_frag_needed_bogus"},
 		// Translated: a raw GRE socket takes it as a soft error.
 		{11, 0, 0, "icmp_in"},
 	}

@@ -16,27 +16,39 @@ const (
 	policyFragNeeded      = 4 // code of destination-unreachable
 	policyOffCode         = 1 // RFC 792 "Code"
 	policyOffMTU          = 6 // RFC 1191 "Next-Hop MTU"
+	policyOffQuote        = 8 // the quoted IPv4 header
+	policyOffTotalLen     = 2 // RFC 791 "Total Length", in the quote
+	policyOffFlags        = 6 // RFC 791 "Flags", in the quote
+	policyFlagDF          = 0x40
 )
 
-// ICMPPolicy decides on an ICMP error from outside about a call's GRE:
-// ReasonICMPIn when the inside end gets it (translated), otherwise the
-// reason it is dropped. An inside client needs exactly two kinds: a
+// ICMPPolicy decides on an ICMP error from outside about a call's GRE
+// (quotedLen and quotedDF: the quoted IPv4 header's Total Length and DF
+// bit): ReasonICMPIn when the inside end gets it (translated), otherwise
+// the reason it is dropped. An inside client needs exactly two kinds: a
 // fragmentation-needed with a sane MTU (its path MTU to the peer) and
-// time-exceeded (a soft error for a raw socket). Every other
+// time-exceeded (a soft error for a raw socket). A fragmentation-needed
+// is only plausible about a DF packet longer than the MTU it reports (RFC
+// 1191 §4): pptp-linux ends its call on any fragmentation-needed (EMSGSIZE
+// on its connected GRE socket; seen in the lab), so one that could not be
+// genuine is dropped too. Every other
 // destination-unreachable is fatal to the PPTP client's GRE socket (Linux
 // raw_err: protocol and port unreachable, prohibited, precedence; pptp-linux
 // and pptpd end the call on the read error) or useless to it (net and host
 // unreachable: its control connection tells it the peer is gone), and
 // anyone who can guess a Call ID can forge one.
-func ICMPPolicy(typ, code uint8, mtu uint16) Reason {
+func ICMPPolicy(typ, code uint8, mtu, quotedLen uint16, quotedDF bool) Reason {
 	switch typ {
 	case policyTimeExceeded:
 		return ReasonICMPIn
 	case policyDestUnreachable:
 		switch code {
 		case policyFragNeeded:
-			if mtu < MinFragNeededMTU {
+			switch {
+			case mtu < MinFragNeededMTU:
 				return ReasonICMPMTUTooSmall
+			case !quotedDF || quotedLen <= mtu:
+				return ReasonICMPFragNeededBogus
 			}
 			return ReasonICMPIn
 		case 2, 3: // protocol, port
@@ -49,7 +61,10 @@ func ICMPPolicy(typ, code uint8, mtu uint16) Reason {
 	return ReasonNotPPTP // not an error the rules queue
 }
 
-// icmpPolicyOf applies ICMPPolicy to an ICMP message (at least 8 bytes).
+// icmpPolicyOf applies ICMPPolicy to an ICMP error whose quoted IPv4
+// header icmpIn has checked.
 func icmpPolicyOf(icmp []byte) Reason {
-	return ICMPPolicy(icmp[0], icmp[policyOffCode], binary.BigEndian.Uint16(icmp[policyOffMTU:]))
+	q := icmp[policyOffQuote:]
+	return ICMPPolicy(icmp[0], icmp[policyOffCode], binary.BigEndian.Uint16(icmp[policyOffMTU:]),
+		binary.BigEndian.Uint16(q[policyOffTotalLen:]), q[policyOffFlags]&policyFlagDF != 0)
 }

@@ -24,7 +24,11 @@ func TestICMPPolicyTable(t *testing.T) {
 3/4 mtu 575 icmp_mtu_too_small
 3/4 mtu 576 icmp_in
 3/4 mtu 1280 icmp_in
-3/4 mtu 65535 icmp_in
+3/4 mtu 1499 icmp_in
+3/4 mtu 1500 icmp_frag_needed_bogus
+3/4 mtu 65535 icmp_frag_needed_bogus
+3/4 mtu 1280 no DF icmp_frag_needed_bogus
+3/4 mtu 68 no DF icmp_mtu_too_small
 3/5 icmp_net_host_unreachable
 3/6 icmp_net_host_unreachable
 3/7 icmp_net_host_unreachable
@@ -46,17 +50,21 @@ func TestICMPPolicyTable(t *testing.T) {
 `
 	var b strings.Builder
 	b.WriteString("\n")
+	// The quoted packet: 1500 bytes with DF, as a full-sized GRE packet is.
 	row := func(typ, code uint8, mtu int) {
 		if mtu < 0 {
-			fmt.Fprintf(&b, "%d/%d %s\n", typ, code, nat.ICMPPolicy(typ, code, 1500))
+			fmt.Fprintf(&b, "%d/%d %s\n", typ, code, nat.ICMPPolicy(typ, code, 1500, 1500, true))
 			return
 		}
-		fmt.Fprintf(&b, "%d/%d mtu %d %s\n", typ, code, mtu, nat.ICMPPolicy(typ, code, uint16(mtu)))
+		fmt.Fprintf(&b, "%d/%d mtu %d %s\n", typ, code, mtu, nat.ICMPPolicy(typ, code, uint16(mtu), 1500, true))
 	}
 	for code := range 17 {
 		if code == 4 {
-			for _, mtu := range []int{0, 68, 575, 576, 1280, 65535} {
+			for _, mtu := range []int{0, 68, 575, 576, 1280, 1499, 1500, 65535} {
 				row(3, 4, mtu)
+			}
+			for _, mtu := range []int{1280, 68} {
+				fmt.Fprintf(&b, "3/4 mtu %d no DF %s\n", mtu, nat.ICMPPolicy(3, 4, uint16(mtu), 1500, false))
 			}
 			continue
 		}
@@ -91,6 +99,8 @@ func TestICMPPolicyDrops(t *testing.T) {
 		{3, 13, 0, nat.ReasonICMPProhibited},
 		{3, 4, 68, nat.ReasonICMPMTUTooSmall},
 		{3, 4, 0, nat.ReasonICMPMTUTooSmall},
+		// The quoted packet (38 bytes) fits in 1280: no router sent this.
+		{3, 4, 1280, nat.ReasonICMPFragNeededBogus},
 	}
 	e, w := newEngine(fakeResolver{}, nat.Config{}, conntrack.Limits{})
 	setUp(w)
@@ -105,7 +115,7 @@ func TestICMPPolicyDrops(t *testing.T) {
 		}
 	}
 	for r, n := range map[nat.Reason]uint64{nat.ReasonICMPNetHostUnreachable: 2, nat.ReasonICMPProtoPortUnreachable: 2,
-		nat.ReasonICMPProhibited: 3, nat.ReasonICMPMTUTooSmall: 2, nat.ReasonICMPIn: 0} {
+		nat.ReasonICMPProhibited: 3, nat.ReasonICMPMTUTooSmall: 2, nat.ReasonICMPFragNeededBogus: 1, nat.ReasonICMPIn: 0} {
 		if got := e.Count(r); got != n {
 			t.Errorf("count %v = %d, want %d", r, got, n)
 		}

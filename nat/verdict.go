@@ -51,6 +51,7 @@ const (
 	ReasonICMPProtoPortUnreachable // protocol/port unreachable about a call's GRE
 	ReasonICMPProhibited           // administratively prohibited (or precedence) about a call's GRE
 	ReasonICMPMTUTooSmall          // fragmentation-needed with a next-hop MTU below MinFragNeededMTU
+	ReasonICMPFragNeededBogus      // fragmentation-needed about a packet without DF or not longer than the MTU
 	reasonCount
 )
 
@@ -58,7 +59,7 @@ var reasonNames = [...]string{"control", "control_untracked", "control_out_of_or
 	"gre_identity", "gre_local", "unknown_call", "refused_call", "malformed_gre", "not_pptp_gre",
 	"not_ipv4", "fragment", "not_pptp", "truncated", "icmp_in", "icmp_unknown_call",
 	"control_denied", "gre_version", "gre_protocol", "icmp_net_host_unreachable", "icmp_proto_port_unreachable",
-	"icmp_prohibited", "icmp_mtu_too_small"}
+	"icmp_prohibited", "icmp_mtu_too_small", "icmp_frag_needed_bogus"}
 
 func (r Reason) String() string {
 	if r < reasonCount {
