@@ -39,10 +39,8 @@ const (
 // quoted IPv4 header checksum, the ICMP checksum and the outer IPv4
 // checksum are updated incrementally (RFC 1624).
 //
-// Only what the inside end needs is translated (ICMPPolicy); other errors
-// about a call are dropped by their reason. Anything else passes
-// untouched: an error about no call the gateway translated reaches the
-// router itself, which is harmless.
+// Anything else passes untouched: an error about no call the gateway
+// translated reaches the router itself, which is harmless.
 func (w *Worker) icmpIn() (Verdict, Reason) {
 	icmp := w.ip4.Payload
 	if len(icmp) < icmpOffQuote {
