@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -125,15 +127,17 @@ func sendCtrlCases(t *testing.T, ns *lab.NS, local, server string, cases []ctrlC
 	}
 }
 
-// greCase is one crafted GRE packet (the IP payload) and whether the
-// gateway's rules queue it to the daemon: the u32 match only takes version
-// 1 with protocol 0x880B in the first 4 bytes (DESIGN.md), so other
+// greCase is one crafted GRE packet (the IP payload), whether the
+// gateway's rules queue it when it is forwarded (the u32 match only takes
+// version 1 with protocol 0x880B in the first 4 bytes, DESIGN.md, so other
 // versions and protocols, and headers shorter than 4 bytes, stay with the
-// kernel and are never counted by pptpgw.
+// kernel and are never counted by pptpgw), and the reason pptpgw counts it
+// under when it is sent to the public address (where every GRE is queued).
 type greCase struct {
 	name   string
 	b      []byte
 	queued bool
+	reason string
 }
 
 // malformedGRECases builds the bad GRE v1 headers around a valid one for
@@ -148,7 +152,7 @@ func malformedGRECases(callID uint16) []greCase {
 	flag := func(name string, f func(b []byte)) {
 		b := valid()
 		f(b)
-		cs = append(cs, greCase{name, b, true})
+		cs = append(cs, greCase{name, b, true, "malformed_gre"})
 	}
 	flag("C", func(b []byte) { b[0] |= 0x80 })
 	flag("R", func(b []byte) { b[0] |= 0x40 })
@@ -162,17 +166,21 @@ func malformedGRECases(callID uint16) []greCase {
 	flag("K missing", func(b []byte) { b[0] &^= 0x20 })
 	flag("C R s recur 7, K missing", func(b []byte) { b[0] = 0xDF &^ 0x20 })
 	for n := 0; n < 16; n++ {
-		cs = append(cs, greCase{fmt.Sprintf("header cut at %d", n), valid()[:n], n >= 4})
+		cs = append(cs, greCase{fmt.Sprintf("header cut at %d", n), valid()[:n], n >= 4, "malformed_gre"})
 	}
 	for _, v := range []byte{0, 2, 3, 4, 5, 6, 7} {
 		b := valid()
 		b[1] = b[1]&^0x07 | v
-		cs = append(cs, greCase{fmt.Sprintf("version %d", v), b, false})
+		reason := "gre_version" // to a local address: dropped
+		if v == 0 {
+			reason = "not_pptp_gre" // accepted, for ip_gre; the router's answer is dropped
+		}
+		cs = append(cs, greCase{fmt.Sprintf("version %d", v), b, false, reason})
 	}
 	for _, p := range []uint16{0x0800, 0x0000, 0x880A, 0x6558} {
 		b := valid()
 		binary.BigEndian.PutUint16(b[2:], p)
-		cs = append(cs, greCase{fmt.Sprintf("protocol 0x%04x", p), b, false})
+		cs = append(cs, greCase{fmt.Sprintf("protocol 0x%04x", p), b, false, "gre_protocol"})
 	}
 	return cs
 }
@@ -205,6 +213,8 @@ func sendGREPayloads(ns *lab.NS, src, dst string, cases []greCase, reps int) err
 type barrage struct {
 	l        *lab.Lab
 	gw       *lab.Gateway
+	gwNS     *lab.NS
+	wan      string // the gateway's outside interface
 	srv      *lab.PPTPD
 	ends     []end
 	calls    []lab.GWCall
@@ -215,11 +225,12 @@ type barrage struct {
 	// address, for its outer Call ID; outbound from the inside end of a
 	// live call to its peer, for the peer's Call ID.
 	inNS, outNS *lab.NS
-	// The GRE the rules do not queue (other versions and protocols, cut
-	// before 4 bytes) reaches the gateway's own stack, which answers with
-	// ICMP protocol-unreachable; the peer's pptpd reads that as an error on
-	// its GRE socket and ends every call with the gateway. So those go to
-	// the public address from another host (strayNS, address straySrc).
+	// peerNS holds each call's peer address (by address): forged ICMP
+	// errors about a call come from its own peer too.
+	peerNS map[string]*lab.NS
+	// A third outside address, which sends the same GRE and ICMP: every
+	// GRE to the public address is classified by pptpgw, and the router
+	// answers none of it towards the outside (silence, issue 12).
 	strayNS  *lab.NS
 	straySrc string
 }
@@ -230,6 +241,7 @@ func (b *barrage) run(t *testing.T) {
 	l, gw := b.l, b.gw
 	first := waitEchoes(l, "LCP opened and echoes answered on both ends of 2 calls", b.ends, b.srv, 1, 20*time.Second)
 	st := gw.MustStats()
+	icmpOut := b.gwNS.Capture("cap-icmp-out", b.wan, "icmp and src host "+publicIP)
 
 	ctrl := malformedCtrlCases()
 	sendCtrlCases(t, b.ctrlFrom, b.ctrlSrc, b.ctrlDst, ctrl)
@@ -237,64 +249,75 @@ func (b *barrage) run(t *testing.T) {
 	call := b.calls[0]
 	inCases := malformedGRECases(call.OuterCallID)
 	outCases := malformedGRECases(call.PeerCallID)
-	var inQueued, inStray []greCase
-	for _, k := range inCases {
-		if k.queued {
-			inQueued = append(inQueued, k)
-		} else {
-			inStray = append(inStray, k)
-		}
-	}
-	if err := sendGREPayloads(b.inNS, call.PeerAddr, call.PublicAddr, inQueued, greReps); err != nil {
+	// Every kind, from the call's own peer and from a third address.
+	if err := sendGREPayloads(b.inNS, call.PeerAddr, call.PublicAddr, inCases, greReps); err != nil {
 		t.Fatal(err)
 	}
-	if err := sendGREPayloads(b.strayNS, b.straySrc, call.PublicAddr, inStray, greReps); err != nil {
+	if err := sendGREPayloads(b.strayNS, b.straySrc, call.PublicAddr, inCases, greReps); err != nil {
 		t.Fatal(err)
 	}
 	if err := sendGREPayloads(b.outNS, call.InsideAddr, call.PeerAddr, outCases, greReps); err != nil {
 		t.Fatal(err)
 	}
-	queued := 0
+	want := map[string]uint64{"malformed": uint64(len(ctrl))}
 	for _, k := range inCases {
+		want["packets_"+k.reason] += 2 * greReps
+	}
+	for _, k := range outCases {
 		if k.queued {
-			queued++
+			want["packets_malformed_gre"] += greReps
 		}
 	}
-	wantGRE := uint64(2 * greReps * queued)
-	wantCtrl := uint64(len(ctrl))
+	// Forged ICMP errors about both calls' GRE, from each call's peer and
+	// from the third address.
+	for _, c := range b.calls {
+		for _, from := range []struct {
+			ns  *lab.NS
+			src string
+		}{{b.peerNS[c.PeerAddr], c.PeerAddr}, {b.strayNS, b.straySrc}} {
+			if err := sendForgedICMP(from.ns, from.src, c, greReps); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range forgedICMPCases() {
+				want["packets_"+f.reason] += greReps
+			}
+		}
+	}
 	var s map[string]uint64
+	delta := func(k string) uint64 { return s[k] - st[k] }
 	l.MustWaitFor("malformed input counted", func() error {
 		s = gw.MustStats()
-		if d := s["malformed"] - st["malformed"]; d < wantCtrl {
-			return fmt.Errorf("malformed rose by %d, want %d", d, wantCtrl)
-		}
-		if d := s["packets_malformed_gre"] - st["packets_malformed_gre"]; d < wantGRE {
-			return fmt.Errorf("packets_malformed_gre rose by %d, want %d", d, wantGRE)
+		for k, n := range want {
+			if d := delta(k); d < n {
+				return fmt.Errorf("%s rose by %d, want %d", k, d, n)
+			}
 		}
 		return nil
 	}, 10*time.Second)
 	time.Sleep(500 * time.Millisecond) // anything counted twice would show by now
 	s = gw.MustStats()
-	delta := func(k string) uint64 { return s[k] - st[k] }
-	if d := delta("malformed"); d != wantCtrl {
-		t.Errorf("malformed rose by %d, want exactly %d (one per bad control connection)", d, wantCtrl)
+	for k, n := range want {
+		if d := delta(k); d != n {
+			t.Errorf("%s rose by %d, want exactly %d", k, d, n)
+		}
 	}
-	if d := delta("packets_malformed_gre"); d != wantGRE {
-		t.Errorf("packets_malformed_gre rose by %d, want exactly %d", d, wantGRE)
-	}
-	for _, k := range []string{"packets_not_pptp_gre", "packets_truncated", "packets_gre_local",
+	for _, k := range []string{"packets_truncated", "packets_gre_local", "packets_icmp_unknown_call",
 		"queue_handler_panics", "queue_verdict_errors", "calls_refused"} {
 		if d := delta(k); d != 0 {
 			t.Errorf("%s rose by %d, want 0", k, d)
 		}
 	}
-	if d := delta("control_conns_opened"); d < wantCtrl {
-		t.Errorf("control_conns_opened rose by %d, want >= %d (every bad connection tracked)", d, wantCtrl)
+	if d := delta("control_conns_opened"); d < uint64(len(ctrl)) {
+		t.Errorf("control_conns_opened rose by %d, want >= %d (every bad connection tracked)", d, len(ctrl))
 	}
-	t.Logf("%d bad control connections, %d bad GRE packets (%d queued to the daemon) each way x %d: "+
-		"malformed +%d, packets_malformed_gre +%d, packets_not_pptp_gre +%d, packets_truncated +%d, control_conns_opened +%d",
-		len(ctrl), len(inCases), queued, greReps, delta("malformed"), delta("packets_malformed_gre"),
-		delta("packets_not_pptp_gre"), delta("packets_truncated"), delta("control_conns_opened"))
+	var got []string
+	for k := range want {
+		got = append(got, fmt.Sprintf("%s +%d", k, delta(k)))
+	}
+	sort.Strings(got)
+	t.Logf("%d bad control connections, %d bad GRE kinds x %d from 2 outside addresses and outbound, "+
+		"%d forged ICMP kinds x %d calls x 2 senders: %s", len(ctrl), len(inCases), greReps,
+		len(forgedICMPCases()), len(b.calls), strings.Join(got, ", "))
 
 	// The daemon is up and answers; the live calls carry on.
 	if done, err := gw.Exited(); done {
@@ -317,6 +340,10 @@ func (b *barrage) run(t *testing.T) {
 	if st := gw.MustStats(); st["calls_active"] != 2 {
 		t.Errorf("calls_active = %d, want 2", st["calls_active"])
 	}
+	// Not one ICMP message left the public address towards the outside.
+	if n, err := lab.CountPackets(icmpOut.Stop(), ""); err != nil || n != 0 {
+		t.Errorf("the gateway sent %d ICMP messages from %s to the outside (%v), want none", n, publicIP, err)
+	}
 }
 
 // TestMalformedPNSInside: a pptp-linux and a pptpcli call through the
@@ -328,6 +355,8 @@ func TestMalformedPNSInside(t *testing.T) {
 	t.Parallel()
 	tp := newGWTopo(t, 3)
 	l := tp.l
+	// A third outside address, on the server's host.
+	tp.srv.AddAddr("eth0", thirdOutside+"/24")
 	gw := tp.gw.StartGateway(lab.GatewayConfig{InstallRules: true, LogLevel: "info", Args: []string{"--gre-path", "queue"}}) // the queues see the GRE
 	srv := tp.srv.StartPPTPD(lab.PPTPDConfig{})
 	c1 := tp.clients[0].StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(0)})
@@ -345,8 +374,9 @@ func TestMalformedPNSInside(t *testing.T) {
 		t.Fatalf("no client namespace for %s", calls[0])
 	}
 	b := &barrage{l: l, gw: gw, srv: srv, ends: ends, calls: calls,
-		ctrlFrom: tp.clients[2], ctrlSrc: clientIP(2), ctrlDst: serverIP,
-		inNS: tp.srv, outNS: liveNS, strayNS: tp.clients[2], straySrc: clientIP(2)}
+		gwNS: tp.gw, wan: "wan", ctrlFrom: tp.clients[2], ctrlSrc: clientIP(2), ctrlDst: serverIP,
+		inNS: tp.srv, outNS: liveNS, peerNS: map[string]*lab.NS{serverIP: tp.srv},
+		strayNS: tp.srv, straySrc: thirdOutside}
 	b.run(t)
 }
 
@@ -377,7 +407,8 @@ func TestMalformedPACInside(t *testing.T) {
 		t.Fatalf("no outside namespace for %s", calls[0])
 	}
 	b := &barrage{l: l, gw: gw, srv: srv, ends: ends, calls: calls,
-		ctrlFrom: outs[2], ctrlSrc: outside[2], ctrlDst: publicIP,
-		inNS: peerNS, outNS: srvNS, strayNS: outs[2], straySrc: outside[2]}
+		gwNS: gwNS, wan: "wan", ctrlFrom: outs[2], ctrlSrc: outside[2], ctrlDst: publicIP,
+		inNS: peerNS, outNS: srvNS, peerNS: map[string]*lab.NS{outside[0]: outs[0], outside[1]: outs[1]},
+		strayNS: outs[2], straySrc: outside[2]}
 	b.run(t)
 }

@@ -164,10 +164,7 @@ func (w *Worker) control(pkt []byte, now int64) (Verdict, Reason) {
 func (w *Worker) greV1(pkt []byte, hook Hook, now int64) (Verdict, Reason) {
 	g, r := alg.ParseGRE(w.ip4.Payload)
 	if r != alg.ReasonNone {
-		if r == alg.ReasonGREVersion || r == alg.ReasonGREProto {
-			return Accept, ReasonNotPPTPGRE
-		}
-		return Drop, ReasonMalformedGRE
+		return greRejected(w.ip4.Payload, r, hook)
 	}
 	ip := w.ip4.Contents
 	src, dst := addr4(ip[hdr.IPv4OffSrc:hdr.IPv4OffSrc+4]), addr4(ip[hdr.IPv4OffDst:hdr.IPv4OffDst+4])
@@ -203,6 +200,27 @@ func (w *Worker) greV1(pkt []byte, hook Hook, now int64) (Verdict, Reason) {
 		}
 		return Drop, ReasonUnknownCall
 	}
+}
+
+// greRejected decides on GRE that is not PPTP's. Towards a local address
+// (every GRE is queued there) only version 0 may reach the router's stack,
+// for ip_gre tunnels; the rest is dropped by its reason, so that none of
+// it makes the stack answer the sender. GRE forwarded elsewhere is only
+// queued when it looks like PPTP's, so other versions pass as before.
+func greRejected(b []byte, r alg.Reason, hook Hook) (Verdict, Reason) {
+	switch r {
+	case alg.ReasonGREVersion:
+		if hook == HookGREIn && b[1]&0x07 != 0 {
+			return Drop, ReasonGREVersion
+		}
+		return Accept, ReasonNotPPTPGRE
+	case alg.ReasonGREProto:
+		if hook == HookGREIn {
+			return Drop, ReasonGREProtocol
+		}
+		return Accept, ReasonNotPPTPGRE
+	}
+	return Drop, ReasonMalformedGRE // bad flags, or a header cut short
 }
 
 // setAddr writes an IPv4 address at off of IPv4 header ip and updates the

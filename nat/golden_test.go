@@ -9,9 +9,9 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/pptpgw/pptpgw/alg/hdr"
-	"github.com/pptpgw/pptpgw/conntrack"
 	"github.com/pptpgw/pptpgw/alg/pptpmsg"
 	"github.com/pptpgw/pptpgw/alg/pptptest"
+	"github.com/pptpgw/pptpgw/conntrack"
 	"github.com/pptpgw/pptpgw/nat"
 )
 

@@ -54,6 +54,9 @@ func (w *Worker) icmpIn() (Verdict, Reason) {
 	if !ok {
 		return Accept, ReasonICMPUnknownCall
 	}
+	if r := icmpPolicyOf(icmp); r != ReasonICMPIn { // icmppolicy.go
+		return Drop, r
+	}
 	change := hdr.AddrChange(public, inside)
 	qck := binary.BigEndian.Uint16(q[hdr.IPv4OffChecksum:])
 	nqck := hdr.Update(qck, change)

@@ -33,6 +33,10 @@ func icmpErr(src, dst netip.Addr, typ, code uint8, rest uint32, orig []byte, n i
 	return serialize(ip, ic, gopacket.Payload(orig))
 }
 
+// bigFrame is a PPP frame too big for the 1280-byte path of fragNeeded:
+// only about such a packet is a fragmentation-needed plausible.
+var bigFrame = bytes.Repeat([]byte{0x5a}, 1400)
+
 // fragNeeded is an RFC 1191 fragmentation-needed error with next-hop MTU 1280.
 func fragNeeded(dst netip.Addr, orig []byte, n int) []byte {
 	return icmpErr(router, dst, 3, 4, 1280, orig, n)
@@ -53,8 +57,8 @@ func TestICMPInGolden(t *testing.T) {
 	// What each client sent, and what left the gateway (source public).
 	sent1 := grePkt(client1.Addr(), pac.Addr(), greHdr(pacID1, 7, big))
 	out1 := grePkt(public, pac.Addr(), greHdr(pacID1, 7, big))
-	sent2 := grePkt(client2.Addr(), pac.Addr(), greHdr(pacID2, 9, pppFrame))
-	out2 := grePkt(public, pac.Addr(), greHdr(pacID2, 9, pppFrame))
+	sent2 := grePkt(client2.Addr(), pac.Addr(), greHdr(pacID2, 9, big))
+	out2 := grePkt(public, pac.Addr(), greHdr(pacID2, 9, big))
 	// An ack-only GRE packet: 12 bytes of header, no payload.
 	ackOnly := func(s netip.Addr) []byte {
 		return grePkt(s, pac.Addr(), []byte{0x20, 0x81, 0x88, 0x0b, 0, 0, byte(pacID1 >> 8), byte(pacID1 & 0xff), 0, 0, 0, 5})
@@ -69,7 +73,7 @@ func TestICMPInGolden(t *testing.T) {
 	withOpts := func(s netip.Addr) []byte {
 		ip := ip4(s, pac.Addr(), layers.IPProtocolGRE)
 		ip.Options = []layers.IPv4Option{{OptionType: 1}, {OptionType: 1}, {OptionType: 1}, {OptionType: 0}}
-		return serialize(ip, gopacket.Payload(greHdr(pacID1, 7, pppFrame)))
+		return serialize(ip, gopacket.Payload(greHdr(pacID1, 7, big)))
 	}
 	other := netip.MustParseAddr("198.51.100.77")
 
@@ -90,8 +94,10 @@ func TestICMPInGolden(t *testing.T) {
 			fragNeeded(client2.Addr(), sent2, -1), nat.ReasonICMPIn},
 		{"time exceeded", icmpErr(router, public, 11, 0, 0, out2, 28), nat.HookGREIn,
 			icmpErr(router, client2.Addr(), 11, 0, 0, sent2, 28), nat.ReasonICMPIn},
-		{"host unreachable, ack-only GRE", icmpErr(router, public, 3, 1, 0, ackOnly(public), -1), nat.HookGREIn,
-			icmpErr(router, client1.Addr(), 3, 1, 0, ackOnly(client1.Addr()), -1), nat.ReasonICMPIn},
+		{"reassembly time exceeded, ack-only GRE", icmpErr(router, public, 11, 1, 0, ackOnly(public), -1), nat.HookGREIn,
+			icmpErr(router, client1.Addr(), 11, 1, 0, ackOnly(client1.Addr()), -1), nat.ReasonICMPIn},
+		{"frag-needed, MTU 576", icmpErr(router, public, 3, 4, 576, out1, 28), nat.HookGREIn,
+			icmpErr(router, client1.Addr(), 3, 4, 576, sent1, 28), nat.ReasonICMPIn},
 		{"quoted header with options", fragNeeded(public, withOpts(public), 32), nat.HookGREIn,
 			fragNeeded(client1.Addr(), withOpts(client1.Addr()), 32), nat.ReasonICMPIn},
 
@@ -142,7 +148,7 @@ func TestICMPInGolden(t *testing.T) {
 // TestICMPInCallStates: errors about a call are translated while its GRE
 // is (established, closing), not once it has ended or for an identity call.
 func TestICMPInCallStates(t *testing.T) {
-	out1 := grePkt(public, pac.Addr(), greHdr(pacID1, 7, pppFrame))
+	out1 := grePkt(public, pac.Addr(), greHdr(pacID1, 7, bigFrame))
 	e, w := newEngine(fakeResolver{}, nat.Config{}, conntrack.Limits{})
 	c1, _ := setUp(w)
 	try := func(want nat.Reason) {
@@ -173,7 +179,7 @@ func TestICMPInCallStates(t *testing.T) {
 func TestICMPInZeroAllocs(t *testing.T) {
 	_, w := newEngine(fakeResolver{}, nat.Config{}, conntrack.Limits{})
 	setUp(w)
-	tmpl := fragNeeded(public, grePkt(public, pac.Addr(), greHdr(pacID2, 7, pppFrame)), -1)
+	tmpl := fragNeeded(public, grePkt(public, pac.Addr(), greHdr(pacID2, 7, bigFrame)), -1)
 	buf := make([]byte, len(tmpl))
 	for _, c := range []struct {
 		name string
@@ -196,7 +202,7 @@ func TestICMPInZeroAllocs(t *testing.T) {
 func BenchmarkICMPIn(b *testing.B) {
 	_, w := newEngine(fakeResolver{}, nat.Config{}, conntrack.Limits{})
 	setUp(w)
-	tmpl := fragNeeded(public, grePkt(public, pac.Addr(), greHdr(pacID2, 7, pppFrame)), 28)
+	tmpl := fragNeeded(public, grePkt(public, pac.Addr(), greHdr(pacID2, 7, bigFrame)), 28)
 	buf := make([]byte, len(tmpl))
 	b.ReportAllocs()
 	for b.Loop() {

@@ -43,13 +43,23 @@ const (
 	ReasonICMPIn                         // an ICMP error about GRE translated towards the inside end
 	ReasonICMPUnknownCall                // an ICMP error quoting GRE v1 of no translated call: passed untouched
 	ReasonControlDenied                  // a new control connection the policy does not allow (--allow-inside, --allow-peer)
+
+	// Silence towards PPTP peers: what is dropped so that nothing ends a call.
+	ReasonGREVersion               // GRE to a local address of a version that does not exist (2-7)
+	ReasonGREProtocol              // GRE v1 to a local address carrying something else than PPP
+	ReasonICMPNetHostUnreachable   // net/host unreachable (or unknown, isolated, TOS, source route) about a call's GRE
+	ReasonICMPProtoPortUnreachable // protocol/port unreachable about a call's GRE
+	ReasonICMPProhibited           // administratively prohibited (or precedence) about a call's GRE
+	ReasonICMPMTUTooSmall          // fragmentation-needed with a next-hop MTU below MinFragNeededMTU
+	ReasonICMPFragNeededBogus      // fragmentation-needed about a packet without DF or not longer than the MTU
 	reasonCount
 )
 
 var reasonNames = [...]string{"control", "control_untracked", "control_out_of_order", "gre_in", "gre_out",
 	"gre_identity", "gre_local", "unknown_call", "refused_call", "malformed_gre", "not_pptp_gre",
 	"not_ipv4", "fragment", "not_pptp", "truncated", "icmp_in", "icmp_unknown_call",
-	"control_denied"}
+	"control_denied", "gre_version", "gre_protocol", "icmp_net_host_unreachable", "icmp_proto_port_unreachable",
+	"icmp_prohibited", "icmp_mtu_too_small", "icmp_frag_needed_bogus"}
 
 func (r Reason) String() string {
 	if r < reasonCount {

@@ -13,6 +13,7 @@ import (
 	"github.com/pptpgw/pptpgw/cmd/pptpgw/config"
 	"github.com/pptpgw/pptpgw/nat/nft"
 	"github.com/pptpgw/pptpgw/nat/rules"
+	"github.com/pptpgw/pptpgw/nat/silence"
 )
 
 // configError prints a configuration error as one line: usage help exits
@@ -53,6 +54,10 @@ func cmdRules(args []string, stdout, stderr io.Writer) int {
 		// The kernel GRE fast path's table (--gre-path kernel) goes too;
 		// a host without nf_tables has none.
 		if _, err := nft.RemoveTable(); err != nil && nft.Available() {
+			fmt.Fprintf(stderr, "pptpgw rules remove: %v\n", err)
+			return 1
+		}
+		if err := silence.New(0).Remove(); err != nil && nft.Available() { // run's own table
 			fmt.Fprintf(stderr, "pptpgw rules remove: %v\n", err)
 			return 1
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/pptpgw/pptpgw/nat/gateway"
 	"github.com/pptpgw/pptpgw/nat/nft"
 	"github.com/pptpgw/pptpgw/nat/rules"
+	"github.com/pptpgw/pptpgw/nat/silence"
 )
 
 // daemon is `pptpgw run`: configuration, signals and the admin socket
@@ -43,7 +44,7 @@ func rulesConfig(c *config.Config) rules.Config {
 // gatewayConfig turns the configuration into the gateway's.
 func gatewayConfig(cfg *config.Config, log *zap.Logger) gateway.Config {
 	return gateway.Config{
-		Rules: rulesConfig(cfg), InstallRules: cfg.InstallRules, Force: cfg.Force,
+		Rules: rulesConfig(cfg), InstallRules: cfg.InstallRules, RepairRules: cfg.RepairRules, Force: cfg.Force,
 		Limits: limitsOf(cfg.Reloadable), Policy: policyOf(cfg.Policy),
 		PublicIPs: cfg.PublicIPs, LocalGREAccept: cfg.LocalGRE == config.LocalGREAccept,
 		GREPath: cfg.GREPath, SnapshotInterval: cfg.SnapshotInterval,
@@ -61,6 +62,7 @@ func gatewayDeps(cfg *config.Config, log *zap.Logger) (gateway.Deps, error) {
 	markBit := cfg.MarkBit
 	return gateway.Deps{
 		IPTables: ipt,
+		Silence:  silence.New(0),
 		State:    gateway.StateFile(cfg.StateFile),
 		Backends: map[string]func() (fastpath.Backend, error){
 			gateway.PathKernel: func() (fastpath.Backend, error) { return nft.New(nft.Config{MarkBit: markBit}) },

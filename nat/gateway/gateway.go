@@ -46,6 +46,9 @@ type Config struct {
 	// the fast path's kernel objects) when Run returns; else the rules
 	// must be in place (`pptpgw rules install`) and everything stays.
 	InstallRules bool
+	// RepairRules puts back every few seconds what a firewall reload
+	// removed; false only reports it (--repair-rules).
+	RepairRules bool
 	// Force starts even with the kernel's own PPTP helper attached.
 	Force          bool
 	Limits         conntrack.Limits
@@ -82,6 +85,12 @@ type Deps struct {
 	Resolver conntrack.Resolver
 	// IPTables manages the rules; nil leaves them alone (tests).
 	IPTables rules.IPTables
+	// Silence is the nf_tables copy of the silence rules, which a
+	// firewall reload does not touch (nat/silence); nil: none.
+	Silence interface {
+		rules.Silencer
+		Remove() error
+	}
 	// Backends make the fast path's backends by --gre-path name; a name
 	// missing here is not available.
 	Backends map[string]func() (fastpath.Backend, error)
@@ -107,6 +116,7 @@ type Gateway struct {
 	ctlQ      Queues        // control queues (may be fail-open)
 	greQ      Queues        // GRE and ICMP queues (always fail-closed)
 	installed rules.Report
+	keeper    *rules.Keeper // nil without IPTables
 
 	fast       *fastpath.Reconciler // nil: GRE through the queues
 	pathChoice PathChoice
@@ -197,17 +207,37 @@ func (g *Gateway) startRules() error {
 		if g.installed, err = rules.Install(ipt, g.cfg.Rules); err != nil {
 			return fmt.Errorf("install rules: %w", err)
 		}
-		return nil
+	} else {
+		diff, err := rules.Verify(ipt, g.cfg.Rules)
+		if err != nil {
+			return fmt.Errorf("verify rules: %w", err)
+		}
+		if len(diff) > 0 {
+			return fmt.Errorf("installed rules do not match this configuration (run `pptpgw rules install` with the same flags, or --install-rules): %s",
+				strings.Join(diff, "; "))
+		}
 	}
-	diff, err := rules.Verify(ipt, g.cfg.Rules)
-	if err != nil {
-		return fmt.Errorf("verify rules: %w", err)
+	g.keeper = rules.NewKeeper(ipt, g.cfg.Rules, g.cfg.RepairRules, g.log.Named("rules"))
+	if g.deps.Silence != nil {
+		g.keeper.Silence = g.deps.Silence
 	}
-	if len(diff) > 0 {
-		return fmt.Errorf("installed rules do not match this configuration (run `pptpgw rules install` with the same flags, or --install-rules): %s",
-			strings.Join(diff, "; "))
-	}
+	g.keeper.Check() // creates the nf_tables silence table
 	return nil
+}
+
+// repairRules re-verifies the rules (and the silence table) every few
+// seconds and puts back what a firewall reload removed.
+func (g *Gateway) repairRules(ctx context.Context) {
+	t := time.NewTicker(rules.DefaultRepairInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			g.keeper.Check() // logs and counts what it found
+		}
+	}
 }
 
 // Run keeps the gateway going until ctx ends (nil) or a queue set fails
@@ -227,6 +257,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.spawn(ctx, &wg, "writeState", g.writeState)
 	if g.fast != nil {
 		g.spawn(ctx, &wg, "reconcileFastPath", g.fast.Run)
+	}
+	if g.keeper != nil {
+		g.spawn(ctx, &wg, "repairRules", g.repairRules)
 	}
 	select {
 	case <-ctx.Done():
@@ -310,6 +343,11 @@ func (g *Gateway) Stop() {
 		if g.deps.IPTables != nil && !g.installed.Empty() {
 			if err := rules.Undo(g.deps.IPTables, g.installed); err != nil {
 				g.log.Error("remove installed rules", zap.Error(err))
+			}
+			if g.deps.Silence != nil {
+				if err := g.deps.Silence.Remove(); err != nil {
+					g.log.Warn("remove the nf_tables silence table", zap.Error(err))
+				}
 			}
 		}
 	})

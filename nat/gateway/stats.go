@@ -20,6 +20,9 @@ func (g *Gateway) Stats() map[string]uint64 {
 	s["gre_dropped_unknown_call"] = e.Count(nat.ReasonUnknownCall)
 	s["gre_dropped_refused_call"] = e.Count(nat.ReasonRefusedCall)
 	g.fastPathStats(s)
+	if g.keeper != nil {
+		g.keeper.Stats(s)
+	}
 	s["queue_drops"] = g.deps.QueueDrops(g.layout.First, g.layout.Last())
 	for _, q := range []Queues{g.ctlQ, g.greQ} {
 		if q == nil {

@@ -37,6 +37,15 @@ func Install(ipt IPTables, cfg Config) (Report, error) {
 	if d.conflicts() {
 		return rep, fmt.Errorf("%w: %s", ErrMismatch, strings.Join(d.lines(), "; "))
 	}
+	return add(ipt, cfg, st, d)
+}
+
+// add puts in what d says is missing from st, which it updates.
+func add(ipt IPTables, cfg Config, st *state, d *diff) (Report, error) {
+	var (
+		rep Report
+		err error
+	)
 	for _, c := range d.missingChains {
 		if err := ipt.NewChain(c.Table, c.Name); err != nil {
 			return rep, fmt.Errorf("create chain %s %s: %w", c.Table, c.Name, err)

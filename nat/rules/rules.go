@@ -28,6 +28,7 @@ const (
 	ChainNoTrack = "PPTPGW-NOTRACK" // raw PREROUTING, first: GRE v1 (and ICMP errors quoting GRE) out of conntrack
 	ChainGREIn   = "PPTPGW-GRE-IN"  // raw PREROUTING, second: inbound GRE v1 to the GRE queues
 	ChainGREOut  = "PPTPGW-GRE-OUT" // mangle POSTROUTING: outbound GRE v1 to the GRE queues
+	ChainSilence = "PPTPGW-SILENCE" // raw OUTPUT: no ICMP error the router makes about GRE that could end a call
 )
 
 // ChainPrefix starts the name of every chain pptpgw owns.
@@ -48,6 +49,14 @@ const (
 	// U32ICMPQuotingGRE matches ICMP destination-unreachable (3) and
 	// time-exceeded (11) whose quoted IP header says protocol 47.
 	U32ICMPQuotingGRE = "0>>22&0x3C@0>>24=3,11&&0>>22&0x3C@16>>16&0xFF=47"
+	// U32ICMPFatalQuotingGRE matches the ICMP errors (type<<8|code) that
+	// a raw GRE socket takes as fatal (Linux raw_err, icmp_err_convert:
+	// pptpd and pptp-linux end the call on the read error), quoting GRE:
+	// destination-unreachable except fragmentation-needed, and
+	// parameter-problem. Fragmentation-needed and time-exceeded stay: the
+	// router sends them only about GRE it forwards (an inside client's
+	// path MTU), or, for time-exceeded, as a soft error.
+	U32ICMPFatalQuotingGRE = "0>>22&0x3C@0>>16=0x300:0x303,0x305:0x3FF,0xC00:0xCFF&&0>>22&0x3C@16>>16&0xFF=47"
 )
 
 // Config is the part of pptpgw's configuration the rules depend on.
@@ -107,6 +116,7 @@ func Chains() []Chain {
 	return []Chain{
 		{TableRaw, ChainNoTrack, "PREROUTING"},
 		{TableRaw, ChainGREIn, "PREROUTING"},
+		{TableRaw, ChainSilence, "OUTPUT"},
 		{TableMangle, ChainCTL, "FORWARD"},
 		{TableMangle, ChainGREOut, "POSTROUTING"},
 	}
@@ -156,6 +166,15 @@ func Desired(cfg Config) []Rule {
 		{TableRaw, ChainGREIn, cat(greMatch, local, gre)},
 		// Bypass: if the daemon is down, errors reach the router untouched.
 		{TableRaw, ChainGREIn, cat(icmpMatch, local, greBypass)},
+		// Every other GRE to a local address (other versions, flags,
+		// protocols, cut headers) is classified and counted by the daemon,
+		// which drops all but GRE v0 (ip_gre tunnels). Bypass: while the
+		// daemon is down it reaches the stack, and PPTPGW-SILENCE keeps
+		// the stack's answer from reaching the peer.
+		{TableRaw, ChainGREIn, cat([]string{"-p", "gre"}, local, greBypass)},
+		// The router's own stack never tells a PPTP peer that GRE is
+		// unwelcome: one such error ends every call with that peer.
+		{TableRaw, ChainSilence, cat([]string{"-p", "icmp", "-m", "u32", "--u32", U32ICMPFatalQuotingGRE}, []string{"-j", "DROP"})},
 		{TableMangle, ChainCTL, cat([]string{"-p", "tcp", "-m", "tcp", "--sport", "1723"}, ctl)},
 		{TableMangle, ChainCTL, cat([]string{"-p", "tcp", "-m", "tcp", "--dport", "1723"}, ctl)},
 		{TableMangle, ChainGREOut, cat(greMatch, gre)},
@@ -166,8 +185,11 @@ func Desired(cfg Config) []Rule {
 	skip := []string{"-m", "mark", "!", "--mark", mark}
 	for _, c := range Chains() {
 		spec := skip
-		if c.Name == ChainCTL {
+		switch c.Name {
+		case ChainCTL:
 			spec = []string{"-p", "tcp"} // GRE need not look at the control rules
+		case ChainSilence:
+			spec = []string{"-p", "icmp"}
 		}
 		rs = append(rs, Rule{c.Table, c.From, cat(spec, []string{"-j", c.Name})})
 	}

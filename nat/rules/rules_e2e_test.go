@@ -76,8 +76,8 @@ func TestE2EInstallRemove(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(rep.Chains) != 4 || len(rep.Rules) != 11 {
-				t.Errorf("first Install added %d chains, %d rules; want 4, 11", len(rep.Chains), len(rep.Rules))
+			if len(rep.Chains) != 5 || len(rep.Rules) != 14 {
+				t.Errorf("first Install added %d chains, %d rules; want 5, 14", len(rep.Chains), len(rep.Rules))
 			}
 			installed := save(t, ns, bin)
 			if d, err := Verify(ipt, cfg); err != nil || len(d) != 0 {
@@ -111,8 +111,8 @@ func TestE2EInstallRemove(t *testing.T) {
 				}
 			}
 			// A changed queue number.
-			if d, _ := Verify(ipt, Config{Queue: 11, Queues: 2}); len(d) != 10 {
-				t.Errorf("Verify with another queue = %d lines, want 10:\n%s", len(d), strings.Join(d, "\n"))
+			if d, _ := Verify(ipt, Config{Queue: 11, Queues: 2}); len(d) != 12 {
+				t.Errorf("Verify with another queue = %d lines, want 12:\n%s", len(d), strings.Join(d, "\n"))
 			}
 			if _, err := Install(ipt, Config{Queue: 11, Queues: 2}); !errors.Is(err, ErrMismatch) {
 				t.Errorf("Install over another queue: %v, want ErrMismatch", err)
@@ -165,6 +165,68 @@ func TestE2EInstallRemove(t *testing.T) {
 			}
 			if got := save(t, ns, bin); got != before {
 				t.Errorf("after Install+Undo:\n%s\nwant:\n%s", got, before)
+			}
+		})
+	}
+}
+
+// TestE2ERepairAfterRestore: an operator's firewall reload
+// (`iptables-restore` without --noflush, as netfilter-persistent does)
+// deletes pptpgw's chains; Repair puts back exactly what was there, after
+// the operator's own rules, and a second Repair changes nothing.
+func TestE2ERepairAfterRestore(t *testing.T) {
+	needRoot(t)
+	for _, bin := range []string{"iptables-nft", "iptables-legacy"} {
+		t.Run(bin, func(t *testing.T) {
+			if _, err := exec.LookPath(bin); err != nil {
+				t.Skip(bin + " not installed")
+			}
+			ns := newNS(t, "silence-repair")
+			ipt, err := New(wrapper(t, ns, bin))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ruleset := "*raw\n-A PREROUTING -p udp --dport 53 -j CT --notrack\nCOMMIT\n" +
+				"*mangle\n-A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu\nCOMMIT\n"
+			restore := func() {
+				cmd := exec.Command("ip", "netns", "exec", ns, bin+"-restore")
+				cmd.Stdin = strings.NewReader(ruleset)
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("%s-restore: %v: %s", bin, err, out)
+				}
+			}
+			restore()
+			cfg := Config{Queue: 4}
+			if _, err := Install(ipt, cfg); err != nil {
+				t.Fatal(err)
+			}
+			installed := save(t, ns, bin)
+			restore() // the reload: pptpgw's chains are gone
+			if d, _ := Verify(ipt, cfg); len(d) != 5+14 {
+				t.Fatalf("Verify after the reload: %d lines, want 19:\n%s", len(d), strings.Join(d, "\n"))
+			}
+			rep, err := Repair(ipt, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Restored() != 5+14 || len(rep.Removed) != 0 {
+				t.Errorf("Repair restored %d, removed %d; want 19, 0", rep.Restored(), len(rep.Removed))
+			}
+			if got := save(t, ns, bin); got != installed {
+				t.Errorf("after Repair:\n%s\nwant:\n%s", got, installed)
+			}
+			// A reload that re-adds one jump by hand (a script with -A
+			// and --noflush): the duplicate goes, the order stays.
+			sh(t, "ip", "netns", "exec", ns, bin, "-t", "raw", "-A", "PREROUTING", "-m", "mark", "!", "--mark",
+				"0x10000000/0x10000000", "-j", ChainNoTrack)
+			if _, err := Repair(ipt, cfg); err != nil {
+				t.Fatal(err)
+			}
+			if got := save(t, ns, bin); got != installed {
+				t.Errorf("after Repair of a duplicate jump:\n%s\nwant:\n%s", got, installed)
+			}
+			if rep, err := Repair(ipt, cfg); err != nil || len(rep.Differences) != 0 {
+				t.Errorf("second Repair: %+v, %v", rep, err)
 			}
 		})
 	}

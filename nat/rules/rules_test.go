@@ -28,11 +28,14 @@ func TestDesiredDefault(t *testing.T) {
 		"-t raw -A PPTPGW-NOTRACK " + icmQ + " -m addrtype --dst-type LOCAL -j CT --notrack",
 		"-t raw -A PPTPGW-GRE-IN " + greQ + " -m addrtype --dst-type LOCAL -j NFQUEUE --queue-num 1",
 		"-t raw -A PPTPGW-GRE-IN " + icmQ + " -m addrtype --dst-type LOCAL -j NFQUEUE --queue-num 1 --queue-bypass",
+		"-t raw -A PPTPGW-GRE-IN -p gre -m addrtype --dst-type LOCAL -j NFQUEUE --queue-num 1 --queue-bypass",
+		`-t raw -A PPTPGW-SILENCE -p icmp -m u32 --u32 "0>>22&0x3C@0>>16=0x300:0x303,0x305:0x3FF,0xC00:0xCFF&&0>>22&0x3C@16>>16&0xFF=47" -j DROP`,
 		"-t mangle -A PPTPGW-CTL -p tcp -m tcp --sport 1723 -j NFQUEUE --queue-num 0",
 		"-t mangle -A PPTPGW-CTL -p tcp -m tcp --dport 1723 -j NFQUEUE --queue-num 0",
 		"-t mangle -A PPTPGW-GRE-OUT " + greQ + " -j NFQUEUE --queue-num 1",
 		"-t raw -A PREROUTING -m mark ! --mark 0x10000000/0x10000000 -j PPTPGW-NOTRACK",
 		"-t raw -A PREROUTING -m mark ! --mark 0x10000000/0x10000000 -j PPTPGW-GRE-IN",
+		"-t raw -A OUTPUT -p icmp -j PPTPGW-SILENCE",
 		"-t mangle -A FORWARD -p tcp -j PPTPGW-CTL",
 		"-t mangle -A POSTROUTING -m mark ! --mark 0x10000000/0x10000000 -j PPTPGW-GRE-OUT",
 	}
@@ -100,15 +103,15 @@ func TestInstallVerifyRemove(t *testing.T) {
 	before := f.Dump()
 	cfg := Config{Queue: 0, Queues: 2}
 
-	if d, err := Verify(f, cfg); err != nil || len(d) != 4+11 {
-		t.Fatalf("Verify before install = %d lines, %v; want 4 missing chains + 11 missing rules", len(d), err)
+	if d, err := Verify(f, cfg); err != nil || len(d) != 5+14 {
+		t.Fatalf("Verify before install = %d lines, %v; want 5 missing chains + 14 missing rules", len(d), err)
 	}
 	rep, err := Install(f, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Chains) != 4 || len(rep.Rules) != 11 {
-		t.Errorf("report: %d chains, %d rules; want 4, 11", len(rep.Chains), len(rep.Rules))
+	if len(rep.Chains) != 5 || len(rep.Rules) != 14 {
+		t.Errorf("report: %d chains, %d rules; want 5, 14", len(rep.Chains), len(rep.Rules))
 	}
 	if d, err := Verify(f, cfg); err != nil || len(d) != 0 {
 		t.Fatalf("Verify after install: %q, %v", d, err)
@@ -181,7 +184,7 @@ func TestUndoOnlyOwnAdditions(t *testing.T) {
 	_ = f.Delete(TableMangle, "POSTROUTING", "-j", ChainGREOut)
 	_ = f.ClearChain(TableMangle, ChainGREOut)
 	_ = f.DeleteChain(TableMangle, ChainGREOut)
-	_ = f.Delete(TableMangle, ChainCTL, Desired(cfg)[5].Spec...)
+	_ = f.Delete(TableMangle, ChainCTL, Desired(cfg)[7].Spec...)
 	partial := f.Dump()
 
 	rep, err := Install(f, cfg)
@@ -222,13 +225,15 @@ func TestShow(t *testing.T) {
 		"*raw",
 		":PPTPGW-NOTRACK - [0:0]",
 		":PPTPGW-GRE-IN - [0:0]",
+		":PPTPGW-SILENCE - [0:0]",
 		"-A PREROUTING -m mark ! --mark 0x10000000/0x10000000 -j PPTPGW-NOTRACK",
 		"-A PREROUTING -m mark ! --mark 0x10000000/0x10000000 -j PPTPGW-GRE-IN",
+		"-A OUTPUT -p icmp -j PPTPGW-SILENCE",
 	}
 	if d := cmp.Diff(want, got[:len(want)]); d != "" {
 		t.Errorf("Show (-want +got):\n%s", d)
 	}
-	if len(got) != len(want)+5 || got[len(got)-1] != "COMMIT" {
+	if len(got) != len(want)+7 || got[len(got)-1] != "COMMIT" {
 		t.Errorf("Show tail = %q", got[len(want):])
 	}
 }

@@ -32,6 +32,18 @@ func chainKey(table, chain string) string { return table + "\x00" + chain }
 // anywhere (an operator's hand-made jump would bypass the ordering).
 func readState(ipt IPTables) (*state, error) {
 	st := &state{chains: map[string]bool{}, rules: map[string][]Rule{}}
+	if tl, ok := ipt.(tableLister); ok {
+		for _, table := range []string{TableRaw, TableMangle} {
+			lines, err := tl.ListTable(table)
+			if err != nil {
+				return nil, fmt.Errorf("list table %s: %w", table, err)
+			}
+			if err := st.addTable(table, lines); err != nil {
+				return nil, err
+			}
+		}
+		return st, nil
+	}
 	for _, table := range []string{TableRaw, TableMangle} {
 		chains, err := ipt.ListChains(table)
 		if err != nil {
@@ -53,6 +65,37 @@ func readState(ipt IPTables) (*state, error) {
 		}
 	}
 	return st, nil
+}
+
+// tableLister lists a whole table in `iptables -S` form (Handle).
+type tableLister interface {
+	ListTable(table string) ([]string, error)
+}
+
+// addTable reads one table's `iptables -S` listing: its chains (-P, -N)
+// in order, then its rules.
+func (st *state) addTable(table string, lines []string) error {
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) >= 2 && (f[0] == "-P" || f[0] == "-N") {
+			k := chainKey(table, f[1])
+			st.chains[k] = true
+			st.rules[k] = nil
+			st.order = append(st.order, k)
+		}
+	}
+	rs, err := parseRules(table, lines)
+	if err != nil {
+		return fmt.Errorf("parse table %s: %w", table, err)
+	}
+	for _, r := range rs {
+		k := chainKey(table, r.Chain)
+		if !st.chains[k] {
+			return fmt.Errorf("table %s: rule in undeclared chain %s", table, r.Chain)
+		}
+		st.rules[k] = append(st.rules[k], r)
+	}
+	return nil
 }
 
 // ours reports whether a chain name belongs to pptpgw.

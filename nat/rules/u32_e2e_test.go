@@ -128,8 +128,12 @@ func TestE2EU32Matches(t *testing.T) {
 	})
 
 	want := map[string][]int{
-		TableRaw + " " + ChainNoTrack:   {4, 2},
-		TableRaw + " " + ChainGREIn:     {3, 2},
+		TableRaw + " " + ChainNoTrack: {4, 2},
+		// GRE v1, ICMP errors quoting GRE, then every other GRE to B.
+		TableRaw + " " + ChainGREIn: {3, 2, 2},
+		// B's stack answers the two GRE v0 packets (no tunnel takes them,
+		// the queue was bypassed) with an unreachable error: dropped.
+		TableRaw + " " + ChainSilence:   {2},
 		TableMangle + " " + ChainGREOut: {1},
 		// The marked GRE v1 and the GRE v0 left B; the unmarked v1 was
 		// queued, and with nobody bound to the queue, dropped.

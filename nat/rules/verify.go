@@ -12,7 +12,7 @@ import (
 
 // New returns a go-iptables handle for IPv4 driving the binary at path
 // ("" finds `iptables` on $PATH), waiting up to 5 s for the xtables lock.
-func New(path string) (*iptables.IPTables, error) {
+func New(path string) (*Handle, error) {
 	if path == "" {
 		path = "iptables"
 	}
@@ -20,7 +20,26 @@ func New(path string) (*iptables.IPTables, error) {
 	if err != nil {
 		return nil, fmt.Errorf("iptables: %w", err)
 	}
-	return ipt, nil
+	return &Handle{IPTables: ipt, path: path}, nil
+}
+
+// Handle is a go-iptables handle that also lists a whole table in one
+// command, so that reading the state (every few seconds, --repair-rules)
+// costs two iptables runs instead of one per chain.
+type Handle struct {
+	*iptables.IPTables
+	path string
+}
+
+// ListTable returns `iptables -t table -S`.
+func (h *Handle) ListTable(table string) ([]string, error) {
+	var out, errOut bytes.Buffer
+	cmd := exec.Command(h.path, "-w", "5", "-t", table, "-S")
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s -t %s -S: %w: %s", h.path, table, err, strings.TrimSpace(errOut.String()))
+	}
+	return strings.Split(strings.TrimRight(out.String(), "\n"), "\n"), nil
 }
 
 // Verify compares the installed rules with cfg. It returns nil when they

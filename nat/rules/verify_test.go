@@ -14,13 +14,13 @@ func TestVerifyDetects(t *testing.T) {
 		want   []string // substrings, one per expected line
 	}{
 		{"deleted rule", func(f *Memory) {
-			_ = f.Delete(TableMangle, ChainCTL, Desired(cfg)[5].Spec...)
+			_ = f.Delete(TableMangle, ChainCTL, Desired(cfg)[7].Spec...)
 		}, cfg, []string{"missing rule: -t mangle -A PPTPGW-CTL -p tcp -m tcp --dport 1723"}},
 		{"changed queue", nil, Config{Queue: 5}, []string{
 			"missing rule: -t raw -A PPTPGW-GRE-IN " + greQ + " -m addrtype --dst-type LOCAL -j NFQUEUE --queue-num 6",
-			"missing rule", "missing rule", "missing rule", "missing rule",
+			"missing rule", "missing rule", "missing rule", "missing rule", "missing rule",
 			"extra rule: -t raw -A PPTPGW-GRE-IN " + `-p gre -m u32 --u32 "0x0>>0x16&0x3c@0x0>>0x10&0x7=0x1&&0x0>>0x16&0x3c@0x0&0xffff=0x880b"` + " -m addrtype --dst-type LOCAL -j NFQUEUE --queue-num 4",
-			"extra rule", "extra rule", "extra rule", "extra rule",
+			"extra rule", "extra rule", "extra rule", "extra rule", "extra rule",
 		}},
 		{"fail-open differs", nil, Config{Queue: 3, FailOpen: true}, []string{
 			"missing rule: -t mangle -A PPTPGW-CTL -p tcp -m tcp --sport 1723 -j NFQUEUE --queue-num 3 --queue-bypass",

@@ -90,6 +90,7 @@ type Config struct {
 	Queue         uint16       // --queue: first control queue; GRE/ICMP use Queue+Queues...
 	Queues        int          // --queues: number of control queues (1..MaxQueues)
 	InstallRules  bool         // --install-rules
+	RepairRules   bool         // --repair-rules: put back what a firewall reload removed (default true)
 	FailOpen      bool         // --fail-open: control queues only
 	Force         bool         // --force: start although the kernel's PPTP helper is attached
 	GREPath       string       // --gre-path: auto, bpf, kernel or queue
@@ -124,6 +125,7 @@ func Default() Config {
 			LogLevel:          "info",
 		},
 		Queues:      1,
+		RepairRules: true,
 		GREPath:     GREPathAuto,
 		BPFPinDir:   DefaultBPFPinDir,
 		LocalGRE:    LocalGREDrop,

@@ -124,6 +124,7 @@ func TestAllOptions(t *testing.T) {
 queue: 10
 queues: 4
 install-rules: true
+repair-rules: false
 fail-open: true
 force: true
 gre-path: kernel
@@ -272,5 +273,28 @@ func TestHelp(t *testing.T) {
 	}
 	if strings.Contains(Usage(CmdRules), "--max-calls") {
 		t.Error("rules usage lists --max-calls")
+	}
+}
+
+// TestRepairRules: --repair-rules is on by default and turned off by a
+// flag, the environment or the file.
+func TestRepairRules(t *testing.T) {
+	for _, tt := range []struct {
+		args, env []string
+		want      bool
+	}{
+		{nil, nil, true},
+		{[]string{"--repair-rules=false"}, nil, false},
+		{nil, []string{"PPTPGW_REPAIR_RULES=false"}, false},
+		{[]string{"--config", writeFile(t, "repair-rules: false\n")}, nil, false},
+		{[]string{"--repair-rules"}, []string{"PPTPGW_REPAIR_RULES=false"}, true},
+	} {
+		c, err := Parse(CmdRun, tt.args, tt.env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.RepairRules != tt.want {
+			t.Errorf("args %q env %q: RepairRules %v, want %v", tt.args, tt.env, c.RepairRules, tt.want)
+		}
 	}
 }
