@@ -12,10 +12,11 @@ type Sizes struct {
 func (t *Table) Sizes() Sizes {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	s := Sizes{Conns: len(t.conns), ByOuter: len(t.byOuter), ByOut: t.byOut.calls(), ByPublic: len(t.byPublic), IdentIn: len(t.identIn),
-		Buckets: len(t.buckets), PerIn: len(t.perIn), Active: t.active, Pending: t.pending,
-		Unbound: t.unbound}
-	for _, c := range t.conns {
+	x := &t.idx
+	s := Sizes{Conns: len(x.conns), ByOuter: len(x.byOuter), ByOut: x.byOut.calls(), ByPublic: len(x.byPublic), IdentIn: len(x.identIn),
+		Buckets: len(x.buckets), PerIn: len(x.perIn), Active: x.active, Pending: x.pending,
+		Unbound: x.unbound}
+	for _, c := range x.conns {
 		s.Calls += len(c.calls)
 		s.Records += len(c.out.State().Records) + len(c.in.State().Records)
 	}
@@ -26,5 +27,5 @@ func (t *Table) Sizes() Sizes {
 func (t *Table) BucketUse(peer Addr, hi byte) int {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return int(t.buckets[bucketKey{peer, hi}])
+	return int(t.idx.buckets[bucketKey{peer, hi}])
 }

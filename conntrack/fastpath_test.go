@@ -57,7 +57,7 @@ func TestFastPathHooks(t *testing.T) {
 	wantOps(t, rec.take())
 	f.send(dirIn, cdn(0x8010))
 	wantOps(t, rec.take(), "del "+c10)
-	if err := tbl.Delete("203.0.113.1/198.51.100.10/32", t0); err != nil {
+	if err := tbl.Delete("203.0.113.1/198.51.100.10/32", t0.UnixNano()); err != nil {
 		t.Fatal(err)
 	}
 	wantOps(t, rec.take(), "del "+c20)

@@ -119,7 +119,11 @@ func (d *daemon) start(ctx context.Context) error {
 				strings.Join(diff, "; "))
 		}
 	}
-	d.table = conntrack.New(limitsOf(cfg.Reloadable), newCallLog(d.log.Named("calls")))
+	// Call events reach the log through a bounded buffer: a stuck log
+	// sink costs dropped events (events_dropped), never a packet.
+	events := conntrack.NewEventBuffer(newCallLog(d.log.Named("calls")), 0)
+	go events.Run(ctx)
+	d.table = conntrack.New(limitsOf(cfg.Reloadable), events)
 	d.restore()
 	d.setPolicy(cfg.Policy) // policy.go, after restore: restored calls are checked too
 	ct, err := ctnl.Dial(0)
@@ -241,7 +245,7 @@ func (d *daemon) loop(ctx context.Context) int {
 			d.stop()
 			return 0
 		case <-expire.C:
-			d.table.Expire(time.Now())
+			d.table.Expire(time.Now().UnixNano())
 		case <-snap.C:
 			d.snapshot()
 		case <-d.ctlQ.Done():
@@ -303,10 +307,10 @@ func (d *daemon) stop() {
 }
 
 // Calls, Stats and DeleteCall serve the admin socket.
-func (d *daemon) Calls() []conntrack.CallView { return d.table.Calls() }
+func (d *daemon) Calls() []admin.CallView { return admin.Views(d.table.Calls()) }
 
 func (d *daemon) DeleteCall(id string) error {
-	if err := d.table.Delete(id, time.Now()); err != nil {
+	if err := d.table.Delete(id, time.Now().UnixNano()); err != nil {
 		if errors.Is(err, conntrack.ErrNoCall) {
 			return admin.ErrNotFound
 		}
