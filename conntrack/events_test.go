@@ -86,10 +86,12 @@ type reentrant struct {
 	seen []int
 }
 
-func (o *reentrant) CallUp(conntrack.CallInfo)              { o.seen = append(o.seen, len(o.tbl.Calls())) }
-func (o *reentrant) CallRefused(conntrack.CallInfo, string) { o.seen = append(o.seen, len(o.tbl.Calls())) }
-func (o *reentrant) CallDown(conntrack.CallInfo, string)    { o.seen = append(o.seen, len(o.tbl.Calls())) }
-func (o *reentrant) Malformed(conntrack.ConnInfo, string)   {}
+func (o *reentrant) CallUp(conntrack.CallInfo) { o.seen = append(o.seen, len(o.tbl.Calls())) }
+func (o *reentrant) CallRefused(conntrack.CallInfo, string) {
+	o.seen = append(o.seen, len(o.tbl.Calls()))
+}
+func (o *reentrant) CallDown(conntrack.CallInfo, string)  { o.seen = append(o.seen, len(o.tbl.Calls())) }
+func (o *reentrant) Malformed(conntrack.ConnInfo, string) {}
 
 // TestEventsAfterUnlock: an observer without a buffer hears each event on
 // the caller's goroutine once the table is unlocked, and in order.

@@ -158,7 +158,9 @@ type seenCall struct {
 
 // Observer: the summary lists every call that came up or was refused. The
 // table calls it after each packet's work, on this goroutine.
-func (r *replayer) CallUp(c conntrack.CallInfo) { r.calls = append(r.calls, seenCall{id: c.ID(), c: c}) }
+func (r *replayer) CallUp(c conntrack.CallInfo) {
+	r.calls = append(r.calls, seenCall{id: c.ID(), c: c})
+}
 func (r *replayer) CallRefused(c conntrack.CallInfo, _ string) {
 	r.calls = append(r.calls, seenCall{id: c.ID(), refused: true, c: c})
 }
