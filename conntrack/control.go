@@ -116,19 +116,7 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 			return ControlResult{}
 		}
 		c = t.newConn(key, spec)
-		c.midStream = !seg.SYN
-		if seg.SYN && seg.ACK {
-			// The usual first sight: the opener's SYN could not be
-			// resolved (its kernel conntrack entry is unconfirmed where
-			// pptpgw sees it). The SYN-ACK's ack says where the opener's
-			// data starts: its first message is walked from its first
-			// byte, so even a malformed one is seen and counted.
-			opener := &c.in
-			if seg.Src != c.Inside {
-				opener = &c.out
-			}
-			opener.Expect(seg.Ack)
-		}
+		c.firstSeen(seg)
 	}
 	out := seg.Src == c.Inside
 	res := ControlResult{Tracked: true, Outbound: out}
@@ -152,6 +140,29 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 		t.Counters.Retransmissions.Add(1)
 	}
 	res.Modified, res.Sum = sr.Modified, sr.Sum
+	t.teardown(c, seg, now)
+	return res
+}
+
+// firstSeen sets up the stream trackers of c, new with segment seg.
+func (c *Conn) firstSeen(seg *Segment) {
+	c.midStream = !seg.SYN
+	if seg.SYN && seg.ACK {
+		// The usual first sight: the opener's SYN could not be resolved
+		// (its kernel conntrack entry is unconfirmed where pptpgw sees
+		// it). The SYN-ACK's ack says where the opener's data starts: its
+		// first message is walked from its first byte, so even a
+		// malformed one is seen and counted.
+		opener := &c.in
+		if seg.Src != c.Inside {
+			opener = &c.out
+		}
+		opener.Expect(seg.Ack)
+	}
+}
+
+// teardown applies a RST or FIN of segment seg to c.
+func (t *Table) teardown(c *Conn, seg *Segment, now int64) {
 	switch {
 	case seg.RST:
 		c.out.Reset(&c.hOut) // a message cut short by the reset is counted
@@ -162,7 +173,6 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 	case seg.FIN:
 		t.closing(c)
 	}
-	return res
 }
 
 // synDup reports a SYN-ACK that repeats the one its sender's direction
