@@ -59,7 +59,7 @@ type CallSnap struct {
 	PktsOut   uint64    `json:"packets_out"`
 	BytesIn   uint64    `json:"bytes_in"`
 	BytesOut  uint64    `json:"bytes_out"`
-	// Auth, MPPE: CallView's; Negotiating: its PPP link was still being
+	// Auth, MPPE: CallInfo's; Negotiating: its PPP link was still being
 	// watched (policy.go).
 	Auth        string `json:"auth,omitempty"`
 	MPPE        string `json:"mppe,omitempty"`
