@@ -92,6 +92,14 @@ func (t *Table) emitConn(kind eventKind, c ConnInfo, reason string) {
 func (t *Table) lock() { t.mu.Lock() }
 
 func (t *Table) unlock() {
+	if t.evs == nil { // the usual case: nothing to deliver
+		t.mu.Unlock()
+		return
+	}
+	t.unlockDeliver()
+}
+
+func (t *Table) unlockDeliver() {
 	evs := t.evs
 	t.evs = nil
 	t.mu.Unlock()
