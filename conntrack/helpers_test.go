@@ -372,8 +372,12 @@ func rowOf(c conntrack.CallInfo) callRow {
 		PickedUp: c.PickedUp, Auth: c.Auth.String(), MPPE: c.MPPE}
 }
 
-// rows is tbl.Calls() as rows.
+// rows is tbl.Calls() as rows. It checks the table's indexes first, so
+// that every test that looks at the calls checks them too.
 func rows(tbl *conntrack.Table) []callRow {
+	if err := tbl.CheckIndex(); err != nil {
+		panic("index out of step: " + err.Error())
+	}
 	var out []callRow
 	for _, c := range tbl.Calls() {
 		out = append(out, rowOf(c))
