@@ -122,7 +122,7 @@ func TestAllocFullBucketNextWithRoom(t *testing.T) {
 		t.Errorf("bucket 0xFF full: outer %#04x, want 0x0010", outer)
 	}
 	// Every call's GRE finds its own inside end.
-	for _, v := range tbl.Calls() {
+	for _, v := range rows(tbl) {
 		a, id, vd := tbl.GREIn(pac1, pub1, v.OuterCallID, 1, t0.UnixNano())
 		if vd != conntrack.GREForward || a.String() != v.InsideAddr || id != v.InsideCallID {
 			t.Fatalf("GREIn(%#04x) = %v %#04x %v, want %s %#04x", v.OuterCallID, a, id, vd, v.InsideAddr, v.InsideCallID)
@@ -305,7 +305,7 @@ func TestAllocSplitFullBucket(t *testing.T) {
 // connection an outer high byte names a single inside high byte, so that a
 // Peer Call ID cut between its bytes is restored byte by byte.
 func TestAllocDeterministicAndHighByteFunction(t *testing.T) {
-	run := func(seed int64) []conntrack.CallView {
+	run := func(seed int64) []callRow {
 		rng := rand.New(rand.NewSource(seed))
 		tbl := newTable(bigLimits)
 		res := &fakeResolver{}
@@ -388,7 +388,7 @@ func TestAllocDeterministicAndHighByteFunction(t *testing.T) {
 			}
 		}
 		moved := 0
-		for _, v := range tbl.Calls() {
+		for _, v := range rows(tbl) {
 			if v.OuterCallID>>8 != v.InsideCallID>>8 {
 				moved++
 			}
@@ -396,7 +396,7 @@ func TestAllocDeterministicAndHighByteFunction(t *testing.T) {
 		if moved == 0 {
 			t.Errorf("seed %d: no call left its inside bucket: the test does not fill buckets", seed)
 		}
-		return tbl.Calls()
+		return rows(tbl)
 	}
 	for seed := int64(1); seed <= 2; seed++ {
 		a, b := run(seed), run(seed)

@@ -43,6 +43,39 @@ type ControlResult struct {
 	Denied bool
 }
 
+// Conn is one control connection: its two stream trackers and its calls.
+type Conn struct {
+	key      connKey
+	serial   uint64
+	Inside   Endpoint
+	Outside  Endpoint
+	Public   Endpoint
+	Identity bool
+	Role     Role
+	out, in  alg.Stream // out: from the inside end
+	calls    []*Call
+	// pending allocation per direction (0 out, 1 in): the outer high byte
+	// reserved when a segment ended after a Call ID's high byte, and the
+	// allocation of the reply being walked.
+	resv      [2]int16 // -1: none
+	cur       *Call    // the inside end's reply being walked
+	hOut, hIn handler
+	midStream bool // first seen without its SYN: calls may be picked up
+	// lastPeerID: the outside end's Call ID last seen travelling out on a
+	// mid-stream connection, for the call picked up next.
+	lastPeerID  uint16
+	hasLastPeer bool
+	unalloc     int   // requests that got no outer ID: their replies are refused
+	ended       int64 // when the connection ended (0: alive)
+	lastSeen    int64
+	closing     bool
+}
+
+// Info describes the connection for logs.
+func (c *Conn) Info() ConnInfo {
+	return ConnInfo{Inside: c.Inside, Outside: c.Outside, Public: c.Public, Role: c.Role, Identity: c.Identity, Serial: c.serial}
+}
+
 // Control walks one control segment: it finds or creates the connection,
 // runs the direction's stream tracker, and applies what the messages say to
 // the calls.
@@ -51,7 +84,7 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 	// The resolver may ask the kernel (a netlink round trip): do that
 	// without the lock, so GRE lookups never wait for it.
 	t.mu.RLock()
-	c := t.conns[key]
+	c := t.idx.conns[key]
 	t.mu.RUnlock()
 	var spec ConnSpec
 	resolved := false
@@ -69,9 +102,9 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 			return ControlResult{Drop: true, Denied: true}
 		}
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	c = t.conns[key]
+	t.lock()
+	defer t.unlock()
+	c = t.idx.conns[key]
 	if c != nil && c.ended != 0 && seg.SYN && resolved && !(seg.ACK && c.synDup(seg)) {
 		// A new connection on the same ports after the old one ended.
 		t.removeConn(c)
@@ -83,19 +116,7 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 			return ControlResult{}
 		}
 		c = t.newConn(key, spec)
-		c.midStream = !seg.SYN
-		if seg.SYN && seg.ACK {
-			// The usual first sight: the opener's SYN could not be
-			// resolved (its kernel conntrack entry is unconfirmed where
-			// pptpgw sees it). The SYN-ACK's ack says where the opener's
-			// data starts: its first message is walked from its first
-			// byte, so even a malformed one is seen and counted.
-			opener := &c.in
-			if seg.Src != c.Inside {
-				opener = &c.out
-			}
-			opener.Expect(seg.Ack)
-		}
+		c.firstSeen(seg)
 	}
 	out := seg.Src == c.Inside
 	res := ControlResult{Tracked: true, Outbound: out}
@@ -119,6 +140,29 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 		t.Counters.Retransmissions.Add(1)
 	}
 	res.Modified, res.Sum = sr.Modified, sr.Sum
+	t.teardown(c, seg, now)
+	return res
+}
+
+// firstSeen sets up the stream trackers of c, new with segment seg.
+func (c *Conn) firstSeen(seg *Segment) {
+	c.midStream = !seg.SYN
+	if seg.SYN && seg.ACK {
+		// The usual first sight: the opener's SYN could not be resolved
+		// (its kernel conntrack entry is unconfirmed where pptpgw sees
+		// it). The SYN-ACK's ack says where the opener's data starts: its
+		// first message is walked from its first byte, so even a
+		// malformed one is seen and counted.
+		opener := &c.in
+		if seg.Src != c.Inside {
+			opener = &c.out
+		}
+		opener.Expect(seg.Ack)
+	}
+}
+
+// teardown applies a RST or FIN of segment seg to c.
+func (t *Table) teardown(c *Conn, seg *Segment, now int64) {
 	switch {
 	case seg.RST:
 		c.out.Reset(&c.hOut) // a message cut short by the reset is counted
@@ -129,7 +173,6 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 	case seg.FIN:
 		t.closing(c)
 	}
-	return res
 }
 
 // synDup reports a SYN-ACK that repeats the one its sender's direction
@@ -142,11 +185,12 @@ func (c *Conn) synDup(seg *Segment) bool {
 }
 
 func (t *Table) newConn(key connKey, spec ConnSpec) *Conn {
-	c := &Conn{key: key, Inside: spec.Inside, Outside: spec.Outside, Public: spec.Public,
+	t.connSeq++
+	c := &Conn{key: key, serial: t.connSeq, Inside: spec.Inside, Outside: spec.Outside, Public: spec.Public,
 		Identity: spec.Identity, resv: [2]int16{-1, -1}}
 	c.hOut = handler{t: t, c: c, out: true}
 	c.hIn = handler{t: t, c: c}
-	t.conns[key] = c
+	t.idx.addConn(c)
 	t.Counters.ConnsOpened.Add(1)
 	return c
 }
@@ -156,7 +200,7 @@ func (t *Table) closing(c *Conn) {
 	c.closing = true
 	for _, k := range c.calls {
 		if k.State == StateEstablished {
-			k.State = StateClosing
+			t.idx.setState(k, StateClosing)
 		}
 	}
 }
@@ -180,7 +224,7 @@ func (t *Table) removeConn(c *Conn) {
 	for d := range c.resv {
 		t.release(c, d)
 	}
-	delete(t.conns, c.key)
+	t.idx.delConn(c)
 	if c.ended == 0 {
 		t.Counters.ConnsClosed.Add(1)
 	}
@@ -231,8 +275,7 @@ func (h *handler) CallIDHigh(m *alg.Msg, off int, hi byte) byte {
 		if !ok {
 			return hi
 		}
-		h.t.buckets[bucketKey{c.Outside.Addr, b}]++
-		c.resv[h.dir()] = int16(b)
+		h.t.reserve(c, h.dir(), b)
 		return b
 	case h.out && kind == alg.OwnCallID:
 		// Exact when the whole ID is in this segment; split, the inside
@@ -306,9 +349,9 @@ func (h *handler) Result(m *alg.Msg, result byte) byte {
 	peerField, _ := m.Uint16(alg.OffPeerCallID)
 	if h.out {
 		// A reply from the inside end: its own ID was just allocated.
-		return h.t.replyOut(h.c, m.Type, own, peerField, result, h.now)
+		return h.t.replyOut(h.c, peerField, result, h.now)
 	}
-	return h.t.replyIn(h.c, m.Type, own, peerField, result, h.now)
+	return h.t.replyIn(h.c, own, peerField, result, h.now)
 }
 
 func (h *handler) Message(m *alg.Msg) {
@@ -323,7 +366,7 @@ func (h *handler) Message(m *alg.Msg) {
 	case alg.CCRQ:
 		// CCRQ carries the PNS's own ID.
 		if k := h.callByOwn(id); k != nil && k.State == StateEstablished {
-			k.State = StateClosing
+			t.idx.setState(k, StateClosing)
 		}
 	case alg.CDN:
 		// CDN carries the PAC's own ID (RFC 2637; Linux overwrites it with
@@ -391,5 +434,5 @@ func (h *handler) callByOther(id uint16) *Call {
 
 func (h *handler) Framing(r alg.Reason) {
 	h.t.Counters.Malformed.Add(1)
-	h.t.obs.Malformed(h.c.Info(), r.String())
+	h.t.emitConn(evMalformed, h.c.Info(), r.String())
 }

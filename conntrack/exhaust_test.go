@@ -2,7 +2,6 @@ package conntrack_test
 
 import (
 	"testing"
-	"time"
 
 	"github.com/pptpgw/pptpgw/conntrack"
 )
@@ -80,8 +79,8 @@ func TestExhaustedReplyRefused(t *testing.T) {
 		t.Errorf("GRE of the refused call forwarded")
 	}
 	// The pending request answered is gone after SetupTimeout at the latest.
-	tbl.Expire(time.Unix(0, f.now).Add(conntrack.DefaultSetupTimeout))
-	for _, v := range tbl.Calls() {
+	tbl.Expire(f.now + int64(conntrack.DefaultSetupTimeout))
+	for _, v := range rows(tbl) {
 		if v.State == "pending" {
 			t.Errorf("pending left: %+v", v)
 		}
@@ -110,6 +109,6 @@ func TestNewSYNMidFieldNoLeak(t *testing.T) {
 		t.Errorf("bucket 0x12 use %d, want 1 (the call)", n)
 	}
 	f.rst(dirOut)
-	tbl.Expire(time.Unix(0, f.now).Add(conntrack.DefaultCloseLinger))
+	tbl.Expire(f.now + int64(conntrack.DefaultCloseLinger))
 	wantEmpty(t, tbl)
 }

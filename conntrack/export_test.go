@@ -1,5 +1,10 @@
 package conntrack
 
+import (
+	"fmt"
+	"maps"
+)
+
 // Sizes is what the table holds, for leak checks in tests.
 type Sizes struct {
 	Conns, ByOuter, ByOut, ByPublic, IdentIn, Buckets, PerIn int
@@ -12,10 +17,11 @@ type Sizes struct {
 func (t *Table) Sizes() Sizes {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	s := Sizes{Conns: len(t.conns), ByOuter: len(t.byOuter), ByOut: t.byOut.calls(), ByPublic: len(t.byPublic), IdentIn: len(t.identIn),
-		Buckets: len(t.buckets), PerIn: len(t.perIn), Active: t.active, Pending: t.pending,
-		Unbound: t.unbound}
-	for _, c := range t.conns {
+	x := &t.idx
+	s := Sizes{Conns: len(x.conns), ByOuter: len(x.byOuter), ByOut: x.byOut.calls(), ByPublic: len(x.byPublic), IdentIn: len(x.identIn),
+		Buckets: len(x.buckets), PerIn: len(x.perIn), Active: x.active, Pending: x.pending,
+		Unbound: x.unbound}
+	for _, c := range x.conns {
 		s.Calls += len(c.calls)
 		s.Records += len(c.out.State().Records) + len(c.in.State().Records)
 	}
@@ -26,5 +32,90 @@ func (t *Table) Sizes() Sizes {
 func (t *Table) BucketUse(peer Addr, hi byte) int {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return int(t.buckets[bucketKey{peer, hi}])
+	return int(t.idx.buckets[bucketKey{peer, hi}])
+}
+
+// CheckIndex recomputes every index and count from the connections' call
+// lists and reports the first difference from what the index holds.
+func (t *Table) CheckIndex() error {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	x := &t.idx
+	buckets := map[bucketKey]uint16{}
+	perIn := map[Addr]int{}
+	// byPublic and identIn keep one call per key (the last published; none
+	// once that one goes, even if another with the key is still up): ICMP
+	// errors of calls whose keys collide cannot be told apart.
+	public, ident := map[outKey]bool{}, map[outKey]bool{}
+	var nOuter, nOut, active, pending, unbound int
+	for key, c := range x.conns {
+		if c.key != key {
+			return fmt.Errorf("conn %v under key %v", c.key, key)
+		}
+		for d, b := range c.resv {
+			if b >= 0 {
+				buckets[bucketKey{c.Outside.Addr, byte(b)}]++
+			} else if b != -1 {
+				return fmt.Errorf("conn %v: reservation %d of direction %d", key, b, d)
+			}
+		}
+		for _, k := range c.calls {
+			if k.conn != c {
+				return fmt.Errorf("call %s listed by another connection", k.ID())
+			}
+			if got := x.outer(k.Peer, k.OuterID); k.inIndex != (got == k) {
+				return fmt.Errorf("call %s: inIndex %v, byOuter has %p", k.ID(), k.inIndex, got)
+			}
+			if k.inIndex {
+				nOuter++
+				buckets[bucketKey{k.Peer, byte(k.OuterID >> 8)}]++
+			}
+			if k.inOutIndex {
+				nOut++
+				if x.out(k.Inside, k.Peer, k.PeerID) != k {
+					return fmt.Errorf("call %s published but not in byOut", k.ID())
+				}
+				if k.identity && k.hasInside {
+					ident[outKey{k.Inside, k.Peer, k.InsideID}] = true
+				} else if !k.identity {
+					public[outKey{k.Public, k.Peer, k.PeerID}] = true
+				}
+			}
+			switch k.State {
+			case StatePending:
+				pending++
+			case StateEstablished, StateClosing:
+				active++
+				perIn[k.Inside]++
+			}
+			if k.pickedUp && !k.hasPeer {
+				unbound++
+			}
+		}
+	}
+	switch {
+	case nOuter != len(x.byOuter):
+		return fmt.Errorf("byOuter holds %d, calls say %d", len(x.byOuter), nOuter)
+	case nOut != x.byOut.calls():
+		return fmt.Errorf("byOut holds %d, calls say %d", x.byOut.calls(), nOut)
+	case len(x.byPublic) > len(public) || len(x.identIn) > len(ident):
+		return fmt.Errorf("byPublic %d identIn %d, calls say %d %d", len(x.byPublic), len(x.identIn), len(public), len(ident))
+	case active != x.active || pending != x.pending || unbound != x.unbound:
+		return fmt.Errorf("counts %d/%d/%d, calls say %d/%d/%d", x.active, x.pending, x.unbound, active, pending, unbound)
+	case !maps.Equal(buckets, x.buckets):
+		return fmt.Errorf("buckets %v, calls say %v", x.buckets, buckets)
+	case !maps.Equal(perIn, x.perIn):
+		return fmt.Errorf("perIn %v, calls say %v", x.perIn, perIn)
+	}
+	for key, k := range x.byPublic {
+		if !public[key] || !k.inOutIndex || (outKey{k.Public, k.Peer, k.PeerID}) != key {
+			return fmt.Errorf("byPublic %v: call %s not published under it", key, k.ID())
+		}
+	}
+	for key, k := range x.identIn {
+		if !ident[key] || !k.inOutIndex || (outKey{k.Inside, k.Peer, k.InsideID}) != key {
+			return fmt.Errorf("identIn %v: call %s not published under it", key, k.ID())
+		}
+	}
+	return nil
 }

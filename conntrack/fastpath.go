@@ -1,8 +1,12 @@
 package conntrack
 
-// The kernel GRE fast path (--gre-path kernel, nat/nft): the table tells a
-// FastPath which calls' GRE translation the kernel may do, and takes back
-// the packet counts the kernel kept for them.
+import "time"
+
+// The kernel GRE fast path. The table publishes which calls' GRE the
+// kernel may translate (Desired, with a generation that grows with every
+// change of that set, and DesiredChanged) and takes back the counts the
+// kernel kept (FastPathCounters): nat/fastpath.Source. A reconciler reads
+// it from its own goroutine; nothing is called under the table's lock.
 
 // GREMap is one call's GRE translation, both ways: inbound GRE from Peer
 // carrying OuterID gets destination Inside and Call ID InsideID; outbound
@@ -14,15 +18,6 @@ type GREMap struct {
 	Inside   Addr
 	InsideID uint16
 	PeerID   uint16
-}
-
-// FastPath hears when a call's GRE may be translated outside the table and
-// when that must stop. Its methods are called with the table locked, in
-// the order of the changes: they must not block or call back into the
-// table. MapDel may name a mapping MapAdd never gave.
-type FastPath interface {
-	MapAdd(m GREMap)
-	MapDel(m GREMap)
 }
 
 func (k *Call) greMap() GREMap {
@@ -44,80 +39,83 @@ func (t *Table) needsPeek() bool {
 	return p != nil && (len(p.Auth) > 0 || p.MinMPPE > 0)
 }
 
-// fastUp offers k to the fast path (t.mu held).
-func (t *Table) fastUp(k *Call) {
-	if t.fast == nil || !fastEligible(k) {
-		return
-	}
-	if k.ppp.watch.Load() && t.needsPeek() {
-		t.fastWait[k] = struct{}{}
-		return
-	}
-	delete(t.fastWait, k)
-	t.fast.MapAdd(k.greMap())
+// fastNow: k may be translated by the kernel now.
+func (t *Table) fastNow(k *Call) bool {
+	return fastEligible(k) && !(k.ppp.watch.Load() && t.needsPeek())
 }
 
-// fastDown takes k's mapping back from the fast path (t.mu held).
-func (t *Table) fastDown(k *Call) {
-	if t.fast == nil {
-		return
+// bump records a change of the set Desired returns. It takes no lock: the
+// packet path calls it when a watched call's negotiation ends.
+func (t *Table) bump() {
+	t.gen.Add(1)
+	select {
+	case t.changed <- struct{}{}:
+	default:
 	}
-	delete(t.fastWait, k)
-	t.fast.MapDel(k.greMap())
 }
 
-// SetFastPath attaches f (nil detaches) and gives it every call that is
-// eligible now; called again, it replays them (a resync after an error).
-func (t *Table) SetFastPath(f FastPath) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.fast = f
-	t.fastWait = make(map[*Call]struct{})
-	if f == nil {
-		return
-	}
-	for _, c := range t.conns {
+// Desired appends to dst the mappings of every call the kernel may
+// translate now and returns them with their generation.
+func (t *Table) Desired(dst []GREMap) ([]GREMap, uint64) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	// Read before the calls: a negotiation ending meanwhile (no lock)
+	// bumps after this, so the reconciler comes back for it.
+	gen := t.gen.Load()
+	for _, c := range t.idx.conns {
 		for _, k := range c.calls {
-			t.fastUp(k)
+			if t.fastNow(k) {
+				dst = append(dst, k.greMap())
+			}
 		}
 	}
+	return dst, gen
 }
 
-// PromoteFastPath gives the fast path the calls that were waiting for the
-// end of their PPP negotiation (a policy in force reads it) and are done.
-func (t *Table) PromoteFastPath() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for k := range t.fastWait {
-		if !fastEligible(k) {
-			delete(t.fastWait, k)
-			continue
-		}
-		if !k.ppp.watch.Load() || !t.needsPeek() {
-			t.fastUp(k)
-		}
+// Generation is the generation Desired would return now.
+func (t *Table) Generation() uint64 { return t.gen.Load() }
+
+// DesiredChanged is signalled (capacity 1, never closed) after the
+// generation grew.
+func (t *Table) DesiredChanged() <-chan struct{} { return t.changed }
+
+// FastPathCounters adds packets and bytes the kernel translated for the
+// call of m (in: towards the inside end). last, when not zero, is when it
+// last did; else, with packets, the call was seen now. A call no longer
+// in the table is ignored.
+func (t *Table) FastPathCounters(m GREMap, in bool, packets, bytes uint64, last time.Time) {
+	var seen int64
+	if !last.IsZero() {
+		seen = last.UnixNano()
+	} else if packets > 0 {
+		t.mu.RLock()
+		clock := t.clock
+		t.mu.RUnlock()
+		seen = clock()
 	}
+	t.kernelCounters(m, in, packets, bytes, seen)
 }
 
-// KernelGRE adds packets and bytes the fast path translated for the call
-// of m to its counters (in: towards the inside end); with packets, the
-// call was seen at now. A call no longer in the table is ignored.
-func (t *Table) KernelGRE(m GREMap, in bool, packets, bytes uint64, now int64) {
-	if packets == 0 {
+// kernelCounters adds counts to m's call and moves its last-seen time
+// forward to seen (0: unknown).
+func (t *Table) kernelCounters(m GREMap, in bool, packets, bytes uint64, seen int64) {
+	if packets == 0 && seen == 0 {
 		return
 	}
 	t.mu.RLock()
 	var k *Call
 	if in {
-		k = t.byOuter[mkPeerIDKey(m.Peer, m.OuterID)]
+		k = t.idx.outer(m.Peer, m.OuterID)
 	} else {
-		k = t.byOut.get(m.Inside, m.Peer, m.PeerID)
+		k = t.idx.out(m.Inside, m.Peer, m.PeerID)
 	}
 	t.mu.RUnlock()
 	if k == nil {
 		return
 	}
-	k.lastSeen.Store(now)
+	if seen > k.lastSeen.Load() {
+		k.lastSeen.Store(seen)
+	}
 	if in {
 		k.pktsIn.Add(packets)
 		k.bytesIn.Add(bytes)

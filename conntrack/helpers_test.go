@@ -319,21 +319,71 @@ func (f *flow) pnsCall(insideID, pacID uint16) uint16 {
 	return outer
 }
 
+// callRow is a call as the admin socket shows it (cmd/pptpgw/admin.CallView
+// without the JSON), so that tests read like its output.
+type callRow struct {
+	ID           string
+	State        string
+	Role         string
+	InsideAddr   string
+	InsideCallID uint16
+	PublicAddr   string
+	OuterCallID  uint16
+	PeerAddr     string
+	PeerCallID   uint16
+	Created      time.Time
+	LastSeen     time.Time
+	PacketsIn    uint64
+	PacketsOut   uint64
+	BytesIn      uint64
+	BytesOut     uint64
+	PickedUp     bool
+	Auth         string
+	MPPE         string
+}
+
+func rowOf(c conntrack.CallInfo) callRow {
+	st := c.State.String()
+	if c.State == conntrack.StateRefused {
+		st = "closing"
+	}
+	return callRow{ID: c.ID(), State: st, Role: c.Role.String(),
+		InsideAddr: c.Inside.String(), InsideCallID: c.InsideID,
+		PublicAddr: c.Public.String(), OuterCallID: c.OuterID,
+		PeerAddr: c.Peer.String(), PeerCallID: c.PeerID,
+		Created: time.Unix(0, c.Created).UTC(), LastSeen: time.Unix(0, c.LastSeen).UTC(),
+		PacketsIn: c.PacketsIn, PacketsOut: c.PacketsOut, BytesIn: c.BytesIn, BytesOut: c.BytesOut,
+		PickedUp: c.PickedUp, Auth: c.Auth.String(), MPPE: c.MPPE}
+}
+
+// rows is tbl.Calls() as rows. It checks the table's indexes first, so
+// that every test that looks at the calls checks them too.
+func rows(tbl *conntrack.Table) []callRow {
+	if err := tbl.CheckIndex(); err != nil {
+		panic("index out of step: " + err.Error())
+	}
+	var out []callRow
+	for _, c := range tbl.Calls() {
+		out = append(out, rowOf(c))
+	}
+	return out
+}
+
 // callByID returns the Calls() row named id.
-func callByID(tb testing.TB, tbl *conntrack.Table, id string) conntrack.CallView {
+func callByID(tb testing.TB, tbl *conntrack.Table, id string) callRow {
 	tb.Helper()
-	for _, v := range tbl.Calls() {
+	for _, v := range rows(tbl) {
 		if v.ID == id {
 			return v
 		}
 	}
 	tb.Fatalf("no call %q in %v", id, callIDs(tbl))
-	return conntrack.CallView{}
+	return callRow{}
 }
 
 func callIDs(tbl *conntrack.Table) []string {
 	var ids []string
-	for _, v := range tbl.Calls() {
+	for _, v := range rows(tbl) {
 		ids = append(ids, v.ID)
 	}
 	sort.Strings(ids)

@@ -14,7 +14,7 @@ package conntrack
 func (t *Table) GREQuoted(public, peer Addr, peerID uint16) (inside Addr, ok bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	c := t.byPublic[outKey{public, peer, peerID}]
+	c := t.idx.quoted(public, peer, peerID)
 	if c == nil || (c.State != StateEstablished && c.State != StateClosing) {
 		return Addr{}, false
 	}

@@ -19,7 +19,7 @@ func TestPNSInsideCall(t *testing.T) {
 	if !f.last.Tracked {
 		t.Fatalf("SCCRP not tracked")
 	}
-	if n := len(tbl.Calls()); n != 0 {
+	if n := len(rows(tbl)); n != 0 {
 		t.Fatalf("calls after SCCRP: %d", n)
 	}
 
@@ -99,7 +99,7 @@ func TestPNSInsideCall(t *testing.T) {
 		t.Errorf("GREOut from an unknown client: %v", vd)
 	}
 
-	want := []conntrack.CallView{{
+	want := []callRow{{
 		ID: "203.0.113.1/198.51.100.10/0", State: "established", Role: "pns-inside",
 		InsideAddr: "10.0.0.1", InsideCallID: 0, PublicAddr: "203.0.113.1", OuterCallID: 0,
 		PeerAddr: "198.51.100.10", PeerCallID: 0x4711,
@@ -112,7 +112,7 @@ func TestPNSInsideCall(t *testing.T) {
 		Created: t0, LastSeen: time.Unix(0, now).UTC(),
 		PacketsIn: 1, PacketsOut: 1, BytesIn: 120, BytesOut: 80,
 	}}
-	if diff := cmp.Diff(want, tbl.Calls()); diff != "" {
+	if diff := cmp.Diff(want, rows(tbl)); diff != "" {
 		t.Errorf("Calls() (-want +got):\n%s", diff)
 	}
 	wantStats(t, tbl, map[string]uint64{
@@ -263,7 +263,7 @@ func TestIdentityConnection(t *testing.T) {
 	}
 	// The identity call is listed, and an identity CCRQ/CDN pass unchanged.
 	var found bool
-	for _, v := range tbl.Calls() {
+	for _, v := range rows(tbl) {
 		if v.InsideAddr == "10.0.0.2" {
 			found = true
 			if v.State != "established" || v.InsideCallID != 5 || v.OuterCallID != 5 || v.PeerCallID != 0x200 {

@@ -36,7 +36,8 @@ const (
 )
 
 // PolicyObserver is an Observer that also hears about denied control
-// connections. It is called without the table's lock.
+// connections. It is called without the table's lock, on the packet path:
+// an EventBuffer forwards it through its buffer.
 type PolicyObserver interface {
 	ControlDenied(conn ConnInfo, reason string)
 }
@@ -109,7 +110,7 @@ func (k *Call) MPPE() (alg.MPPE, bool) {
 	return alg.MPPE(k.ppp.mppe.Load()), k.ppp.flags.Load()&pppMPPESeen != 0
 }
 
-// mppeString is what CallView shows: "" until CCP is acked, then the option
+// mppeString is what CallInfo shows: "" until CCP is acked, then the option
 // ("none" when CCP went without MPPE); "none" too once data flowed without.
 func (k *Call) mppeString() string {
 	m, seen := k.MPPE()
@@ -153,9 +154,10 @@ func (t *Table) SetPolicy(p *Policy, now int64) {
 		p = &Policy{}
 	}
 	t.policy.Store(p)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, c := range t.conns {
+	t.lock()
+	defer t.unlock()
+	t.bump() // whether calls wait for their negotiation may have changed
+	for _, c := range t.idx.conns {
 		for i := len(c.calls) - 1; i >= 0; i-- {
 			if i >= len(c.calls) {
 				continue
@@ -213,7 +215,7 @@ func (k *Call) authOver() {
 // clears the call.
 func (t *Table) peek(k *Call, payload []byte, now int64) (cleared bool) {
 	if k.ppp.peeked.Add(1) >= maxPeek {
-		k.ppp.watch.Store(false)
+		t.endWatch(k)
 	}
 	ev := alg.PeekPPP(payload)
 	switch ev.Kind {
@@ -230,22 +232,31 @@ func (t *Table) peek(k *Call, payload []byte, now int64) (cleared bool) {
 	case alg.PPPEncrypted:
 		k.authOver()
 		k.ppp.flags.Or(pppEncrypted)
-		k.ppp.watch.Store(false)
+		t.endWatch(k)
 	case alg.PPPData:
 		k.authOver()
 		k.ppp.flags.Or(pppClearData)
-		k.ppp.watch.Store(false)
+		t.endWatch(k)
 	}
 	p := t.policy.Load()
 	if p == nil {
 		return false
 	}
 	if reason := p.callVerdict(k); reason != "" {
-		t.mu.Lock()
+		t.lock()
 		cleared = t.clearLocked(k, reason, now)
-		t.mu.Unlock()
+		t.unlock()
 	}
 	return cleared
+}
+
+// endWatch stops peeking at k's negotiation. Where the policy made the
+// call wait for it, the fast path may take it now: the generation grows,
+// without the lock (this is the packet path).
+func (t *Table) endWatch(k *Call) {
+	if k.ppp.watch.CompareAndSwap(true, false) && t.needsPeek() {
+		t.bump()
+	}
 }
 
 // clearLocked makes an established call a tombstone for a policy reason,
@@ -293,7 +304,7 @@ func (t *Table) controlDenied(spec ConnSpec) bool {
 		return false
 	}
 	t.controlDeniedN.Add(1)
-	if o, ok := t.obs.(PolicyObserver); ok {
+	if o, ok := t.obs.(PolicyObserver); ok { // no lock held here
 		o.ControlDenied(ConnInfo{Inside: spec.Inside, Outside: spec.Outside, Public: spec.Public}, reason)
 	}
 	return true

@@ -188,7 +188,7 @@ func TestSetPolicyClearsUp(t *testing.T) {
 	}
 	wantStats(t, tbl, map[string]uint64{"calls_cleared_policy": 1, "calls_active": 0, "calls_refused": 1})
 	// The tombstone goes like any other.
-	tbl.Expire(time.Unix(0, f.now).Add(conntrack.DefaultSetupTimeout + time.Second))
+	tbl.Expire(f.now + int64(conntrack.DefaultSetupTimeout+time.Second))
 	if ids := callIDs(tbl); len(ids) != 0 {
 		t.Errorf("calls after the setup timeout: %v", ids)
 	}
@@ -339,7 +339,7 @@ type policyObs struct {
 	denied  []string
 }
 
-func (o *policyObs) CallRefused(_ conntrack.CallView, reason string) {
+func (o *policyObs) CallRefused(_ conntrack.CallInfo, reason string) {
 	o.mu.Lock()
 	o.refused = append(o.refused, reason)
 	o.mu.Unlock()
@@ -390,7 +390,7 @@ func TestPolicyConcurrent(t *testing.T) {
 		defer wg.Done()
 		for i := 0; i < 20; i++ {
 			tbl.SetPolicy(&conntrack.Policy{MinMPPE: 40 + 8*i}, now)
-			_ = tbl.Calls()
+			_ = rows(tbl)
 			_ = tbl.Snapshot()
 		}
 	}()

@@ -59,7 +59,7 @@ type CallSnap struct {
 	PktsOut   uint64    `json:"packets_out"`
 	BytesIn   uint64    `json:"bytes_in"`
 	BytesOut  uint64    `json:"bytes_out"`
-	// Auth, MPPE: CallView's; Negotiating: its PPP link was still being
+	// Auth, MPPE: CallInfo's; Negotiating: its PPP link was still being
 	// watched (policy.go).
 	Auth        string `json:"auth,omitempty"`
 	MPPE        string `json:"mppe,omitempty"`
@@ -88,8 +88,8 @@ func parseAddr(s string) (Addr, error) {
 func (t *Table) Snapshot() Snapshot {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	s := Snapshot{Version: SnapshotVersion, Conns: make([]ConnSnap, 0, len(t.conns))}
-	for _, c := range t.conns {
+	s := Snapshot{Version: SnapshotVersion, Conns: make([]ConnSnap, 0, len(t.idx.conns))}
+	for _, c := range t.idx.conns {
 		cs := ConnSnap{Inside: epString(c.Inside), Outside: epString(c.Outside), Public: epString(c.Public),
 			Identity: c.Identity, Role: c.Role, MidStream: c.midStream, Closing: c.closing, Ended: c.ended,
 			LastSeen: c.lastSeen, Unalloc: c.unalloc, Resv: c.resv, Cur: -1,
@@ -118,11 +118,12 @@ func (t *Table) Restore(s Snapshot) (skipped int, err error) {
 	if s.Version != SnapshotVersion {
 		return 0, fmt.Errorf("snapshot version %d: this pptpgw reads version %d", s.Version, SnapshotVersion)
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.lock()
+	defer t.unlock()
 	for _, cs := range s.Conns {
 		skipped += t.restoreConn(cs)
 	}
+	t.bump()
 	return skipped, nil
 }
 
@@ -136,7 +137,7 @@ func (t *Table) restoreConn(cs ConnSnap) (skipped int) {
 		return 1
 	}
 	key := makeConnKey(in, out)
-	if t.conns[key] != nil {
+	if t.idx.conns[key] != nil {
 		return 1
 	}
 	c := t.newConn(key, ConnSpec{Inside: in, Outside: out, Public: pub, Identity: cs.Identity})
@@ -153,9 +154,8 @@ func (t *Table) restoreConn(cs ConnSnap) (skipped int) {
 		}
 	}
 	for d, b := range cs.Resv {
-		if b >= 0 && b <= 255 && t.room(out.Addr, byte(b)) {
-			t.buckets[bucketKey{out.Addr, byte(b)}]++
-			c.resv[d] = b
+		if b >= 0 && b <= 255 && t.idx.room(out.Addr, byte(b)) {
+			t.reserve(c, d, byte(b))
 		}
 	}
 	return skipped
@@ -177,22 +177,12 @@ func (t *Table) restoreCall(c *Conn, ks CallSnap) (*Call, bool) {
 	k.bytesIn.Store(ks.BytesIn)
 	k.bytesOut.Store(ks.BytesOut)
 	k.restorePPP(ks.Auth, ks.MPPE, ks.Negotiating)
-	if k.hasInside && !k.identity {
-		key := mkPeerIDKey(peer, k.OuterID)
-		if t.byOuter[key] != nil || !t.room(peer, byte(k.OuterID>>8)) {
-			return nil, false
-		}
-		t.byOuter[key] = k
-		t.buckets[bucketKey{peer, byte(k.OuterID >> 8)}]++
-		k.inIndex = true
+	if k.hasInside && !k.identity && !t.idx.free(peer, k.OuterID) {
+		return nil, false
 	}
+	t.idx.insert(k)
 	if k.State == StateEstablished || k.State == StateClosing {
-		t.indexOut(k)
+		t.publish(k)
 	}
-	if k.pickedUp && !k.hasPeer {
-		t.unbound++
-	}
-	t.count(k, +1)
-	c.calls = append(c.calls, k)
 	return k, true
 }

@@ -35,7 +35,7 @@ func (s *snapScene) before(t *testing.T, tbl *conntrack.Table) {
 	s.b.pnsCall(0, 0x101) // outer 1
 	s.b.pnsCall(9, 0x109)
 	s.b.send(dirOut, ocrq(5)) // pending
-	if err := tbl.Delete(callName(pub1, pac1, 9), t0); err != nil {
+	if err := tbl.Delete(callName(pub1, pac1, 9), t0.UnixNano()); err != nil {
 		t.Fatal(err)
 	}
 	tbl.GREIn(pac1, pub1, 1, 300, s.b.now)
@@ -100,7 +100,7 @@ func (s *snapScene) after(t *testing.T, tbl *conntrack.Table) []string {
 		p, w := tbl.GREOut(q.inside, q.peer, q.peerID, 10, s.a.now)
 		got = append(got, fmt.Sprintf("GREIn %v/%#04x: %v %#04x %v; GREOut %v/%#04x: %v %v", q.peer, q.outer, a, id, v, q.inside, q.peerID, p, w))
 	}
-	for _, v := range tbl.Calls() {
+	for _, v := range rows(tbl) {
 		j, _ := json.Marshal(v)
 		got = append(got, string(j))
 	}
@@ -118,7 +118,7 @@ func TestSnapshotRestoreContinues(t *testing.T) {
 	var s snapScene
 	t2 := newTable(bigLimits)
 	s.before(t, t2)
-	callsBefore := t2.Calls()
+	callsBefore := rows(t2)
 	bucket := t2.BucketUse(rcli1, 0x00)
 	data, err := json.Marshal(t2.Snapshot())
 	if err != nil {
@@ -140,7 +140,7 @@ func TestSnapshotRestoreContinues(t *testing.T) {
 	if err != nil || skipped != 0 {
 		t.Fatalf("Restore: %d %v", skipped, err)
 	}
-	if diff := cmp.Diff(callsBefore, t3.Calls()); diff != "" {
+	if diff := cmp.Diff(callsBefore, rows(t3)); diff != "" {
 		t.Errorf("restored calls (-before +restored):\n%s", diff)
 	}
 	if n := t3.BucketUse(rcli1, 0x00); n != bucket || n != 256 {
@@ -225,8 +225,8 @@ func TestSnapshotDamagedEntries(t *testing.T) {
 			t.Errorf("damaged entry restored: %s", id)
 		}
 	}
-	if len(ids) != len(t1.Calls())-2 {
-		t.Errorf("restored %d calls of %d: %v", len(ids), len(t1.Calls()), ids)
+	if len(ids) != len(rows(t1))-2 {
+		t.Errorf("restored %d calls of %d: %v", len(ids), len(rows(t1)), ids)
 	}
 	if _, _, v := t2.GREIn(pac1, pub1, 2, 1, t0.UnixNano()); v != conntrack.GRERefused {
 		t.Errorf("cli3's pending call: %v", v) // restored, still pending

@@ -1,8 +1,38 @@
 // Package conntrack is pptpgw's userspace state: control connections, calls
-// and their GRE mappings, outer Call ID allocation, limits, idle timeouts on
-// an injected clock, and snapshot/restore. It does no I/O. All methods are
-// safe for concurrent use; the control path takes the table's lock, the GRE
-// path only its read lock and atomic counters.
+// and their GRE mappings, outer Call ID allocation, limits, idle timeouts,
+// and snapshot/restore. It does no I/O. All methods are safe for concurrent
+// use.
+//
+// How the pieces fit:
+//   - Table (table.go) holds one lock and the GRE lookups. The GRE path
+//     takes only the read lock for one map lookup keyed by 64 bits, then
+//     works on the call's atomic counters: no allocation, no waiting for
+//     the control path's work.
+//   - index (index.go) owns every lookup structure (connections, calls by
+//     outer ID, by outbound GRE, by the ICMP-quoted tuple, identity calls,
+//     the ID buckets) and the counts the limits read, changed only through
+//     insert, remove, publish, unpublish and setState.
+//   - control.go walks a control segment through the direction's stream
+//     tracker (alg); alloc.go chooses outer Call IDs byte by byte;
+//     lifecycle.go creates calls and moves them from pending to
+//     established, closing, refused and gone.
+//   - Events (events.go) are collected while the lock is held and handed
+//     to the Observer after it is released; EventBuffer puts a bounded
+//     buffer and a delivery goroutine in between, so a stuck log sink
+//     costs dropped events (events_dropped), never a stalled packet.
+//   - fastpath.go publishes the calls the kernel may translate (Desired,
+//     a generation and DesiredChanged, the nat/fastpath Source contract)
+//     and takes the kernel's counters back (FastPathCounters).
+//   - policy.go reads the PPP negotiation of new calls for --require-auth
+//     and --require-mppe; snapshot.go saves and restores the table;
+//     calls.go lists calls as plain data (CallInfo: the admin socket
+//     shapes its JSON from it) and applies the timeouts.
+//
+// Time is int64 Unix nanoseconds throughout the API ("now int64"): the GRE
+// path stores it in an atomic per packet and compares it with one
+// subtraction, which a time.Time (three words, a location pointer) cannot
+// do; callers read the clock once per packet batch. The one exception is
+// FastPathCounters, whose signature is nat/fastpath's contract.
 package conntrack
 
 import (
@@ -124,26 +154,13 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// Observer hears about call life events, for logs and metrics. Its methods
-// are called with the table locked: they must not call back into it.
-type Observer interface {
-	CallUp(c CallView)
-	CallRefused(c CallView, reason string)
-	CallDown(c CallView, reason string)
-	Malformed(conn ConnInfo, reason string)
-}
-
-// NopObserver ignores everything.
-type NopObserver struct{}
-
-func (NopObserver) CallUp(CallView)              {}
-func (NopObserver) CallRefused(CallView, string) {}
-func (NopObserver) CallDown(CallView, string)    {}
-func (NopObserver) Malformed(ConnInfo, string)   {}
-
 // ConnInfo names a control connection in logs.
 type ConnInfo struct {
 	Inside, Outside Endpoint
 	Public          Endpoint
 	Role            Role
+	Identity        bool // the kernel does not NAT it (ConnSpec.Identity)
+	// Serial numbers the table's connections from 1 (0: not one of
+	// them), telling apart connections that reuse the same ports.
+	Serial uint64
 }

@@ -47,10 +47,10 @@ func TestProcessPolicyClears(t *testing.T) {
 		t.Errorf("stats: cleared %d active %d", st["calls_cleared_policy"], st["calls_active"])
 	}
 	for _, c := range e.Table.Calls() {
-		if c.InsideAddr == client2.Addr().String() && (c.Auth != "mschapv2" || c.MPPE != "128-bit stateless" || c.State != "established") {
+		if c.Inside.IP() == client2.Addr() && (c.Auth != alg.AuthMSCHAPv2 || c.MPPE != "128-bit stateless" || c.State != conntrack.StateEstablished) {
 			t.Errorf("client 2's call: %+v", c)
 		}
-		if c.InsideAddr == client1.Addr().String() && (c.Auth != "pap" || c.State == "established") {
+		if c.Inside.IP() == client1.Addr() && (c.Auth != alg.AuthPAP || c.State == conntrack.StateEstablished) {
 			t.Errorf("client 1's call: %+v", c)
 		}
 	}

@@ -196,7 +196,7 @@ func (d *daemon) stop() {
 }
 
 // Calls, Stats and DeleteCall serve the admin socket.
-func (d *daemon) Calls() []conntrack.CallView { return d.gw.Calls() }
+func (d *daemon) Calls() []admin.CallView { return admin.Views(d.gw.Calls()) }
 
 func (d *daemon) Stats() map[string]uint64 { return d.gw.Stats() }
 

@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/pptpgw/pptpgw/cmd/pptpgw/admin"
 	"github.com/pptpgw/pptpgw/cmd/pptpgw/logging"
 	"github.com/pptpgw/pptpgw/conntrack"
 )
@@ -22,7 +23,7 @@ func newCallLog(log *zap.Logger) *callLog {
 	return &callLog{log: log, limiter: logging.NewLimiter(10*time.Second, 1024)}
 }
 
-func callFields(c conntrack.CallView) []zap.Field {
+func callFields(c admin.CallView) []zap.Field {
 	return []zap.Field{
 		zap.String("call", c.ID), zap.String("role", c.Role),
 		zap.String("inside_addr", c.InsideAddr), zap.Uint16("inside_call_id", c.InsideCallID),
@@ -32,19 +33,22 @@ func callFields(c conntrack.CallView) []zap.Field {
 	}
 }
 
-func (l *callLog) CallUp(c conntrack.CallView) {
+func (l *callLog) CallUp(ci conntrack.CallInfo) {
+	c := admin.ViewOf(ci)
 	l.log.Info("call set up", append(callFields(c), zap.Bool("picked_up", c.PickedUp))...)
 }
 
-func (l *callLog) CallRefused(c conntrack.CallView, reason string) {
+func (l *callLog) CallRefused(ci conntrack.CallInfo, reason string) {
 	ok, suppressed := l.limiter.Check("refused/"+reason, time.Now())
 	if !ok {
 		return
 	}
+	c := admin.ViewOf(ci)
 	l.log.Warn("call refused", append(callFields(c), zap.String("reason", reason), zap.Uint64("suppressed", suppressed))...)
 }
 
-func (l *callLog) CallDown(c conntrack.CallView, reason string) {
+func (l *callLog) CallDown(ci conntrack.CallInfo, reason string) {
+	c := admin.ViewOf(ci)
 	l.log.Info("call torn down", append(callFields(c), zap.String("reason", reason),
 		zap.Duration("duration", time.Since(c.Created).Round(time.Millisecond)),
 		zap.Uint64("packets_in", c.PacketsIn), zap.Uint64("packets_out", c.PacketsOut),

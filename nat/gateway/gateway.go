@@ -111,6 +111,7 @@ type Gateway struct {
 	layout rules.Layout
 
 	table     *conntrack.Table
+	events    *conntrack.EventBuffer // the observer behind a bounded buffer
 	engine    *nat.Engine
 	workers   []*nat.Worker // by queue number - layout.First
 	ctlQ      Queues        // control queues (may be fail-open)
@@ -170,7 +171,15 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	if err := g.startRules(); err != nil {
 		return err
 	}
-	g.table = conntrack.New(g.cfg.Limits, g.cfg.Observer)
+	// Call events reach the observer (the log) through a bounded buffer:
+	// a stuck log sink costs dropped events (events_dropped), never a
+	// packet.
+	var obs conntrack.Observer
+	if g.cfg.Observer != nil {
+		g.events = conntrack.NewEventBuffer(g.cfg.Observer, 0)
+		obs = g.events
+	}
+	g.table = conntrack.New(g.cfg.Limits, obs)
 	g.restore()
 	if g.cfg.Policy != nil {
 		g.table.SetPolicy(g.cfg.Policy, time.Now().UnixNano()) // after restore: restored calls are judged too
@@ -253,6 +262,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.mu.Lock()
 	g.snapTick = time.NewTicker(g.cfg.SnapshotInterval)
 	g.mu.Unlock()
+	if g.events != nil {
+		g.spawn(ctx, &wg, "deliverEvents", g.events.Run)
+	}
 	g.spawn(ctx, &wg, "expireCalls", g.expireCalls)
 	g.spawn(ctx, &wg, "writeState", g.writeState)
 	if g.fast != nil {
@@ -288,7 +300,7 @@ func (g *Gateway) expireCalls(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			g.table.Expire(now)
+			g.table.Expire(now.UnixNano())
 		}
 	}
 }
@@ -357,14 +369,14 @@ func (g *Gateway) Stop() {
 func (g *Gateway) Table() *conntrack.Table { return g.table }
 
 // Calls returns the mapping table.
-func (g *Gateway) Calls() []conntrack.CallView { return g.table.Calls() }
+func (g *Gateway) Calls() []conntrack.CallInfo { return g.table.Calls() }
 
 // ErrNoCall: DeleteCall found no such call.
 var ErrNoCall = conntrack.ErrNoCall
 
 // DeleteCall removes a call by its admin id, leaving a tombstone.
 func (g *Gateway) DeleteCall(id string) error {
-	if err := g.table.Delete(id, time.Now()); err != nil {
+	if err := g.table.Delete(id, time.Now().UnixNano()); err != nil {
 		if errors.Is(err, conntrack.ErrNoCall) {
 			return ErrNoCall
 		}

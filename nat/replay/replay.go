@@ -39,7 +39,7 @@ type CallSummary struct {
 	PeerCallID   uint16 `json:"peer_call_id"`
 	Outcome      string `json:"outcome"` // set-up, picked-up, dropped
 	// Auth and MPPE: what the call's PPP link negotiated in the capture
-	// (conntrack.CallView's), e.g. "mschapv2", "128-bit stateless".
+	// (the admin socket's), e.g. "mschapv2", "128-bit stateless".
 	Auth string `json:"auth,omitempty"`
 	MPPE string `json:"mppe,omitempty"`
 }
@@ -69,6 +69,7 @@ func Run(in io.Reader, out, lanOut io.Writer, opt Options) (*Summary, error) {
 	r := &replayer{opt: opt, public: conntrack.AddrFrom(opt.Public),
 		sum: &Summary{Dropped: map[string]uint64{}, Calls: []CallSummary{}}, flows: map[flowKey]*CallSummary{}}
 	r.table = conntrack.New(opt.Limits, r)
+	r.inv = newInverse(r.table)
 	r.engine = nat.NewEngine(r.table, r, nat.Config{})
 	r.w = r.engine.NewWorker()
 	if r.out, err = newWriter(out); err != nil {
@@ -120,7 +121,8 @@ type replayer struct {
 	out    *pcapgo.Writer
 	lan    *pcapgo.Writer
 	sum    *Summary
-	calls  []conntrack.CallView
+	inv    *inverse
+	calls  []seenCall
 	flows  map[flowKey]*CallSummary // GRE of no call, by flow
 	// offload: the checksums the packet being replayed was captured with.
 	offload offload
@@ -147,22 +149,36 @@ func (r *replayer) Resolve(src, dst conntrack.Endpoint) (conntrack.ConnSpec, boo
 		Public: conntrack.Endpoint{Addr: r.public, Port: in.Port}}, true
 }
 
-// Observer: the summary lists every call that came up or was refused.
-func (r *replayer) CallUp(c conntrack.CallView) { r.calls = append(r.calls, c) }
-func (r *replayer) CallRefused(c conntrack.CallView, _ string) {
-	c.State = "refused"
-	r.calls = append(r.calls, c)
+// seenCall is a call of the summary: as it came up or was refused, with
+// what it learnt later.
+type seenCall struct {
+	id      string
+	refused bool
+	c       conntrack.CallInfo
+}
+
+// Observer: the summary lists every call that came up or was refused. The
+// table calls it after each packet's work, on this goroutine.
+func (r *replayer) CallUp(c conntrack.CallInfo) {
+	r.calls = append(r.calls, seenCall{id: c.ID(), c: c})
+}
+func (r *replayer) CallRefused(c conntrack.CallInfo, _ string) {
+	r.calls = append(r.calls, seenCall{id: c.ID(), refused: true, c: c})
 }
 
 // CallDown keeps what the call learnt while it was up (a picked-up call's
 // peer Call ID).
-func (r *replayer) CallDown(c conntrack.CallView, _ string) { r.update(c) }
+func (r *replayer) CallDown(c conntrack.CallInfo, _ string) { r.update(c) }
 
-func (r *replayer) update(c conntrack.CallView) {
+// CallEnded remembers calls for the inverse translation (inverse.go).
+func (r *replayer) CallEnded(c conntrack.CallInfo) { r.inv.remember(c) }
+
+func (r *replayer) update(c conntrack.CallInfo) {
+	id := c.ID()
 	for i := len(r.calls) - 1; i >= 0; i-- {
-		if r.calls[i].ID == c.ID && r.calls[i].State != "refused" {
-			r.calls[i].PeerCallID = c.PeerCallID
-			r.calls[i].Auth, r.calls[i].MPPE = c.Auth, c.MPPE
+		if s := &r.calls[i]; s.id == id && !s.refused {
+			s.c.PeerID = c.PeerID
+			s.c.Auth, s.c.MPPE = c.Auth, c.MPPE
 			return
 		}
 	}
@@ -187,7 +203,7 @@ func (r *replayer) packet(lt layers.LinkType, data []byte, ci gopacket.CaptureIn
 	pkt := append([]byte(nil), ip...)
 	r.offload = fillChecksums(pkt)
 	now := ci.Timestamp.UnixNano()
-	r.table.Expire(ci.Timestamp)
+	r.table.Expire(now)
 	tcp := pkt[hdr.IPv4OffProtocol] == hdr.ProtoTCP
 	if r.inside(src) {
 		return r.outbound(pkt, tcp, ci, now)
@@ -243,12 +259,12 @@ func (r *replayer) outbound(pkt []byte, tcp bool, ci gopacket.CaptureInfo, now i
 	if tcp {
 		setAddrTCP(back, hdr.IPv4OffSrc, inside)
 		seg := segmentOf(back)
-		if res, ok := r.table.InsideView(&seg); ok && res.Modified {
+		if res, ok := r.inv.insideView(&seg); ok && res.Modified {
 			fixTCPChecksum(back, res.Sum)
 		}
 	} else {
 		g, _ := alg.ParseGRE(back[ihlOf(back):])
-		if a, ok := r.table.InsideFor(addrAt(back, hdr.IPv4OffSrc), addrAt(back, hdr.IPv4OffDst), g.CallID()); ok {
+		if a, ok := r.inv.insideFor(addrAt(back, hdr.IPv4OffSrc), addrAt(back, hdr.IPv4OffDst), g.CallID()); ok {
 			setAddrIP(back, hdr.IPv4OffSrc, a)
 		}
 	}
@@ -262,14 +278,14 @@ func (r *replayer) inbound(pkt []byte, tcp bool, ci gopacket.CaptureInfo, now in
 	inside, peer := addrAt(pkt, hdr.IPv4OffDst), addrAt(pkt, hdr.IPv4OffSrc)
 	if tcp {
 		seg := segmentOf(pkt)
-		if res, ok := r.table.PeerView(&seg); ok && res.Modified {
+		if res, ok := r.inv.peerView(&seg); ok && res.Modified {
 			fixTCPChecksum(pkt, res.Sum)
 		}
 		setAddrTCP(pkt, hdr.IPv4OffDst, r.public)
 	} else {
 		g, _ := alg.ParseGRE(pkt[ihlOf(pkt):])
 		public := r.public
-		if pub, outer, ok := r.table.OuterFor(inside, peer, g.CallID()); ok {
+		if pub, outer, ok := r.inv.outerFor(inside, peer, g.CallID()); ok {
 			g.SetCallID(outer)
 			public = pub
 		}
@@ -339,17 +355,18 @@ func (r *replayer) finish() {
 	for _, c := range r.table.Calls() {
 		r.update(c)
 	}
-	for _, c := range r.calls {
+	for _, s := range r.calls {
+		c := &s.c
 		out := "set-up"
 		switch {
-		case c.State == "refused":
+		case s.refused:
 			out = "dropped"
 		case c.PickedUp:
 			out = "picked-up"
 		}
-		r.sum.Calls = append(r.sum.Calls, CallSummary{InsideAddr: c.InsideAddr, InsideCallID: c.InsideCallID,
-			PublicAddr: c.PublicAddr, OuterCallID: c.OuterCallID, PeerAddr: c.PeerAddr, PeerCallID: c.PeerCallID, Outcome: out,
-			Auth: c.Auth, MPPE: c.MPPE})
+		r.sum.Calls = append(r.sum.Calls, CallSummary{InsideAddr: c.Inside.String(), InsideCallID: c.InsideID,
+			PublicAddr: c.Public.String(), OuterCallID: c.OuterID, PeerAddr: c.Peer.String(), PeerCallID: c.PeerID, Outcome: out,
+			Auth: c.Auth.String(), MPPE: c.MPPE})
 	}
 	flows := make([]*CallSummary, 0, len(r.flows))
 	for _, f := range r.flows {

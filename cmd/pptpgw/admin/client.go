@@ -13,8 +13,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/pptpgw/pptpgw/conntrack"
 )
 
 const (
@@ -46,12 +44,12 @@ func NewClient(path string) *Client {
 
 // Calls returns the mapping table: the raw GET /v1/calls body (what `calls --json` prints,
 // byte for byte) and its decoded calls.
-func (c *Client) Calls(ctx context.Context) (raw []byte, calls []conntrack.CallView, err error) {
+func (c *Client) Calls(ctx context.Context) (raw []byte, calls []CallView, err error) {
 	raw, err = c.do(ctx, http.MethodGet, "/v1/calls")
 	if err != nil {
 		return nil, nil, err
 	}
-	var body conntrack.CallsBody
+	var body CallsBody
 	if err := json.Unmarshal(raw, &body); err != nil {
 		return nil, nil, fmt.Errorf("admin socket %s: GET /v1/calls: bad answer: %w", c.path, err)
 	}

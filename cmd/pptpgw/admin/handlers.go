@@ -14,8 +14,6 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
-
-	"github.com/pptpgw/pptpgw/conntrack"
 )
 
 // adminHandler routes the unix-socket API. The method-qualified patterns make ServeMux answer
@@ -40,15 +38,15 @@ func (s *Server) adminHandler() http.Handler {
 	return limitBody(mux)
 }
 
-// handleCalls writes conntrack.CallsBody, calls sorted by id and never null, so the output of
+// handleCalls writes CallsBody, calls sorted by id and never null, so the output of
 // `pptpgw calls --json` is stable and diffable.
 func (s *Server) handleCalls(w http.ResponseWriter, _ *http.Request) {
 	calls := slices.Clone(s.backend.Calls())
 	if calls == nil {
-		calls = []conntrack.CallView{}
+		calls = []CallView{}
 	}
-	slices.SortFunc(calls, func(a, b conntrack.CallView) int { return strings.Compare(a.ID, b.ID) })
-	writeJSON(w, http.StatusOK, conntrack.CallsBody{Calls: calls})
+	slices.SortFunc(calls, func(a, b CallView) int { return strings.Compare(a.ID, b.ID) })
+	writeJSON(w, http.StatusOK, CallsBody{Calls: calls})
 }
 
 // handleStats writes the backend's counters plus uptime_seconds as one flat object (keys sorted

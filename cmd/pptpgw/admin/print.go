@@ -8,8 +8,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/pptpgw/pptpgw/conntrack"
 )
 
 // PrintCalls writes calls as an aligned table for people, one call a line sorted by id, like
@@ -18,13 +16,13 @@ import (
 // last_seen. A Call ID not known yet (in a pending call) prints as "-", and so do an auth and an
 // MPPE not known yet; MPPE's spaces print as dashes ("128-bit-stateless") so that every column is
 // one word. The header is printed even for an empty table.
-func PrintCalls(w io.Writer, calls []conntrack.CallView) error {
+func PrintCalls(w io.Writer, calls []CallView) error {
 	return printCalls(w, calls, time.Now())
 }
 
-func printCalls(w io.Writer, calls []conntrack.CallView, now time.Time) error {
+func printCalls(w io.Writer, calls []CallView, now time.Time) error {
 	calls = slices.Clone(calls)
-	slices.SortFunc(calls, func(a, b conntrack.CallView) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(calls, func(a, b CallView) int { return strings.Compare(a.ID, b.ID) })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tROLE\tINSIDE\tPUBLIC\tPEER\tAGE\tIDLE\tPKTS-IN\tPKTS-OUT\tBYTES-IN\tBYTES-OUT\tAUTH\tMPPE")
 	for _, c := range calls {

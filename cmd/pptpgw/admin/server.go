@@ -16,8 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
-
-	"github.com/pptpgw/pptpgw/conntrack"
 )
 
 // ErrNotFound is what Backend.DeleteCall returns for an id it does not hold; the server answers
@@ -29,7 +27,7 @@ var ErrNotFound = errors.New("no such call")
 // concurrent use; they should return quickly (a copy of the state, not a view into it).
 type Backend interface {
 	// Calls returns a snapshot of the mapping table, in any order.
-	Calls() []conntrack.CallView
+	Calls() []CallView
 	// Stats returns counters since the daemon started, by name (packets_total, rewrites, ...).
 	// The server adds uptime_seconds.
 	Stats() map[string]uint64

@@ -15,20 +15,18 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
-
-	"github.com/pptpgw/pptpgw/conntrack"
 )
 
 // fakeBackend holds a fixed table and records deletions.
 type fakeBackend struct {
 	mu      sync.Mutex
-	calls   []conntrack.CallView
+	calls   []CallView
 	stats   map[string]uint64
 	deleted []string
 	failDel error // returned by DeleteCall for ids it knows, if set
 }
 
-func (b *fakeBackend) Calls() []conntrack.CallView {
+func (b *fakeBackend) Calls() []CallView {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.calls
@@ -54,8 +52,8 @@ func (b *fakeBackend) DeleteCall(id string) error {
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func sampleCalls() []conntrack.CallView {
-	return []conntrack.CallView{
+func sampleCalls() []CallView {
+	return []CallView{
 		{ID: "198.51.100.1/203.0.113.5/40001", State: "established", Role: "pns-inside",
 			InsideAddr: "192.168.1.10", InsideCallID: 0, PublicAddr: "198.51.100.1", OuterCallID: 40001,
 			PeerAddr: "203.0.113.5", PeerCallID: 555, Created: t0, LastSeen: t0.Add(time.Minute),
@@ -132,7 +130,7 @@ func TestRoutes(t *testing.T) {
 	if code != 200 || hdr.Get("Content-Type") != "application/json" {
 		t.Errorf("GET /v1/calls: %d %s", code, hdr.Get("Content-Type"))
 	}
-	var calls conntrack.CallsBody
+	var calls CallsBody
 	if err := json.Unmarshal([]byte(body), &calls); err != nil {
 		t.Fatal(err)
 	}

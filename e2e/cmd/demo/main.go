@@ -111,31 +111,8 @@ func up(dir, prefix, bin string, out io.Writer) (err error) {
 	}
 
 	fmt.Fprintln(out, "waiting until both calls carry LCP echoes ...")
-	err = lab.WaitFor(func() error {
-		for i, c := range ends {
-			cs, err := c.Status()
-			if err != nil {
-				return fmt.Errorf("client %d: %w", i+1, err)
-			}
-			ss, err := d.PeerOf(cs.Magic)
-			if err != nil {
-				return fmt.Errorf("client %d: %w", i+1, err)
-			}
-			if err := errors.Join(lab.CheckEcho(cs, 2), lab.CheckEcho(ss, 2)); err != nil {
-				return fmt.Errorf("client %d: %w", i+1, err)
-			}
-		}
-		calls, err := g.Calls()
-		if err != nil {
-			return err
-		}
-		if len(calls) != 2 {
-			return fmt.Errorf("pptpgw lists %d calls", len(calls))
-		}
-		return nil
-	}, waitCalls)
-	if err != nil {
-		return fmt.Errorf("the calls did not come up: %w", err)
+	if err := waitEchoes(d, g, ends); err != nil {
+		return err
 	}
 
 	sock := g.AdminSocket
@@ -199,4 +176,36 @@ func (w *laterFile) Close() error {
 		return nil
 	}
 	return w.f.Close()
+}
+
+// waitEchoes waits until every client's call carries LCP echoes both ways
+// and pptpgw lists them all.
+func waitEchoes(d *lab.PPTPD, g *lab.Gateway, ends []*lab.PPTPClient) error {
+	err := lab.WaitFor(func() error {
+		for i, c := range ends {
+			cs, err := c.Status()
+			if err != nil {
+				return fmt.Errorf("client %d: %w", i+1, err)
+			}
+			ss, err := d.PeerOf(cs.Magic)
+			if err != nil {
+				return fmt.Errorf("client %d: %w", i+1, err)
+			}
+			if err := errors.Join(lab.CheckEcho(cs, 2), lab.CheckEcho(ss, 2)); err != nil {
+				return fmt.Errorf("client %d: %w", i+1, err)
+			}
+		}
+		calls, err := g.Calls()
+		if err != nil {
+			return err
+		}
+		if len(calls) != len(ends) {
+			return fmt.Errorf("pptpgw lists %d calls", len(calls))
+		}
+		return nil
+	}, waitCalls)
+	if err != nil {
+		return fmt.Errorf("the calls did not come up: %w", err)
+	}
+	return nil
 }

@@ -1,0 +1,340 @@
+package conntrack
+
+import (
+	"sync/atomic"
+
+	"github.com/pptpgw/pptpgw/alg"
+)
+
+// The call lifecycle: a call is created pending (a request, or a reply
+// from the inside end whose ID alloc.go chose), settles as established or
+// refused on its reply's Result Code, may be closing, and ends. Every
+// change goes through the index (index.go) and the fast path's generation
+// (fastpath.go), and the observer hears of it after the lock (events.go).
+
+// Call is one PPTP call through the gateway.
+type Call struct {
+	conn       *Conn
+	Role       Role
+	State      CallState
+	Inside     Addr
+	InsideID   uint16
+	hasInside  bool // the inside end's Call ID is known (false: request from outside pending)
+	Public     Addr
+	OuterID    uint16
+	Peer       Addr
+	PeerID     uint16
+	hasPeer    bool
+	identity   bool  // the kernel does not NAT this connection: nothing to rewrite
+	pickedUp   bool  // setup not seen: picked up mid-stream
+	inIndex    bool  // in byOuter and counted in its bucket
+	inOutIndex bool  // published: in byOut
+	outNext    *Call // byOut's chain
+	created    int64
+	since      int64 // when State last changed
+	lastSeen   atomic.Int64
+	pktsIn     atomic.Uint64
+	pktsOut    atomic.Uint64
+	bytesIn    atomic.Uint64
+	bytesOut   atomic.Uint64
+	ppp        pppState // policy.go: what its PPP negotiation showed
+}
+
+// newCall is a pending call of connection c at now.
+func newCall(c *Conn, now int64) *Call {
+	k := &Call{conn: c, Inside: c.Inside.Addr, Public: c.Public.Addr, Peer: c.Outside.Addr,
+		identity: c.Identity, created: now, since: now}
+	k.lastSeen.Store(now)
+	return k
+}
+
+// allocCall records the inside end's own Call ID id of a request or reply
+// of type mt with its outer ID. A request becomes a pending call; a reply
+// waits in c.cur for its Result Code.
+func (t *Table) allocCall(c *Conn, mt alg.MsgType, id, outer uint16, now int64) *Call {
+	k := newCall(c, now)
+	k.InsideID, k.hasInside, k.OuterID = id, true, outer
+	switch mt {
+	case alg.OCRQ, alg.ICRP:
+		k.Role = RolePNSInside
+	default:
+		k.Role = RolePACInside
+	}
+	c.Role = k.Role
+	if mt == alg.OCRP || mt == alg.ICRP {
+		if c.cur != nil {
+			t.endCall(c.cur, "superseded")
+		}
+	}
+	t.idx.insert(k) // outer is not in use: chooseLow found it
+	if mt == alg.OCRP || mt == alg.ICRP {
+		c.cur = k
+	}
+	return k
+}
+
+// requestIn records an OCRQ or ICRQ from the outside end: a pending call
+// known by the peer's Call ID until the inside end replies.
+func (t *Table) requestIn(c *Conn, mt alg.MsgType, peerID uint16, now int64) {
+	if t.idx.pending >= t.limits.MaxCalls {
+		// Not recorded: the inside end's reply, finding no request it
+		// answers, is refused (replyOut).
+		return
+	}
+	k := newCall(c, now)
+	k.PeerID, k.hasPeer = peerID, true
+	k.Role = RolePACInside
+	if mt == alg.ICRQ {
+		k.Role = RolePNSInside
+	}
+	c.Role = k.Role
+	t.idx.insert(k)
+}
+
+// replyOut applies the Result Code of a reply from the inside end.
+func (t *Table) replyOut(c *Conn, peerID uint16, result byte, now int64) byte {
+	k := c.cur
+	c.cur = nil
+	if k == nil {
+		// The reply's own Call ID got no outer ID: no call can exist.
+		if result == alg.ResultOK {
+			t.Counters.CallsRefused.Add(1)
+			return alg.ResultGeneralError
+		}
+		return result
+	}
+	answered := false
+	for _, p := range c.calls {
+		if p != k && !p.hasInside && p.hasPeer && p.PeerID == peerID && p.State == StatePending {
+			k.created = p.created
+			t.endCall(p, "answered")
+			answered = true
+			break
+		}
+	}
+	k.PeerID, k.hasPeer = peerID, true
+	if !answered && !c.midStream && result == alg.ResultOK {
+		// A request from outside that was not recorded (MaxCalls calls
+		// pending) or is gone (setup timeout, Delete): refused like a
+		// call over a limit.
+		t.refuse(k, "unknown-request", now)
+		return alg.ResultGeneralError
+	}
+	return t.settle(k, result, now)
+}
+
+// replyIn applies the Result Code of a reply from the outside end, which
+// names the inside end's call by its outer ID at offset 14.
+func (t *Table) replyIn(c *Conn, own, outer uint16, result byte, now int64) byte {
+	var k *Call
+	for _, p := range c.calls {
+		if p.hasInside && p.State == StatePending && p.OuterID == outer {
+			k = p
+			break
+		}
+	}
+	if k == nil {
+		if c.unalloc > 0 && result == alg.ResultOK {
+			c.unalloc--
+			t.Counters.CallsRefused.Add(1)
+			return alg.ResultGeneralError
+		}
+		return result
+	}
+	k.PeerID, k.hasPeer = own, true
+	return t.settle(k, result, now)
+}
+
+// settle turns a pending call into an established one, a refusal (over a
+// limit: Result Code rewritten to General Error, ID kept as a tombstone),
+// or nothing (the reply said no).
+func (t *Table) settle(k *Call, result byte, now int64) byte {
+	if result != alg.ResultOK {
+		t.Counters.CallsFailed.Add(1)
+		t.endCall(k, "setup-failed")
+		return result
+	}
+	if reason := t.overLimit(k); reason != "" {
+		t.refuse(k, reason, now)
+		return alg.ResultGeneralError
+	}
+	st := StateEstablished
+	if k.conn.closing {
+		st = StateClosing // one FIN or StopCCRQ seen already
+	}
+	t.setState(k, st, now)
+	k.ppp.watch.Store(true) // policy.go: its PPP negotiation is still to come
+	t.publish(k)            // after watch: the fast path reads it
+	t.Counters.CallsSetUp.Add(1)
+	t.emitCall(evUp, k, "")
+	return result
+}
+
+func (t *Table) overLimit(k *Call) string {
+	if t.idx.active >= t.limits.MaxCalls {
+		return "max-calls"
+	}
+	if t.idx.perIn[k.Inside] >= t.limits.MaxCallsPerInside {
+		return "max-calls-per-inside"
+	}
+	return ""
+}
+
+// refuse makes k a tombstone: no GRE, its outer ID stays reserved and its
+// control messages are still rewritten until it ends.
+func (t *Table) refuse(k *Call, reason string, now int64) {
+	t.setState(k, StateRefused, now)
+	t.unpublish(k)
+	t.Counters.CallsRefused.Add(1)
+	t.emitCall(evRefused, k, reason)
+}
+
+// setState moves k to s at now.
+func (t *Table) setState(k *Call, s CallState, now int64) {
+	t.idx.setState(k, s)
+	k.since = now
+}
+
+// publish makes k's outbound GRE mapping live and tells the fast path.
+func (t *Table) publish(k *Call) {
+	old, ok := t.idx.publish(k)
+	if old != nil || ok && fastEligible(k) {
+		t.bump() // fastpath.go
+	}
+}
+
+// unpublish takes k's outbound GRE mapping back.
+func (t *Table) unpublish(k *Call) {
+	if t.idx.unpublish(k) && !k.identity {
+		t.bump() // fastpath.go
+	}
+}
+
+// endCall removes k and its GRE mapping at once.
+func (t *Table) endCall(k *Call, reason string) {
+	t.unpublish(k)
+	t.idx.remove(k)
+	t.emitCall(evEnded, k, reason)
+	up := k.State == StateEstablished || k.State == StateClosing
+	k.State = StateRefused
+	if up {
+		t.Counters.CallsEnded.Add(1)
+		t.emitCall(evDown, k, reason)
+	}
+}
+
+// pickUp adopts a call named by a peer Call ID field on a connection first
+// seen mid-stream: its IDs pass unchanged, so inside ID = outer ID.
+func (t *Table) pickUp(c *Conn, id uint16, now int64) {
+	if !c.midStream {
+		return
+	}
+	k := newCall(c, now)
+	k.InsideID, k.hasInside, k.OuterID, k.pickedUp = id, true, id, true
+	k.identity = false
+	k.Role = RolePNSInside
+	if c.Inside.Port == 1723 {
+		k.Role = RolePACInside
+	}
+	if !t.idx.free(k.Peer, id) {
+		return
+	}
+	t.idx.insert(k)
+	t.setState(k, StateEstablished, now)
+	if c.hasLastPeer && len(c.calls) == 1 {
+		t.bindPeer(c, c.lastPeerID)
+	}
+	t.Counters.CallsPickedUp.Add(1)
+	t.emitCall(evUp, k, "")
+}
+
+// bindPeer gives the connection's one picked-up call without a peer Call
+// ID the ID id, and its GRE mapping from the inside end.
+func (t *Table) bindPeer(c *Conn, id uint16) {
+	var found *Call
+	for _, k := range c.calls {
+		if k.pickedUp && !k.hasPeer {
+			if found != nil {
+				return
+			}
+			found = k
+		}
+	}
+	if found != nil {
+		t.idx.bind(found, id)
+		t.publish(found)
+	}
+}
+
+// bindPickedUp learns a picked-up call's peer Call ID from the first GRE
+// its inside end sends, when exactly one such call could own it.
+func (t *Table) bindPickedUp(src, peer Addr, peerID uint16) *Call {
+	t.lock()
+	defer t.unlock()
+	var found *Call
+	for _, c := range t.idx.conns {
+		if c.Inside.Addr != src || c.Outside.Addr != peer {
+			continue
+		}
+		for _, k := range c.calls {
+			if k.pickedUp && !k.hasPeer {
+				if found != nil {
+					return nil
+				}
+				found = k
+			}
+		}
+	}
+	if found != nil {
+		t.idx.bind(found, peerID)
+		t.publish(found)
+	}
+	return found
+}
+
+// Finding a connection's calls by the Call ID fields of its messages.
+
+func (c *Conn) findInsideHi(hi byte) *Call {
+	for _, k := range c.calls {
+		if k.inIndex && byte(k.InsideID>>8) == hi {
+			return k
+		}
+	}
+	return nil
+}
+
+func (c *Conn) findInside(id uint16, outerHi byte) *Call {
+	var any *Call
+	for _, k := range c.calls {
+		if k.inIndex && k.InsideID == id {
+			if byte(k.OuterID>>8) == outerHi {
+				return k
+			}
+			any = k
+		}
+	}
+	return any
+}
+
+func (c *Conn) findOuterHi(hi byte) *Call {
+	for _, k := range c.calls {
+		if k.inIndex && byte(k.OuterID>>8) == hi {
+			return k
+		}
+	}
+	return nil
+}
+
+func (c *Conn) findOuter(id uint16) *Call {
+	k, _ := c.findOuterOK(id)
+	return k
+}
+
+func (c *Conn) findOuterOK(id uint16) (*Call, bool) {
+	for _, k := range c.calls {
+		if k.hasInside && k.OuterID == id && (k.inIndex || k.identity) {
+			return k, true
+		}
+	}
+	return nil, false
+}
