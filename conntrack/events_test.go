@@ -68,6 +68,11 @@ func TestStuckObserver(t *testing.T) {
 		t.Errorf("events_dropped %d (buffer says %d), want at least %d", dropped, buf.Dropped(), calls+calls/2-5)
 	}
 	close(obs.release)
+	// Run may not have taken an event yet: it delivers what the buffer
+	// holds once released.
+	for deadline := time.Now().Add(5 * time.Second); obs.heard.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	cancel()
 	select {
 	case <-stopped:

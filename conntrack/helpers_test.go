@@ -10,8 +10,8 @@ import (
 
 	"github.com/pptpgw/pptpgw/alg"
 	"github.com/pptpgw/pptpgw/alg/hdr"
-	"github.com/pptpgw/pptpgw/conntrack"
 	"github.com/pptpgw/pptpgw/alg/pptpmsg"
+	"github.com/pptpgw/pptpgw/conntrack"
 )
 
 // Addresses used throughout: 10/8 is inside, everything else outside.

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/pptpgw/pptpgw/alg"
-	"github.com/pptpgw/pptpgw/e2e/lab"
 	"github.com/pptpgw/pptpgw/alg/pptpmsg"
+	"github.com/pptpgw/pptpgw/e2e/lab"
 )
 
 // The hardening barrage: every kind of bad control message and bad GRE v1

@@ -14,8 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pptpgw/pptpgw/e2e/lab"
 	"github.com/pptpgw/pptpgw/alg/pptpmsg"
+	"github.com/pptpgw/pptpgw/e2e/lab"
 )
 
 // TestMTUFragNeeded: path-MTU discovery through the gateway. A router on

@@ -9,8 +9,8 @@ import (
 	"net"
 	"time"
 
-	"github.com/pptpgw/pptpgw/e2e/lab"
 	"github.com/pptpgw/pptpgw/alg/pptpmsg"
+	"github.com/pptpgw/pptpgw/e2e/lab"
 )
 
 // Hand-made PPTP for the tests that need what no client does on its own:

@@ -28,8 +28,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pptpgw/pptpgw/e2e/ppp"
 	"github.com/pptpgw/pptpgw/alg/pptpmsg"
+	"github.com/pptpgw/pptpgw/e2e/ppp"
 )
 
 type config struct {
