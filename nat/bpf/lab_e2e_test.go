@@ -136,3 +136,11 @@ func ipCsum(h []byte) uint16 {
 	}
 	return ^uint16(s)
 }
+
+func netInterface(name string) (int, error) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return 0, err
+	}
+	return ifi.Index, nil
+}
