@@ -67,7 +67,34 @@ func (b *Backend) setInterfaces(ifindexes []int) error {
 		}
 		errs = append(errs, b.attachCls(ifi))
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, b.syncDevs())...)
+}
+
+// syncDevs makes the redirect allow-list hold exactly the interfaces the
+// program is attached to.
+func (b *Backend) syncDevs() error {
+	want := b.Interfaces()
+	var stale []uint32
+	var ifi, one uint32
+	it := b.dev.Iterate()
+	for it.Next(&ifi, &one) {
+		if !slices.Contains(want, int(ifi)) {
+			stale = append(stale, ifi)
+		}
+	}
+	errs := []error{it.Err()}
+	for _, ifi := range stale {
+		if err := b.dev.Delete(ifi); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	for _, ifi := range want {
+		errs = append(errs, b.dev.Put(uint32(ifi), uint32(1)))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("bpf: map %s: %w", MapDevName, err)
+	}
+	return nil
 }
 
 // Interfaces returns the ifindexes the program is attached to.
@@ -139,6 +166,7 @@ func (b *Backend) attachTCX(ifindex int) error {
 }
 
 func (b *Backend) detachTCX(ifindex int) error {
+	_ = b.dev.Delete(uint32(ifindex))
 	l := b.tcx[ifindex]
 	delete(b.tcx, ifindex)
 	defer l.Close()
@@ -188,6 +216,9 @@ func (b *Backend) attachCls(ifindex int) error {
 }
 
 func (b *Backend) detachCls(ifindex int) error {
+	if b.dev != nil {
+		_ = b.dev.Delete(uint32(ifindex))
+	}
 	delete(b.cls, ifindex)
 	nl, err := tc.Open(&tc.Config{})
 	if err != nil {
@@ -278,7 +309,7 @@ func (b *Backend) adopt() error {
 				return err
 			}
 		}
-		return nil
+		return b.syncDevs()
 	})
 }
 

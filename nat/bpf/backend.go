@@ -47,6 +47,7 @@ type Backend struct {
 	log     *zap.Logger
 	prog    *ebpf.Program
 	in, out *ebpf.Map
+	dev     *ebpf.Map // ifindexes the program may redirect to: those it is attached to
 	tcx     map[int]link.Link // ifindex -> pinned tcx link
 	cls     map[int]bool      // ifindexes with our cls_bpf filter
 	useTCX  bool
@@ -86,7 +87,7 @@ func Open(cfg Config) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b.prog, b.in, b.out = coll.Programs[ProgName], coll.Maps[MapInName], coll.Maps[MapOutName]
+	b.prog, b.in, b.out, b.dev = coll.Programs[ProgName], coll.Maps[MapInName], coll.Maps[MapOutName], coll.Maps[MapDevName]
 	pin := filepath.Join(cfg.PinDir, progPin)
 	_ = os.Remove(pin)
 	if err := b.prog.Pin(pin); err != nil {
@@ -108,7 +109,7 @@ func (b *Backend) load() (*ebpf.Collection, error) {
 	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
 	if errors.Is(err, ebpf.ErrMapIncompatible) {
 		b.log.Info("bpf: pinned maps differ from this configuration, replacing them", zap.Error(err))
-		for _, n := range []string{MapInName, MapOutName} {
+		for _, n := range []string{MapInName, MapOutName, MapDevName} {
 			_ = os.Remove(filepath.Join(b.cfg.PinDir, n))
 		}
 		coll, err = ebpf.NewCollectionWithOptions(spec, opts)
@@ -126,6 +127,7 @@ func (b *Backend) closeFDs() {
 	b.prog.Close()
 	b.in.Close()
 	b.out.Close()
+	b.dev.Close()
 }
 
 // Name implements fastpath.Backend.

@@ -25,10 +25,12 @@ const verdictPassU = uint32(0xffffffff) // TC_ACT_UNSPEC as the kernel returns i
 
 // goldenMaps: a call of the inside host 192.168.77.10 (Call ID 7) with the
 // peer 203.0.113.5 (Call ID 555), public 198.51.100.1 outer Call ID
-// 40001; and one whose inside host has no neighbour entry.
+// 40001; one whose inside host has no neighbour entry; one behind an
+// interface the program is not attached to.
 var goldenMaps = []conntrack.GREMap{
 	{Peer: addr("203.0.113.5"), OuterID: 40001, Public: addr("198.51.100.1"), Inside: addr("192.168.77.10"), InsideID: 7, PeerID: 555},
 	{Peer: addr("203.0.113.5"), OuterID: 40002, Public: addr("198.51.100.1"), Inside: addr("192.168.77.20"), InsideID: 8, PeerID: 556},
+	{Peer: addr("203.0.113.5"), OuterID: 40003, Public: addr("198.51.100.1"), Inside: addr("192.168.78.10"), InsideID: 9, PeerID: 557},
 }
 
 // goldenBackend opens a backend over a fresh golden namespace.
@@ -42,6 +44,9 @@ func goldenBackend(t testing.TB) (b *Backend, ns string, ifOut, ifIn int) {
 	}
 	t.Cleanup(func() { b.Close(true) })
 	if err := b.Replace(goldenMaps); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetInterfaces([]int{ifOut, ifIn}); err != nil {
 		t.Fatal(err)
 	}
 	return b, ns, ifOut, ifIn
@@ -83,7 +88,7 @@ func TestGolden(t *testing.T) {
 		{"inbound seq-less TTL 2", ifOut, with(inbound, func(f *frame) { f.greFlags, f.ttl = 0x2001, 2 }),
 			&frame{dst: macInside, src: macGwIn, ttl: 1, saddr: "203.0.113.5", daddr: "192.168.77.10", callID: 7, payload: 4, greFlags: 0x2001}},
 		{"outbound", ifIn, outbound, &frame{dst: macRouter, src: macGwOut, ttl: 63, saddr: "198.51.100.1", daddr: "203.0.113.5", callID: 555, payload: 4}},
-		{"miss: unknown Call ID", ifOut, with(inbound, func(f *frame) { f.callID = 40003 }), nil},
+		{"miss: unknown Call ID", ifOut, with(inbound, func(f *frame) { f.callID = 40009 }), nil},
 		{"miss: other public address", ifOut, with(inbound, func(f *frame) { f.daddr = "198.51.100.9" }), nil},
 		{"miss: inbound key on the outbound side", ifIn, with(outbound, func(f *frame) { f.callID = 7 }), nil},
 		{"GRE v0", ifOut, with(inbound, func(f *frame) { f.greFlags = 0x2000 }), nil},
@@ -96,6 +101,7 @@ func TestGolden(t *testing.T) {
 		{"TTL 0", ifOut, with(inbound, func(f *frame) { f.ttl = 0 }), nil},
 		{"another host's frame", ifOut, with(inbound, func(f *frame) { f.dst = mac("02:00:00:00:09:09") }), nil},
 		{"no neighbour", ifOut, with(inbound, func(f *frame) { f.callID = 40002 }), nil},
+		{"egress not ours", ifOut, with(inbound, func(f *frame) { f.callID = 40003 }), nil},
 		{"too big for the inside MTU", ifOut, with(inbound, func(f *frame) { f.payload = 1400 }), nil},
 	}
 	nstest.Sh(t, "ip", "-n", ns, "link", "set", "bpfgi", "mtu", "1000")
@@ -115,6 +121,11 @@ func TestGolden(t *testing.T) {
 	short := inbound.bytes()[:40]
 	if ret, out := run(t, b.Program(), ns, ifOut, short); ret != verdictPassU || !bytes.Equal(out, short) {
 		t.Errorf("short frame: verdict %d", int32(ret))
+	}
+	trunc := inbound.bytes()
+	trunc = trunc[:len(trunc)-1]
+	if ret, out := run(t, b.Program(), ns, ifOut, trunc); ret != verdictPassU || !bytes.Equal(out, trunc) {
+		t.Errorf("frame shorter than its total length: verdict %d", int32(ret))
 	}
 	arp := inbound.bytes()
 	arp[12], arp[13] = 0x08, 0x06
@@ -141,7 +152,7 @@ func TestGolden(t *testing.T) {
 	if c := in[fastpath.InKeyOf(goldenMaps[1])]; c.Packets != 0 || !c.Last.IsZero() {
 		t.Errorf("the call without a neighbour counted %+v", c)
 	}
-	if len(in) != 2 || len(out) != 2 {
+	if len(in) != 3 || len(out) != 3 {
 		t.Errorf("%d inbound and %d outbound entries", len(in), len(out))
 	}
 }

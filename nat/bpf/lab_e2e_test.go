@@ -47,11 +47,15 @@ func goldenNS(t testing.TB) (ns string, ifOut, ifIn int) {
 	sh("sysctl", "-qw", "net.ipv4.ip_forward=1")
 	sh("ip", "link", "add", "bpfgo", "address", macGwOut.String(), "type", "veth", "peer", "name", "bpfgo1")
 	sh("ip", "link", "add", "bpfgi", "address", macGwIn.String(), "type", "veth", "peer", "name", "bpfgi1")
-	for _, l := range []string{"bpfgo", "bpfgo1", "bpfgi", "bpfgi1"} {
+	// A third interface the program is not attached to.
+	sh("ip", "link", "add", "bpfgx", "type", "veth", "peer", "name", "bpfgx1")
+	for _, l := range []string{"bpfgo", "bpfgo1", "bpfgi", "bpfgi1", "bpfgx", "bpfgx1"} {
 		sh("ip", "link", "set", l, "up")
 	}
 	sh("ip", "addr", "add", "198.51.100.1/24", "dev", "bpfgo")
 	sh("ip", "addr", "add", "192.168.77.1/24", "dev", "bpfgi")
+	sh("ip", "addr", "add", "192.168.78.1/24", "dev", "bpfgx")
+	sh("ip", "neigh", "replace", "192.168.78.10", "lladdr", macInside.String(), "dev", "bpfgx", "nud", "permanent")
 	sh("ip", "route", "add", "203.0.113.0/24", "via", "198.51.100.2")
 	sh("ip", "neigh", "replace", "198.51.100.2", "lladdr", macRouter.String(), "dev", "bpfgo", "nud", "permanent")
 	sh("ip", "neigh", "replace", "192.168.77.10", "lladdr", macInside.String(), "dev", "bpfgi", "nud", "permanent")

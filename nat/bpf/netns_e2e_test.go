@@ -240,7 +240,7 @@ func testLab(t *testing.T, cls bool) {
 		t.Fatal(err)
 	}
 	pins := pinNames(t, cfg.PinDir)
-	want := []string{MapInName, MapOutName, progPin}
+	want := []string{MapInName, MapOutName, MapDevName, progPin}
 	if !cls {
 		want = append(want, tcxPinName(l.ifOut), tcxPinName(l.ifIn))
 	}

@@ -24,7 +24,11 @@ const (
 	ProgName   = "pptpgw_gre"
 	MapInName  = "pptpgw_gre_in"
 	MapOutName = "pptpgw_gre_out"
+	MapDevName = "pptpgw_gre_dev"
 )
+
+// maxDevs bounds the interfaces the program may redirect to.
+const maxDevs = 256
 
 // Verdicts. A packet the program does not translate goes on with
 // TC_ACT_UNSPEC, which is TCX_NEXT under tcx and "next filter" under
@@ -171,6 +175,14 @@ func parse() asm.Instructions {
 		asm.JNE.Imm32(asm.R4, 0, "pass"),
 		asm.LoadMem(asm.R4, asm.R2, offProto, asm.Byte),
 		asm.JNE.Imm(asm.R4, 47, "pass"),
+		// A total length shorter than the headers or longer than the
+		// frame: the stack drops and counts it.
+		asm.LoadMem(asm.R4, asm.R2, offTotLen, asm.Half),
+		asm.HostTo(asm.BE, asm.R4, asm.Half),
+		asm.JLT.Imm(asm.R4, minFrame-offIP, "pass"),
+		asm.Add.Imm(asm.R4, offIP),
+		asm.LoadMem(asm.R5, rCtx, skbLen, asm.Word),
+		asm.JGT.Reg(asm.R4, asm.R5, "pass"),
 		asm.LoadMem(asm.R4, asm.R2, offGRE, asm.Word),
 		asm.And.Imm32(asm.R4, ne32(GREMask)),
 		asm.JNE.Imm32(asm.R4, ne32(GREValue), "pass"),
@@ -243,6 +255,13 @@ func fibLookup() asm.Instructions {
 		asm.Mov.Imm(asm.R4, 0),
 		asm.FnFibLookup.Call(),
 		asm.JNE.Imm(asm.R0, 0, "pass"), // BPF_FIB_LKUP_RET_SUCCESS only
+		// Only to an interface of ours, known to be Ethernet: a route
+		// through a tunnel or PPP device takes the stack.
+		asm.LoadMapPtr(asm.R1, 0).WithReference(MapDevName),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, fpFib+fibIfindex),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "pass"),
 	)
 }
 
@@ -328,7 +347,8 @@ func collectionSpec(maxCalls uint32, pinned bool) *ebpf.CollectionSpec {
 			MaxEntries: maxCalls, Pinning: pin}
 	}
 	return &ebpf.CollectionSpec{
-		Maps: map[string]*ebpf.MapSpec{MapInName: mapSpec(MapInName), MapOutName: mapSpec(MapOutName)},
+		Maps: map[string]*ebpf.MapSpec{MapInName: mapSpec(MapInName), MapOutName: mapSpec(MapOutName),
+			MapDevName: {Name: MapDevName, Type: ebpf.Hash, KeySize: 4, ValueSize: 4, MaxEntries: maxDevs, Pinning: pin}},
 		Programs: map[string]*ebpf.ProgramSpec{ProgName: {
 			Name: ProgName, Type: ebpf.SchedCLS, License: "GPL", Instructions: Instructions(),
 		}},

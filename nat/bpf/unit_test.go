@@ -32,7 +32,7 @@ func TestInstructionsAssemble(t *testing.T) {
 			refs[ins.Reference()]++
 		}
 	}
-	if refs[MapInName] != 1 || refs[MapOutName] != 1 || len(refs) != 2 {
+	if refs[MapInName] != 1 || refs[MapOutName] != 1 || refs[MapDevName] != 1 || len(refs) != 3 {
 		t.Fatalf("map references %v", refs)
 	}
 	if n := len(insns); n > 200 {
@@ -44,7 +44,7 @@ func TestInstructionsAssemble(t *testing.T) {
 			calls = append(calls, asm.BuiltinFunc(ins.Constant))
 		}
 	}
-	want := []asm.BuiltinFunc{asm.FnMapLookupElem, asm.FnMapLookupElem, asm.FnFibLookup, asm.FnL3CsumReplace,
+	want := []asm.BuiltinFunc{asm.FnMapLookupElem, asm.FnMapLookupElem, asm.FnFibLookup, asm.FnMapLookupElem, asm.FnL3CsumReplace,
 		asm.FnL3CsumReplace, asm.FnKtimeGetNs, asm.FnRedirect}
 	if len(calls) != len(want) {
 		t.Fatalf("helper calls %v, want %v", calls, want)
