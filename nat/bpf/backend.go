@@ -47,7 +47,7 @@ type Backend struct {
 	log     *zap.Logger
 	prog    *ebpf.Program
 	in, out *ebpf.Map
-	dev     *ebpf.Map // ifindexes the program may redirect to: those it is attached to
+	dev     *ebpf.Map         // ifindexes the program may redirect to: those it is attached to
 	tcx     map[int]link.Link // ifindex -> pinned tcx link
 	cls     map[int]bool      // ifindexes with our cls_bpf filter
 	useTCX  bool
