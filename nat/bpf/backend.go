@@ -153,13 +153,17 @@ func (b *Backend) Close(remove bool) error {
 	}
 	err := b.SetInterfaces(nil)
 	b.closeFDs()
-	return errors.Join(err, Remove(b.cfg.PinDir, b.cfg.NetNS))
+	return errors.Join(err, RemoveIn(b.cfg.PinDir, b.cfg.NetNS))
 }
 
-// Remove detaches every attachment of the program in the network
-// namespace netns (0: the caller's) and deletes the pins under pinDir
-// (`pptpgw rules remove`, with no daemon running). Nothing there is fine.
-func Remove(pinDir string, netns int) error {
+// Remove detaches every attachment of the program and deletes the pins
+// under pinDir (DefaultPinDir when empty): `pptpgw rules remove`, with no
+// daemon running. Nothing there is fine.
+func Remove(pinDir string) error { return RemoveIn(pinDir, 0) }
+
+// RemoveIn is Remove for the interfaces of the network namespace netns
+// (a file descriptor; 0: the caller's).
+func RemoveIn(pinDir string, netns int) error {
 	if pinDir == "" {
 		pinDir = DefaultPinDir
 	}

@@ -231,7 +231,7 @@ func TestModeSwitchAndMaxCalls(t *testing.T) {
 	})
 	// Remove, as `pptpgw rules remove` with no daemon: nothing left.
 	b.Close(false)
-	if err := Remove(cfg.PinDir, fd); err != nil {
+	if err := RemoveIn(cfg.PinDir, fd); err != nil {
 		t.Fatal(err)
 	}
 	nstest.InNS(t, ns, func() {

@@ -33,7 +33,7 @@ func mac(s string) net.HardwareAddr {
 func pinDir(t testing.TB, tag string) string {
 	t.Helper()
 	d := filepath.Join("/sys/fs/bpf", fmt.Sprintf("pptpgw-bpf-test-%d-%s", os.Getpid(), tag))
-	t.Cleanup(func() { _ = Remove(d, 0) })
+	t.Cleanup(func() { _ = Remove(d) })
 	return d
 }
 
