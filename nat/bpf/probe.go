@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 )
 
@@ -85,6 +86,9 @@ func Probe(pinDir string) Report {
 
 // loadOnce loads the program with tiny unpinned maps and lets go of it.
 func loadOnce() error {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return err
+	}
 	coll, err := ebpf.NewCollection(collectionSpec(1, false))
 	if err != nil {
 		return err
