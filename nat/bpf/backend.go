@@ -75,10 +75,9 @@ func Open(cfg Config) (*Backend, error) {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("bpf: %w", err)
-	}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; where
+	// it cannot be raised the load fails with a clearer error.
+	_ = rlimit.RemoveMemlock()
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, fmt.Errorf("bpf: %w", err)

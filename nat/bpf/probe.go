@@ -21,7 +21,7 @@ type Report struct {
 	CapBPF      bool   // CAP_BPF, or CAP_SYS_ADMIN on kernels before 5.8
 	CapNetAdmin bool
 	JIT         bool   // /proc/sys/net/core/bpf_jit_enable is not 0
-	BPFFS       bool   // the pin directory is on a bpffs, or /sys/fs/bpf can hold one
+	BPFFS       bool   // the pin directory is (or can be) on a writable bpffs
 	Loads       bool   // the verifier accepted the program
 	LoadError   string // why not
 	// Missing says, one item each, what keeps bpf from working here
@@ -71,9 +71,10 @@ func Probe(pinDir string) Report {
 	}
 	jit, err := os.ReadFile("/proc/sys/net/core/bpf_jit_enable")
 	r.JIT = err == nil && strings.TrimSpace(string(jit)) != "0"
-	r.BPFFS = bpffsUsable(pinDir)
-	if !r.BPFFS {
-		r.Missing = append(r.Missing, "no bpf filesystem for "+pinDir)
+	if p := bpffsProblem(pinDir); p != "" {
+		r.Missing = append(r.Missing, p)
+	} else {
+		r.BPFFS = true
 	}
 	if err := loadOnce(); err != nil {
 		r.LoadError = err.Error()
@@ -86,9 +87,7 @@ func Probe(pinDir string) Report {
 
 // loadOnce loads the program with tiny unpinned maps and lets go of it.
 func loadOnce() error {
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return err
-	}
+	_ = rlimit.RemoveMemlock() // as Open does
 	coll, err := ebpf.NewCollection(collectionSpec(1, false))
 	if err != nil {
 		return err
@@ -97,21 +96,26 @@ func loadOnce() error {
 	return nil
 }
 
-// bpffsUsable: pinDir's nearest existing ancestor is on a bpffs, or it is
-// under /sys/fs/bpf, where Open mounts one.
-func bpffsUsable(pinDir string) bool {
-	for d := filepath.Clean(pinDir); ; d = filepath.Dir(d) {
+// bpffsProblem says what keeps pinDir from holding pins ("" if
+// nothing): its nearest existing ancestor must be a writable bpffs
+// directory, unless it is under /sys/fs/bpf where Open mounts one.
+func bpffsProblem(pinDir string) string {
+	d := filepath.Clean(pinDir)
+	for ; d != "/"; d = filepath.Dir(d) {
 		if _, err := os.Stat(d); err == nil {
-			if onBPFFS(d) {
-				return true
-			}
-			break
-		}
-		if d == "/" {
 			break
 		}
 	}
-	return strings.HasPrefix(filepath.Clean(pinDir)+"/", "/sys/fs/bpf/")
+	underSys := strings.HasPrefix(filepath.Clean(pinDir)+"/", "/sys/fs/bpf/")
+	switch {
+	case !onBPFFS(d) && !underSys:
+		return pinDir + " is not on a bpf filesystem"
+	case !onBPFFS(d):
+		return "" // Open mounts bpffs on /sys/fs/bpf
+	case unix.Access(d, unix.W_OK) != nil:
+		return d + " is not writable"
+	}
+	return ""
 }
 
 // effectiveCaps reads CapEff from /proc/self/status.
