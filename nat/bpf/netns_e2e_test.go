@@ -17,7 +17,10 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"github.com/florianl/go-tc"
+	"github.com/florianl/go-tc/core"
 	"golang.org/x/sys/unix"
 
 	"github.com/pptpgw/pptpgw/conntrack"
@@ -276,6 +279,20 @@ func testLab(t *testing.T, cls bool) {
 	}
 	t.Logf("%s: %d packets sent across Close(false) and Open, all translated", mode, n)
 
+	// The operator's own clsact filters still see what the program
+	// passes (TC_ACT_UNSPEC, not TC_ACT_OK), and never what it redirects.
+	nstest.Sh(t, "tc", "-n", l.gw, "qdisc", "replace", "dev", "bpfgo", "clsact")
+	operatorDrop(t, l.gw, l.ifOut)
+	send(t, l.ofd, "198.51.100.1", greV1(999, 100))
+	send(t, l.ofd, "198.51.100.1", greV1(40001, 100))
+	if got := recvGRE(l.gfd); len(got) != 0 {
+		t.Errorf("a miss passed the operator's drop filter: %+v", got)
+	}
+	if got := recvGRE(l.ifd); len(got) != 1 {
+		t.Errorf("with the operator's filter in place %d packets arrived inside, want 1", len(got))
+	}
+	nstest.Sh(t, "tc", "-n", l.gw, "filter", "del", "dev", "bpfgo", "ingress", "prio", "5")
+
 	// Close(true): nothing left, GRE reaches the stack again.
 	if err := b.Close(true); err != nil {
 		t.Fatal(err)
@@ -300,6 +317,34 @@ func testLab(t *testing.T, cls bool) {
 	if got := recvGRE(l.gfd); len(got) != 1 {
 		t.Errorf("after Close(true) the stack got %d packets, want 1", len(got))
 	}
+}
+
+// operatorDrop stands for an operator's tc filter on ifindex: cls_bpf,
+// priority 5, drops everything (act_gact is not built here).
+func operatorDrop(t *testing.T, ns string, ifindex int) {
+	t.Helper()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}}) // TC_ACT_SHOT
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	nstest.InNS(t, ns, func() {
+		nl, err := tc.Open(&tc.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nl.Close()
+		fd, flags, name := uint32(prog.FD()), uint32(tc.BpfActDirect), "operator"
+		err = nl.Filter().Add(&tc.Object{
+			Msg: tc.Msg{Family: unix.AF_UNSPEC, Ifindex: uint32(ifindex), Handle: 1,
+				Parent: core.BuildHandle(tc.HandleRoot, tc.HandleMinIngress), Info: core.FilterInfo(5, unix.ETH_P_ALL)},
+			Attribute: tc.Attribute{Kind: "bpf", BPF: &tc.Bpf{FD: &fd, Name: &name, Flags: &flags}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // flood sends inbound GRE every millisecond until stop, which returns how
