@@ -228,30 +228,56 @@ func (b *Backend) converge(m *ebpf.Map, name string, want map[key]value) error {
 	if err != nil {
 		return fmt.Errorf("bpf: read map %s: %w", name, err)
 	}
-	var errs []error
+	var errs firstErrors
 	for _, k := range stale {
 		if err := m.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, fmt.Errorf("bpf: delete from %s: %w", name, err))
+			errs.add(fmt.Errorf("bpf: delete from %s: %w", name, err))
 		}
 	}
 	for k, v := range want {
-		errs = append(errs, b.put(m, name, k, v))
+		errs.add(b.put(m, name, k, v))
 	}
-	return errors.Join(errs...)
+	return errs.err()
 }
 
 // Apply implements fastpath.Backend: deletions first (so that a full map
 // makes room), then additions. An entry that already translates the same
 // way is left alone, with its counters; a changed one is replaced.
 func (b *Backend) Apply(add, del []conntrack.GREMap) error {
-	var errs []error
+	var errs firstErrors
 	for _, m := range del {
-		errs = append(errs, b.del(b.in, MapInName, inKey(m), inValue(m)), b.del(b.out, MapOutName, outKey(m), outValue(m)))
+		errs.add(b.del(b.in, MapInName, inKey(m), inValue(m)))
+		errs.add(b.del(b.out, MapOutName, outKey(m), outValue(m)))
 	}
 	for _, m := range add {
-		errs = append(errs, b.put(b.in, MapInName, inKey(m), inValue(m)), b.put(b.out, MapOutName, outKey(m), outValue(m)))
+		errs.add(b.put(b.in, MapInName, inKey(m), inValue(m)))
+		errs.add(b.put(b.out, MapOutName, outKey(m), outValue(m)))
 	}
-	return errors.Join(errs...)
+	return errs.err()
+}
+
+// firstErrors keeps the first few errors of a batch of map updates and
+// counts the rest: a full map fails every addition alike.
+type firstErrors struct {
+	errs []error
+	more int
+}
+
+func (f *firstErrors) add(err error) {
+	switch {
+	case err == nil:
+	case len(f.errs) < 2:
+		f.errs = append(f.errs, err)
+	default:
+		f.more++
+	}
+}
+
+func (f *firstErrors) err() error {
+	if f.more > 0 {
+		f.errs = append(f.errs, fmt.Errorf("bpf: and %d more map update errors", f.more))
+	}
+	return errors.Join(f.errs...)
 }
 
 // del removes k if it still maps to v (another mapping may have taken the

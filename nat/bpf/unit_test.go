@@ -3,6 +3,8 @@ package bpf
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"strings"
 	"net/netip"
 	"testing"
 	"time"
@@ -168,5 +170,18 @@ func TestParseVersion(t *testing.T) {
 	}
 	if _, ok := tcxPinIndex("pptpgw_gre_in"); ok {
 		t.Error("map pin taken for a link")
+	}
+}
+
+func TestFirstErrors(t *testing.T) {
+	var f firstErrors
+	if f.add(nil); f.err() != nil {
+		t.Fatal("nil error kept")
+	}
+	for range 5 {
+		f.add(errors.New("bpf: map pptpgw_gre_in is full (max calls 2)"))
+	}
+	if got := f.err().Error(); strings.Count(got, "full") != 2 || !strings.Contains(got, "and 3 more") {
+		t.Fatalf("%q", got)
 	}
 }
