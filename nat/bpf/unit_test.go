@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"strings"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
