@@ -38,18 +38,10 @@ func (b *Backend) SetInterfaces(ifindexes []int) error {
 
 func (b *Backend) setInterfaces(ifindexes []int) error {
 	var errs []error
-	for ifi := range b.tcx {
-		if !slices.Contains(ifindexes, ifi) || !b.useTCX {
-			errs = append(errs, b.detachTCX(ifi))
-		}
-	}
-	for ifi := range b.cls {
-		if !slices.Contains(ifindexes, ifi) || b.useTCX {
-			errs = append(errs, b.detachCls(ifi))
-		}
-	}
+	// Attach first, detach after: an interface changing from cls_bpf to
+	// tcx has both for a moment (tcx runs first), never neither.
 	for _, ifi := range ifindexes {
-		if b.tcx[ifi] != nil || b.cls[ifi] {
+		if b.useTCX && b.tcx[ifi] != nil || !b.useTCX && b.cls[ifi] {
 			continue
 		}
 		if err := checkEthernet(ifi); err != nil {
@@ -67,11 +59,22 @@ func (b *Backend) setInterfaces(ifindexes []int) error {
 		}
 		errs = append(errs, b.attachCls(ifi))
 	}
+	for ifi := range b.tcx {
+		if !slices.Contains(ifindexes, ifi) || !b.useTCX {
+			errs = append(errs, b.detachTCX(ifi))
+		}
+	}
+	for ifi := range b.cls {
+		if !slices.Contains(ifindexes, ifi) || b.useTCX {
+			errs = append(errs, b.detachCls(ifi))
+		}
+	}
 	return errors.Join(append(errs, b.syncDevs())...)
 }
 
 // syncDevs makes the redirect allow-list hold exactly the interfaces the
-// program is attached to.
+// program is attached to (an interface being detached may stay in it a
+// moment: it is still Ethernet).
 func (b *Backend) syncDevs() error {
 	want := b.Interfaces()
 	var stale []uint32
@@ -107,7 +110,7 @@ func (b *Backend) Interfaces() []int {
 		out = append(out, ifi)
 	}
 	slices.Sort(out)
-	return out
+	return slices.Compact(out) // both ways at once while switching modes
 }
 
 // checkEthernet refuses interfaces whose frames are not Ethernet (the
@@ -166,7 +169,6 @@ func (b *Backend) attachTCX(ifindex int) error {
 }
 
 func (b *Backend) detachTCX(ifindex int) error {
-	_ = b.dev.Delete(uint32(ifindex))
 	l := b.tcx[ifindex]
 	delete(b.tcx, ifindex)
 	defer l.Close()
@@ -216,9 +218,6 @@ func (b *Backend) attachCls(ifindex int) error {
 }
 
 func (b *Backend) detachCls(ifindex int) error {
-	if b.dev != nil {
-		_ = b.dev.Delete(uint32(ifindex))
-	}
 	delete(b.cls, ifindex)
 	nl, err := tc.Open(&tc.Config{})
 	if err != nil {
