@@ -56,6 +56,8 @@ type Backend struct {
 	scratch []value // one value per CPU
 	keys    []key   // Counters' and Replace's batch buffers
 	vals    []value
+	// onDelete hears the last counters of deleted mappings.
+	onDelete func(m conntrack.GREMap, in bool, c fastpath.Counters)
 }
 
 var _ fastpath.Backend = (*Backend)(nil)
@@ -245,9 +247,17 @@ func (b *Backend) converge(m *ebpf.Map, name string, want map[key]value) error {
 // way is left alone, with its counters; a changed one is replaced.
 func (b *Backend) Apply(add, del []conntrack.GREMap) error {
 	var errs firstErrors
+	var clk Clock
+	if b.onDelete != nil && len(del) > 0 {
+		clk, _ = Now()
+	}
 	for _, m := range del {
-		errs.add(b.del(b.in, MapInName, inKey(m), inValue(m)))
-		errs.add(b.del(b.out, MapOutName, outKey(m), outValue(m)))
+		if c, ok := b.del(&errs, b.in, MapInName, inKey(m), inValue(m)); ok && b.onDelete != nil {
+			b.onDelete(m, true, c.counters(clk))
+		}
+		if c, ok := b.del(&errs, b.out, MapOutName, outKey(m), outValue(m)); ok && b.onDelete != nil {
+			b.onDelete(m, false, c.counters(clk))
+		}
 	}
 	for _, m := range add {
 		errs.add(b.put(b.in, MapInName, inKey(m), inValue(m)))
@@ -282,21 +292,35 @@ func (f *firstErrors) err() error {
 
 // del removes k if it still maps to v (another mapping may have taken the
 // key since).
-func (b *Backend) del(m *ebpf.Map, name string, k key, v value) error {
+func (b *Backend) del(errs *firstErrors, m *ebpf.Map, name string, k key, v value) (final percpu, ok bool) {
 	err := m.Lookup(&k, b.scratch)
-	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		return nil
-	}
-	if err == nil && !sameMapping(b.scratch[0], v) {
-		return nil
+	if errors.Is(err, ebpf.ErrKeyNotExist) || err == nil && !sameMapping(b.scratch[0], v) {
+		return nil, false
 	}
 	if err == nil {
 		err = m.Delete(&k)
 	}
 	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("bpf: delete from %s: %w", name, err)
+		errs.add(fmt.Errorf("bpf: delete from %s: %w", name, err))
+		return nil, false
 	}
-	return nil
+	return b.scratch, err == nil
+}
+
+// percpu is one entry's values, one per CPU.
+type percpu []value
+
+func (p percpu) counters(clk Clock) fastpath.Counters {
+	pk, by, last := sum(p)
+	return fastpath.Counters{Packets: pk, Bytes: by, Last: clk.WallOf(last)}
+}
+
+// OnDelete sets fn to hear the final counters of every mapping Apply
+// deletes, read just before the deletion (so the call's last packets are
+// not lost with the entry, but for those counted in the microseconds
+// between the two syscalls). fn runs on the caller's goroutine.
+func (b *Backend) OnDelete(fn func(m conntrack.GREMap, in bool, c fastpath.Counters)) {
+	b.onDelete = fn
 }
 
 // put adds k -> v with BPF_NOEXIST, so that a live entry keeps its
@@ -333,14 +357,10 @@ func (b *Backend) Counters(in func(fastpath.InKey, fastpath.Counters), out func(
 	if err != nil {
 		return err
 	}
-	conv := func(cpus []value) fastpath.Counters {
-		p, by, last := sum(cpus)
-		return fastpath.Counters{Packets: p, Bytes: by, Last: clk.WallOf(last)}
-	}
-	if err := b.walk(b.in, func(k key, cpus []value) { in(k.in(), conv(cpus)) }); err != nil {
+	if err := b.walk(b.in, func(k key, cpus []value) { in(k.in(), percpu(cpus).counters(clk)) }); err != nil {
 		return fmt.Errorf("bpf: read map %s: %w", MapInName, err)
 	}
-	if err := b.walk(b.out, func(k key, cpus []value) { out(k.out(), conv(cpus)) }); err != nil {
+	if err := b.walk(b.out, func(k key, cpus []value) { out(k.out(), percpu(cpus).counters(clk)) }); err != nil {
 		return fmt.Errorf("bpf: read map %s: %w", MapOutName, err)
 	}
 	return nil

@@ -86,9 +86,22 @@ func TestApplyKeepsCounters(t *testing.T) {
 	if in, out := entries(t, b); len(in) != 1 || len(out) != 0 {
 		t.Fatalf("deleting the old mapping: %d inbound entries (want m2's kept), %d outbound", len(in), len(out))
 	}
+	// The last counters of a deleted mapping are handed over.
+	setCounters(t, b.in, inKey(m2), 3)
+	final := map[bool]fastpath.Counters{}
+	b.OnDelete(func(m conntrack.GREMap, in bool, c fastpath.Counters) {
+		if m != m2 {
+			t.Errorf("OnDelete for %+v", m)
+		}
+		final[in] = c
+	})
 	if err := b.Apply(nil, []conntrack.GREMap{m2}); err != nil {
 		t.Fatal(err)
 	}
+	if len(final) != 2 || final[true].Packets != uint64(3*b.ncpu) || final[false].Packets != 0 {
+		t.Fatalf("final counters %+v", final)
+	}
+	b.OnDelete(nil)
 	three := manyCalls(3)
 	if err := b.Replace(three[:2]); err != nil {
 		t.Fatal(err)
