@@ -20,7 +20,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
-	"golang.org/x/sys/unix"
 )
 
 // Names in the kernel (at most 15 characters) and under the pin directory.
@@ -346,12 +345,9 @@ func collectionSpec(maxCalls uint32, pinned bool) *ebpf.CollectionSpec {
 	if pinned {
 		pin = ebpf.PinByName
 	}
-	// Not preallocated: an entry costs 32 bytes per possible CPU, so
-	// memory follows the calls there are, not --max-calls (the program
-	// never inserts, so nothing is allocated on the packet path).
 	mapSpec := func(name string) *ebpf.MapSpec {
 		return &ebpf.MapSpec{Name: name, Type: ebpf.PerCPUHash, KeySize: keySize, ValueSize: valueSize,
-			MaxEntries: maxCalls, Flags: unix.BPF_F_NO_PREALLOC, Pinning: pin}
+			MaxEntries: maxCalls, Pinning: pin}
 	}
 	return &ebpf.CollectionSpec{
 		Maps: map[string]*ebpf.MapSpec{MapInName: mapSpec(MapInName), MapOutName: mapSpec(MapOutName),
