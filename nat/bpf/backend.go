@@ -236,10 +236,38 @@ func (b *Backend) converge(m *ebpf.Map, name string, want map[key]value) error {
 			errs.add(fmt.Errorf("bpf: delete from %s: %w", name, err))
 		}
 	}
-	for k, v := range want {
-		errs.add(b.put(m, name, k, v))
-	}
+	b.addMissing(m, name, want, &errs)
 	return errs.err()
+}
+
+// addMissing adds entries known to be missing (this goroutine is the only
+// writer), in batches where the kernel has them; after a batch fails (a
+// full map, an old kernel) its keys are added one by one, which keeps
+// what went in and names the error. Batches take no BPF_NOEXIST: the
+// kernel allows only BPF_F_LOCK there.
+func (b *Backend) addMissing(m *ebpf.Map, name string, want map[key]value, errs *firstErrors) {
+	keys := make([]key, 0, batch)
+	vals := make([]value, 0, batch*b.ncpu)
+	flush := func() {
+		if _, err := m.BatchUpdate(keys, vals, nil); err != nil {
+			for i := range keys {
+				errs.add(b.put(m, name, keys[i], vals[i*b.ncpu]))
+			}
+		}
+		keys, vals = keys[:0], vals[:0]
+	}
+	for k, v := range want {
+		keys = append(keys, k)
+		for range b.ncpu {
+			vals = append(vals, v)
+		}
+		if len(keys) == batch {
+			flush()
+		}
+	}
+	if len(keys) > 0 {
+		flush()
+	}
 }
 
 // Apply implements fastpath.Backend: deletions first (so that a full map
