@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -302,13 +303,14 @@ type firstErrors struct {
 }
 
 func (f *firstErrors) add(err error) {
-	switch {
-	case err == nil:
-	case len(f.errs) < 2:
-		f.errs = append(f.errs, err)
-	default:
-		f.more++
+	if err == nil {
+		return
 	}
+	if len(f.errs) >= 2 || slices.ContainsFunc(f.errs, func(e error) bool { return e.Error() == err.Error() }) {
+		f.more++
+		return
+	}
+	f.errs = append(f.errs, err)
 }
 
 func (f *firstErrors) err() error {

@@ -140,6 +140,17 @@ func TestReplaceConverges(t *testing.T) {
 	if got := out[fastpath.OutKeyOf(calls[3])].Packets; got != uint64(2*b.ncpu) {
 		t.Fatalf("kept entry has %d packets", got)
 	}
+	// More calls than room: the batch fails, the entries that fit go in
+	// one by one, the error names the full map.
+	small := openT(t, Config{PinDir: pinDir(t, "replace-full"), MaxCalls: 4})
+	err := small.Replace(manyCalls(6))
+	if err == nil || strings.Count(err.Error(), "pptpgw_gre_in is full") != 1 ||
+		strings.Count(err.Error(), "pptpgw_gre_out is full") != 1 {
+		t.Fatalf("6 calls in maps of 4: %v", err)
+	}
+	if in, out := entries(t, small); len(in) != 4 || len(out) != 4 {
+		t.Fatalf("%d %d entries, want 4", len(in), len(out))
+	}
 }
 
 // manyCalls: n calls of different inside hosts to one peer.

@@ -181,7 +181,9 @@ func TestFirstErrors(t *testing.T) {
 	for range 5 {
 		f.add(errors.New("bpf: map pptpgw_gre_in is full (max calls 2)"))
 	}
-	if got := f.err().Error(); strings.Count(got, "full") != 2 || !strings.Contains(got, "and 3 more") {
+	f.add(errors.New("bpf: delete from pptpgw_gre_in: bad"))
+	f.add(errors.New("bpf: delete from pptpgw_gre_out: bad"))
+	if got := f.err().Error(); strings.Count(got, "full") != 1 || strings.Count(got, "bad") != 1 || !strings.Contains(got, "and 5 more") {
 		t.Fatalf("%q", got)
 	}
 }
