@@ -1,0 +1,97 @@
+package bpf
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/pptpgw/pptpgw/conntrack"
+	"github.com/pptpgw/pptpgw/nat/fastpath"
+)
+
+// key is a map key as the program builds it from the packet: saddr,
+// daddr, Call ID (network order), two bytes of zero padding.
+type key [keySize]byte
+
+const (
+	keySize   = 12
+	valueSize = 32
+)
+
+// value is one CPU's copy of a map value. Addr is the address to write
+// (inbound: the inside address, the destination; outbound: the public
+// address, the source), CallID the inbound Call ID to write (network
+// order; zero outbound). The counters are the program's; Last is
+// bpf_ktime_get_ns (CLOCK_MONOTONIC) of the last packet.
+type value struct {
+	Addr          [4]byte
+	CallID        [2]byte
+	Pad           [2]byte
+	Packets, Byts uint64
+	Last          uint64
+}
+
+func makeKey(src, dst conntrack.Addr, callID uint16) key {
+	var k key
+	copy(k[0:4], src[:])
+	copy(k[4:8], dst[:])
+	binary.BigEndian.PutUint16(k[8:], callID)
+	return k
+}
+
+// inKey and outKey are m's keys in the inbound and outbound maps.
+func inKey(m conntrack.GREMap) key  { return makeKey(m.Peer, m.Public, m.OuterID) }
+func outKey(m conntrack.GREMap) key { return makeKey(m.Inside, m.Peer, m.PeerID) }
+
+// inValue and outValue are m's mappings, counters zero.
+func inValue(m conntrack.GREMap) value {
+	v := value{Addr: m.Inside}
+	binary.BigEndian.PutUint16(v.CallID[:], m.InsideID)
+	return v
+}
+func outValue(m conntrack.GREMap) value { return value{Addr: m.Public} }
+
+// sameMapping says whether two values translate alike (counters aside).
+func sameMapping(a, b value) bool { return a.Addr == b.Addr && a.CallID == b.CallID }
+
+func (k key) fields() (src, dst conntrack.Addr, callID uint16) {
+	copy(src[:], k[0:4])
+	copy(dst[:], k[4:8])
+	return src, dst, binary.BigEndian.Uint16(k[8:])
+}
+
+func (k key) in() fastpath.InKey {
+	src, dst, id := k.fields()
+	return fastpath.InKey{Peer: src, Public: dst, OuterID: id}
+}
+
+func (k key) out() fastpath.OutKey {
+	src, dst, id := k.fields()
+	return fastpath.OutKey{Inside: src, Peer: dst, PeerID: id}
+}
+
+// sum adds up the per-CPU copies of one value; last is the latest
+// ktime of any CPU (0: never).
+func sum(cpus []value) (packets, bytes, last uint64) {
+	for i := range cpus {
+		packets += cpus[i].Packets
+		bytes += cpus[i].Byts
+		last = max(last, cpus[i].Last)
+	}
+	return packets, bytes, last
+}
+
+// Clock is a pair of readings of CLOCK_MONOTONIC (what bpf_ktime_get_ns
+// returns) and the wall clock taken together, to turn ktimes into wall
+// times.
+type Clock struct {
+	Mono int64 // nanoseconds
+	Wall time.Time
+}
+
+// WallOf converts a ktime to a wall time: zero stays zero (never).
+func (c Clock) WallOf(ktime uint64) time.Time {
+	if ktime == 0 {
+		return time.Time{}
+	}
+	return c.Wall.Add(time.Duration(int64(ktime) - c.Mono))
+}
