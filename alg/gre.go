@@ -9,6 +9,17 @@ import (
 // greByte0Allowed: of C R K S s Recur(3), only K and S may be set, and K must be.
 const greByte0Allowed = hdr.GREBitK | hdr.GREBitS
 
+// GREMatchMask and GREMatchValue select, in the first 32 bits of a GRE
+// header, exactly the headers ParseGRE accepts whatever their S and A bits
+// (C=0 R=0 K=1 s=0 Recur=0, flags 0, version 1, protocol PPP): the match of
+// the kernel fast paths (nat/nft, nat/bpf), which then translate data,
+// ack-only and seq-less packets alike and leave every other GRE to the
+// queues, which drop it by reason.
+const (
+	GREMatchMask  = 0xef7fffff
+	GREMatchValue = 0x2001880b
+)
+
 // GRE is a view over an enhanced GRE v1 header and its payload. Build it
 // with ParseGRE; its accessors then trust the bytes.
 type GRE []byte

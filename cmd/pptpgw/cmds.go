@@ -61,6 +61,11 @@ func cmdRules(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "pptpgw rules remove: %v\n", err)
 			return 1
 		}
+		// The bpf path's programs, maps and attachments (--gre-path bpf).
+		if _, err := removeBPF(cfg.BPFPinDir); err != nil {
+			fmt.Fprintf(stderr, "pptpgw rules remove: %v\n", err)
+			return 1
+		}
 	case config.RulesShow:
 		lines, err := rules.Show(ipt)
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/pptpgw/pptpgw/cmd/pptpgw/config"
 	"github.com/pptpgw/pptpgw/cmd/pptpgw/logging"
 	"github.com/pptpgw/pptpgw/conntrack"
+	"github.com/pptpgw/pptpgw/nat/bpf"
 	"github.com/pptpgw/pptpgw/nat/fastpath"
 	"github.com/pptpgw/pptpgw/nat/gateway"
 	"github.com/pptpgw/pptpgw/nat/nft"
@@ -47,7 +48,7 @@ func gatewayConfig(cfg *config.Config, log *zap.Logger) gateway.Config {
 		Rules: rulesConfig(cfg), InstallRules: cfg.InstallRules, RepairRules: cfg.RepairRules, Force: cfg.Force,
 		Limits: limitsOf(cfg.Reloadable), Policy: policyOf(cfg.Policy),
 		PublicIPs: cfg.PublicIPs, LocalGREAccept: cfg.LocalGRE == config.LocalGREAccept,
-		GREPath: cfg.GREPath, SnapshotInterval: cfg.SnapshotInterval,
+		GREPath: cfg.GREPath, BPFInterfaces: cfg.BPFInterfaces, SnapshotInterval: cfg.SnapshotInterval,
 		Observer: newCallLog(log.Named("calls")), Log: log,
 	}
 }
@@ -59,16 +60,36 @@ func gatewayDeps(cfg *config.Config, log *zap.Logger) (gateway.Deps, error) {
 	if err != nil {
 		return gateway.Deps{}, err
 	}
-	markBit := cfg.MarkBit
+	markBit, pinDir, maxCalls := cfg.MarkBit, cfg.BPFPinDir, cfg.MaxCalls
 	return gateway.Deps{
 		IPTables: ipt,
 		Silence:  silence.New(0),
 		State:    gateway.StateFile(cfg.StateFile),
 		Backends: map[string]func() (fastpath.Backend, error){
+			gateway.PathBPF: func() (fastpath.Backend, error) {
+				// The probe says what is missing in words an operator acts on;
+				// Open's error would be the verifier's or the kernel's.
+				if r := bpf.Probe(pinDir); !r.OK() {
+					return nil, errors.New(r.Reason())
+				}
+				return bpf.Open(bpf.Config{PinDir: pinDir, MaxCalls: maxCalls, Log: log.Named("bpf")})
+			},
 			gateway.PathKernel: func() (fastpath.Backend, error) { return nft.New(nft.Config{MarkBit: markBit}) },
 		},
-		RemoveBackend: map[string]func() (bool, error){gateway.PathKernel: nft.RemoveTable},
+		RemoveBackend: map[string]func() (bool, error){
+			gateway.PathKernel: nft.RemoveTable,
+			gateway.PathBPF:    func() (bool, error) { return removeBPF(pinDir) },
+		},
 	}, nil
+}
+
+// removeBPF takes away what the bpf path left pinned and attached, and
+// reports whether there was something.
+func removeBPF(pinDir string) (bool, error) {
+	if _, err := os.Stat(pinDir); errors.Is(err, os.ErrNotExist) {
+		return false, bpf.Remove(pinDir) // cls_bpf filters need no pins
+	}
+	return true, bpf.Remove(pinDir)
 }
 
 // cmdRun is `pptpgw run`.

@@ -20,6 +20,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+
+	"github.com/pptpgw/pptpgw/alg"
 )
 
 // Names in the kernel (at most 15 characters) and under the pin directory.
@@ -87,11 +89,11 @@ const (
 )
 
 // GREMask and GREValue select GRE v1 with a key carrying PPP in the first
-// 32 bits of the GRE header, whatever its S and A bits: the nf_tables rule's
-// match (nat/nft) and the iptables u32 match's (nat/rules).
+// 32 bits of the GRE header, whatever its S and A bits: exactly what
+// alg.ParseGRE accepts, and the nf_tables rule's match (nat/nft).
 const (
-	GREMask  = 0xe007ffff
-	GREValue = 0x2001880b
+	GREMask  = alg.GREMatchMask
+	GREValue = alg.GREMatchValue
 )
 
 // ne16 and ne32 are the values a native-endian load of these bytes in

@@ -60,16 +60,18 @@ func TestInstructionsAssemble(t *testing.T) {
 
 // The GRE match is the nf_tables rule's (nat/nft greMask, greValue).
 func TestGREMatchIsNFTs(t *testing.T) {
-	if GREMask != 0xe007ffff || GREValue != 0x2001880b {
+	if GREMask != 0xef7fffff || GREValue != 0x2001880b {
 		t.Fatalf("mask %#x value %#x", GREMask, GREValue)
 	}
-	// Data (S), ack-only (A) and seq-less packets all match; v0 does not.
+	// Data (S), ack-only (A) and seq-less packets all match; v0, the s and
+	// recursion bits and the flags do not.
 	for _, tc := range []struct {
 		word uint32
 		hit  bool
 	}{
 		{0x3001880b, true}, {0x2081880b, true}, {0x3081880b, true}, {0x2001880b, true},
 		{0x2000880b, false}, {0x0001880b, false}, {0x2001080b, false}, {0xa001880b, false}, {0x2002880b, false},
+		{0x2801880b, false}, {0x2101880b, false}, {0x2009880b, false}, {0x2041880b, false},
 	} {
 		if got := tc.word&GREMask == GREValue; got != tc.hit {
 			t.Errorf("%#08x: match %v, want %v", tc.word, got, tc.hit)

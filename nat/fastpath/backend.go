@@ -66,6 +66,13 @@ type Backend interface {
 	Close(remove bool) error
 }
 
+// FinalCounter is a Backend that reads a mapping's last counters as Apply
+// deletes it (bpf), so that the packets of a call's last moments are
+// counted too. fn runs on the Reconciler's goroutine, inside Apply.
+type FinalCounter interface {
+	OnDelete(fn func(m conntrack.GREMap, in bool, c Counters))
+}
+
 // Source is the call table as a fast path sees it (*conntrack.Table).
 type Source interface {
 	// Desired appends to dst the mappings of every call the kernel may

@@ -75,8 +75,22 @@ func New(src Source, be Backend, cfg Config) *Reconciler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Reconciler{cfg: cfg, src: src, be: be, log: cfg.Log,
+	r := &Reconciler{cfg: cfg, src: src, be: be, log: cfg.Log,
 		in: map[InKey]*applied{}, out: map[OutKey]*applied{}}
+	if fc, ok := be.(FinalCounter); ok {
+		fc.OnDelete(r.final)
+	}
+	return r
+}
+
+// final credits a mapping's last counters, read as Apply deletes it.
+func (r *Reconciler) final(m conntrack.GREMap, in bool, c Counters) {
+	now := r.cfg.Now()
+	if a := r.in[InKeyOf(m)]; in && a != nil {
+		r.credit(a, true, &a.pktsIn, &a.bytesIn, &a.lastIn, c, now)
+	} else if a := r.out[OutKeyOf(m)]; !in && a != nil {
+		r.credit(a, false, &a.pktsOut, &a.bytesOut, &a.lastOut, c, now)
+	}
 }
 
 // Backend returns the backend it drives.

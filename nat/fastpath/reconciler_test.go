@@ -18,6 +18,7 @@ type memBackend struct {
 	in       map[fastpath.InKey]fastpath.Counters
 	out      map[fastpath.OutKey]fastpath.Counters
 	fail     error
+	onDelete func(conntrack.GREMap, bool, fastpath.Counters)
 	replaces int
 	applies  [][2]int // len(add), len(del)
 	closed   bool
@@ -48,6 +49,10 @@ func (b *memBackend) Apply(add, del []conntrack.GREMap) error {
 		if _, ok := b.held[fastpath.InKeyOf(m)]; !ok {
 			panic("delete of a mapping never added")
 		}
+		if b.onDelete != nil {
+			b.onDelete(m, true, b.in[fastpath.InKeyOf(m)])
+			b.onDelete(m, false, b.out[fastpath.OutKeyOf(m)])
+		}
 		delete(b.held, fastpath.InKeyOf(m))
 	}
 	for _, m := range add {
@@ -71,6 +76,11 @@ func (b *memBackend) Counters(in func(fastpath.InKey, fastpath.Counters), out fu
 	return nil
 }
 func (b *memBackend) Close(remove bool) error { b.closed = true; return nil }
+
+// finalBackend reads a mapping's last counters as it deletes it.
+type finalBackend struct{ *memBackend }
+
+func (b finalBackend) OnDelete(fn func(conntrack.GREMap, bool, fastpath.Counters)) { b.onDelete = fn }
 
 func (b *memBackend) keys() []uint16 {
 	var ids []uint16
@@ -164,5 +174,27 @@ func TestCounters(t *testing.T) {
 	r.ReadCounters()
 	if got := src.Credited(call(9), true); got.Packets != 0 {
 		t.Errorf("an unknown key was credited: %+v", got)
+	}
+}
+
+// TestFinalCounters: with a backend that reads a mapping's counters as it
+// deletes it, the packets since the last read are credited at teardown.
+func TestFinalCounters(t *testing.T) {
+	src, be := fastpathtest.New(call(1)), newMem()
+	r := fastpath.New(src, finalBackend{be}, fastpath.Config{})
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := call(1)
+	be.in[fastpath.InKeyOf(c)] = fastpath.Counters{Packets: 2, Bytes: 200}
+	r.ReadCounters()
+	be.in[fastpath.InKeyOf(c)] = fastpath.Counters{Packets: 7, Bytes: 700} // the last second
+	src.Set()
+	r.Converge()
+	if got := src.Credited(c, true); got.Packets != 7 || got.Bytes != 700 {
+		t.Errorf("credited %+v, want all 7 packets", got)
+	}
+	if st := r.Stats(); st.PacketsIn != 7 || st.Mappings != 0 {
+		t.Errorf("stats %+v", st)
 	}
 }

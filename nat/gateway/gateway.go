@@ -56,6 +56,9 @@ type Config struct {
 	PublicIPs      []netip.Addr // --public-ip
 	LocalGREAccept bool         // --local-gre accept
 	GREPath        string       // PathAuto (default), PathBPF, PathKernel, PathQueue
+	// BPFInterfaces, when set, are the interfaces the bpf path attaches
+	// to, instead of those learnt from the control segments' devices.
+	BPFInterfaces []string
 	// SnapshotInterval is how often the state file is written (default
 	// 10 s); it is written at Stop too.
 	SnapshotInterval time.Duration
@@ -119,7 +122,7 @@ type Gateway struct {
 	installed rules.Report
 	keeper    *rules.Keeper // nil without IPTables
 
-	fast       *fastpath.Reconciler // nil: GRE through the queues
+	fast       []*fastpath.Reconciler // by tier; none: GRE through the queues
 	pathChoice PathChoice
 	ifaces     ifaceSet
 
@@ -267,8 +270,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.spawn(ctx, &wg, "expireCalls", g.expireCalls)
 	g.spawn(ctx, &wg, "writeState", g.writeState)
-	if g.fast != nil {
-		g.spawn(ctx, &wg, "reconcileFastPath", g.fast.Run)
+	for _, r := range g.fast {
+		g.spawn(ctx, &wg, "reconcileFastPath/"+r.Backend().Name(), r.Run)
 	}
 	if g.keeper != nil {
 		g.spawn(ctx, &wg, "repairRules", g.repairRules)

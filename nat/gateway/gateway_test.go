@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -112,34 +113,41 @@ func testGateway(t *testing.T, cfg Config, backends map[string]*memBackend) (*Ga
 	return g, qs, g.Start(t.Context())
 }
 
-// TestPathChoice: auto takes the first backend that works and says why
-// the others did not; an explicit path that fails is an error; queue
-// uses none.
+// TestPathChoice: auto and bpf run tc-eBPF first and nf_tables behind
+// it, each where it works, and say why one does not; an explicit path
+// that fails is an error; queue uses none.
 func TestPathChoice(t *testing.T) {
 	refused := errors.New("operation not permitted")
 	for _, tt := range []struct {
-		name     string
-		path     string
-		bpfFails bool
-		want     string
-		wantErr  bool
-		reason   string
+		name               string
+		path               string
+		bpfFails, nftFails bool
+		want               string
+		tiers              []string
+		wantErr            string
+		reason             string
 	}{
-		{"auto takes bpf", PathAuto, false, PathBPF, false, "auto: the first that works"},
-		{"auto falls back to kernel", PathAuto, true, PathKernel, false, "bpf: operation not permitted"},
-		{"kernel", PathKernel, false, PathKernel, false, "--gre-path kernel"},
-		{"bpf refused", PathBPF, true, "", true, ""},
-		{"queue", PathQueue, false, PathQueue, false, "--gre-path queue"},
+		{"auto takes both", PathAuto, false, false, PathBPF, []string{PathBPF, PathKernel}, "", "--gre-path auto"},
+		{"auto falls back to kernel", PathAuto, true, false, PathKernel, []string{PathKernel}, "", "bpf: operation not permitted"},
+		{"auto falls back to queue", PathAuto, true, true, PathQueue, nil, "", "kernel: operation not permitted"},
+		{"bpf without nf_tables", PathBPF, false, true, PathBPF, []string{PathBPF}, "", "kernel: operation not permitted"},
+		{"bpf refused", PathBPF, true, false, "", nil, "--gre-path bpf", ""},
+		{"kernel", PathKernel, false, false, PathKernel, []string{PathKernel}, "", "--gre-path kernel"},
+		{"kernel refused", PathKernel, false, true, "", nil, "--gre-path kernel", ""},
+		{"queue", PathQueue, false, false, PathQueue, nil, "", "--gre-path queue"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			bpf, kernel := &memBackend{name: PathBPF}, &memBackend{name: PathKernel}
 			if tt.bpfFails {
 				bpf.fail = refused
 			}
+			if tt.nftFails {
+				kernel.fail = refused
+			}
 			g, _, err := testGateway(t, Config{GREPath: tt.path}, map[string]*memBackend{PathBPF: bpf, PathKernel: kernel})
-			if tt.wantErr {
-				if err == nil || !strings.Contains(err.Error(), "--gre-path bpf") {
-					t.Fatalf("err %v, want a --gre-path bpf error", err)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err %v, want %q", err, tt.wantErr)
 				}
 				return
 			}
@@ -147,11 +155,18 @@ func TestPathChoice(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer g.Stop()
-			if got := g.Path(); got.Path != tt.want || !strings.Contains(got.Reason, tt.reason) {
-				t.Errorf("path %+v, want %s (%s)", got, tt.want, tt.reason)
+			got := g.Path()
+			if got.Path != tt.want || !slices.Equal(got.Tiers, tt.tiers) || !strings.Contains(got.Reason, tt.reason) {
+				t.Errorf("path %+v, want %s %v (%s)", got, tt.want, tt.tiers, tt.reason)
 			}
-			if s := g.Stats(); s["gre_path_"+tt.want] != 1 {
+			s := g.Stats()
+			if s["gre_path_"+tt.want] != 1 {
 				t.Errorf("stats gre_path_%s = %d", tt.want, s["gre_path_"+tt.want])
+			}
+			for _, tier := range tt.tiers {
+				if _, ok := s["gre_"+tier+"_calls"]; !ok {
+					t.Errorf("stats: no gre_%s_calls", tier)
+				}
 			}
 		})
 	}

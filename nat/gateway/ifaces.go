@@ -14,6 +14,9 @@ import (
 // Backend methods.
 type interfaceBackend interface {
 	SetInterfaces(ifindexes []int) error
+	// Interfaces are those it is attached to now (an earlier run's,
+	// kept across the restart).
+	Interfaces() []int
 }
 
 // ifaceSet learns the interfaces PPTP uses from the input and output
@@ -29,10 +32,14 @@ type ifaceSet struct {
 	mu    sync.Mutex // serialises additions and SetInterfaces
 }
 
+// attach starts telling be: a fixed list at once; else what an earlier
+// run attached stays, and learning adds to it.
 func (s *ifaceSet) attach(be interfaceBackend, log *zap.Logger) {
 	s.be, s.log = be, log
-	if s.known.Load() == nil {
-		s.known.Store(&[]int{})
+	if !s.fixed {
+		kept := slices.Clone(be.Interfaces())
+		slices.Sort(kept)
+		s.known.Store(&kept)
 	}
 	s.apply(*s.known.Load())
 }

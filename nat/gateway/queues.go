@@ -50,6 +50,9 @@ func hookOf(l interface{ IsControl(uint16) bool }, q uint16, meta nfq.Meta) nat.
 // lets it skip pptpgw's other iptables chains.
 func (g *Gateway) handle(q uint16, pkt []byte, mark uint32, meta nfq.Meta) (nfq.Verdict, uint32, bool) {
 	hook := hookOf(g.layout, q, meta)
+	if hook == nat.HookControl {
+		g.ifaces.learn(meta.InDev, meta.OutDev)
+	}
 	v, _ := g.workers[q-g.layout.First].Process(pkt, hook, time.Now().UnixNano())
 	switch v {
 	case nat.Drop:

@@ -36,19 +36,18 @@ func (g *Gateway) Stats() map[string]uint64 {
 	return s
 }
 
-// fastPathStats: gre_PATH_{in,out,calls,errors} of the fast path in use
-// (PATH kernel or bpf) and gre_path_PATH = 1 for the path in use.
+// fastPathStats: gre_PATH_{in,out,calls,errors} of each fast path
+// running (PATH kernel or bpf) and gre_path_PATH = 1 for the first.
 func (g *Gateway) fastPathStats(s map[string]uint64) {
 	s["gre_path_"+g.pathChoice.Path] = 1
-	if g.fast == nil {
-		return
+	for _, r := range g.fast {
+		st := r.Stats()
+		p := "gre_" + r.Backend().Name()
+		s[p+"_in"] = st.PacketsIn
+		s[p+"_out"] = st.PacketsOut
+		s[p+"_calls"] = st.Mappings
+		s[p+"_errors"] = st.Errors
 	}
-	st := g.fast.Stats()
-	p := "gre_" + g.pathChoice.Path
-	s[p+"_in"] = st.PacketsIn
-	s[p+"_out"] = st.PacketsOut
-	s[p+"_calls"] = st.Mappings
-	s[p+"_errors"] = st.Errors
 }
 
 // procQueueDrops sums the kernel's drop counters of queues first..last.

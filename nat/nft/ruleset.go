@@ -18,17 +18,17 @@
 //	map out_addr  { type ipv4_addr . ipv4_addr . inet_service : ipv4_addr }
 //	              inside . peer . peer Call ID -> public address
 //	chain gre_in  { type filter hook prerouting priority -301   (before iptables' raw table)
-//	  ip protocol gre @th,0,32 & 0xe007ffff == 0x2001880b
+//	  ip protocol gre @th,0,32 & 0xef7fffff == 0x2001880b
 //	  ip daddr set ip saddr . ip daddr . @th,48,16 map @in_addr
 //	  @th,48,16 set ip saddr . ip daddr . @th,48,16 map @in_callid
 //	  notrack meta mark set meta mark | MARK accept
-//	  ip protocol gre @th,0,32 & 0xe007ffff == 0x2001880b
+//	  ip protocol gre @th,0,32 & 0xef7fffff == 0x2001880b
 //	  ip saddr . ip daddr . @th,48,16 @out_calls notrack meta mark set meta mark | MARK }
 //	chain gre_out { type filter hook postrouting priority -151  (before iptables' mangle table)
-//	  ip protocol gre @th,0,32 & 0xe007ffff == 0x2001880b
+//	  ip protocol gre @th,0,32 & 0xef7fffff == 0x2001880b
 //	  ip saddr set ip saddr . ip daddr . @th,48,16 map @out_addr }
 //
-// The GRE match (C=0, R=0, K=1, version 1, protocol 0x880B) ignores the S
+// The GRE match (alg.GREMatchMask: C=0, R=0, K=1, s=0, Recur=0, no flags, version 1, protocol 0x880B) ignores the S
 // and A bits, so data, ack-only and seq-less packets all hit. Every map is
 // keyed by the packet's own saddr . daddr . Call ID; the inbound key holds
 // the public address, so only GRE to the call's own public address is
@@ -49,6 +49,8 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/pptpgw/pptpgw/alg"
 )
 
 // Names in the kernel.
@@ -66,11 +68,12 @@ const (
 	PriorityOut = -151
 )
 
-// greMask and greValue select GRE v1 carrying PPP in the first 32 bits of
+// greMask and greValue select GRE v1 carrying PPP (alg.GREMatchMask and
+// alg.GREMatchValue) in the first 32 bits of
 // the GRE header, whatever its S and A bits.
 var (
-	greMask  = []byte{0xe0, 0x07, 0xff, 0xff}
-	greValue = []byte{0x20, 0x01, 0x88, 0x0b}
+	greMask  = binary.BigEndian.AppendUint32(nil, alg.GREMatchMask)
+	greValue = binary.BigEndian.AppendUint32(nil, alg.GREMatchValue)
 )
 
 type ruleset struct {

@@ -8,6 +8,7 @@ package check
 import (
 	"slices"
 
+	"github.com/pptpgw/pptpgw/nat/bpf"
 	"github.com/pptpgw/pptpgw/nat/nfq"
 	"github.com/pptpgw/pptpgw/nat/rules"
 )
@@ -92,6 +93,10 @@ type Facts struct {
 	DefaultRoutes []string
 	Links         []Link
 	LinksErr      string
+	// GREPath is --gre-path; BPF is what the bpf path needs here and what
+	// is missing (nat/bpf.Probe), read unless GREPath is kernel or queue.
+	GREPath string
+	BPF     *bpf.Report
 }
 
 // capNetAdmin is CAP_NET_ADMIN's bit (linux/capability.h).
@@ -114,6 +119,7 @@ var checks = []struct {
 	{"nat-rule", checkNAT},
 	{"rp-filter", checkRPFilter},
 	{"outside-mtu", checkMTU},
+	{"gre-path-bpf", checkBPF},
 }
 
 // Names lists the checks in order.

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pptpgw/pptpgw/nat/bpf"
 	"github.com/pptpgw/pptpgw/nat/nfq"
 	"github.com/pptpgw/pptpgw/nat/rules"
 )
@@ -40,6 +41,34 @@ func good() *Facts {
 		RPFilter:      map[string]Sysctl{"all": {Value: "0", Present: true}, "wan": {Value: "2", Present: true}},
 		DefaultRoutes: []string{"wan"},
 		Links:         []Link{{Name: "lo", MTU: 65536, Up: true}, {Name: "wan", MTU: 1500, Up: true}, {Name: "lan", MTU: 1500, Up: true}},
+		GREPath:       "auto",
+		BPF: &bpf.Report{Kernel: "6.18.0", KernelOK: true, TCX: true, CapBPF: true, CapNetAdmin: true, JIT: true,
+			BPFFS: true, Loads: true},
+	}
+}
+
+// TestBPFCheck: what the bpf path misses fails --gre-path bpf, warns with
+// auto (which takes nf_tables), and does not matter with kernel or queue.
+func TestBPFCheck(t *testing.T) {
+	missing := &bpf.Report{Kernel: "5.4.0", Missing: []string{"kernel 5.4.0 is older than 5.10", "no CAP_BPF"}}
+	for _, tt := range []struct {
+		path   string
+		report *bpf.Report
+		want   Status
+		detail string
+	}{
+		{"auto", good().BPF, OK, "attached with tcx"},
+		{"auto", missing, Warn, "--gre-path auto takes nf_tables instead of bpf: kernel 5.4.0 is older than 5.10; no CAP_BPF"},
+		{"bpf", missing, Fail, "--gre-path bpf cannot run: kernel 5.4.0"},
+		{"kernel", nil, OK, "not used (--gre-path kernel)"},
+		{"queue", missing, OK, "not used"},
+	} {
+		f := good()
+		f.GREPath, f.BPF = tt.path, tt.report
+		r := results(f)["gre-path-bpf"]
+		if r.Status != tt.want || !strings.Contains(r.Detail, tt.detail) || (tt.want != OK) != (r.Fix != "") {
+			t.Errorf("%s: %+v, want %s with %q", tt.path, r, tt.want, tt.detail)
+		}
 	}
 }
 

@@ -353,3 +353,29 @@ func (f *Facts) defaultRuleset() (*Ruleset, string) {
 	}
 	return rs, ""
 }
+
+// checkBPF says whether the tc-eBPF GRE path can run here, and what is
+// missing when it cannot: a failure when --gre-path bpf asks for it, a
+// warning when auto falls back to nf_tables.
+func checkBPF(f *Facts) Result {
+	switch f.GREPath {
+	case "kernel", "queue":
+		return ok("not used (--gre-path " + f.GREPath + ")")
+	}
+	r := f.BPF
+	if r == nil {
+		return warn("not probed", "")
+	}
+	if r.OK() {
+		mode := "cls_bpf on clsact"
+		if r.TCX {
+			mode = "tcx"
+		}
+		return ok(fmt.Sprintf("the program loads here (kernel %s, attached with %s)", r.Kernel, mode))
+	}
+	fix := "kernel 5.10 or later, CAP_BPF and CAP_NET_ADMIN (CAP_SYS_ADMIN before 5.8), net.core.bpf_jit_enable = 1, bpffs on /sys/fs/bpf"
+	if f.GREPath == "bpf" {
+		return fail("--gre-path bpf cannot run: "+r.Reason(), fix)
+	}
+	return warn("--gre-path auto takes nf_tables instead of bpf: "+r.Reason(), fix)
+}

@@ -12,15 +12,21 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pptpgw/pptpgw/nat/bpf"
 	"github.com/pptpgw/pptpgw/nat/nfq"
 	"github.com/pptpgw/pptpgw/nat/rules"
 )
 
 // Gather collects the facts of this host (this network namespace) for
-// the rules cfg expects. It never fails: what cannot be read is recorded
-// as an error in the facts, for the checks to report.
-func Gather(cfg rules.Config) *Facts {
-	f := &Facts{Rules: cfg, Saves: map[string]Save{}, RPFilter: map[string]Sysctl{}}
+// the rules cfg expects and the GRE path grePath (bpf: probed with its
+// pins in bpfPinDir). It never fails: what cannot be read is recorded as
+// an error in the facts, for the checks to report.
+func Gather(cfg rules.Config, grePath, bpfPinDir string) *Facts {
+	f := &Facts{Rules: cfg, Saves: map[string]Save{}, RPFilter: map[string]Sysctl{}, GREPath: grePath}
+	if grePath != "kernel" && grePath != "queue" {
+		r := bpf.Probe(bpfPinDir)
+		f.BPF = &r
+	}
 	f.CapEff, f.CapErr = capEff()
 	f.IPForward = readSysctl("net/ipv4/ip_forward")
 	f.HelperAutoAssign = readSysctl("net/netfilter/nf_conntrack_helper")

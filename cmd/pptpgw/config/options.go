@@ -40,6 +40,7 @@ type option struct {
 
 var (
 	allRun        = []string{CmdRun}
+	runCheck      = []string{CmdRun, CmdCheck}
 	runRules      = []string{CmdRun, CmdRules, CmdCheck} // check expects the rules run and rules use
 	runAdmin      = []string{CmdRun, CmdCalls, CmdStats}
 	withConfig    = []string{CmdRun, CmdRules, CmdCalls, CmdStats, CmdCheck}
@@ -73,7 +74,7 @@ var options = []*option{
 	{name: "force", usage: "start even though the kernel's PPTP helper is attached", cmds: allRun, from: fromAll,
 		set: func(c *Config, v string) (err error) { c.Force, err = parseBool(v); return err },
 		get: func(c *Config) string { return strconv.FormatBool(c.Force) }},
-	{name: "gre-path", arg: "auto|bpf|kernel|queue", usage: "who rewrites established calls' GRE: tc eBPF programs (bpf), nf_tables maps (kernel), the queues (queue), or the first of bpf, kernel that works (auto)", cmds: allRun, from: fromAll,
+	{name: "gre-path", arg: "auto|bpf|kernel|queue", usage: "who rewrites established calls' GRE: tc eBPF programs (bpf), nf_tables maps (kernel), the queues (queue), or the first of bpf, kernel that works (auto)", cmds: runCheck, from: fromAll,
 		set: func(c *Config, v string) (err error) {
 			c.GREPath, err = parseEnum(v, GREPathAuto, GREPathBPF, GREPathKernel, GREPathQueue)
 			return err
