@@ -146,6 +146,9 @@ func (l *Lab) Cleanup() {
 		if out, err := exec.Command("ip", "netns", "del", n.Name).CombinedOutput(); err != nil {
 			l.T.Logf("lab: delete netns %s: %v: %s", n.Name, err, out)
 		}
+		// The namespace's interfaces are gone; what a pptpgw pinned goes
+		// with its pins.
+		os.RemoveAll(n.BPFPinDir())
 	}
 	for i := len(closers) - 1; i >= 0; i-- {
 		closers[i]()

@@ -4,6 +4,7 @@ package lab
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -53,8 +54,14 @@ func (n *NS) Command(args ...string) *exec.Cmd {
 	if n.Lab != nil && n.Lab.kept {
 		cmd.SysProcAttr.Pdeathsig = 0
 	}
+	// bpffs is one for every namespace: each namespace's pptpgw pins its
+	// bpf path apart (the lab's Cleanup removes the pins).
+	cmd.Env = append(os.Environ(), "PPTPGW_BPF_PIN_DIR="+n.BPFPinDir())
 	return cmd
 }
+
+// BPFPinDir is where a pptpgw in this namespace pins its bpf path.
+func (n *NS) BPFPinDir() string { return "/sys/fs/bpf/pptpgw-" + n.Name }
 
 // Run runs args in the namespace and returns its combined output.
 func (n *NS) Run(args ...string) (string, error) {
