@@ -28,6 +28,7 @@ var importLayers = []struct {
 	{"nat/nfq", []string{"nat/nfq"}},
 	{"nat/rules", []string{"nat/rules"}},
 	{"nat/statefile", nil},
+	{"nat/silence", nil},
 	{"nat/internal", []string{"nat/internal"}},
 	{"nat/fastpath", []string{"conntrack", "nat/fastpath"}},
 	{"nat/nft", []string{"alg", "conntrack", "nat/fastpath", "nat/internal"}},
