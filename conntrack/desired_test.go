@@ -1,6 +1,7 @@
 package conntrack_test
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -18,10 +19,15 @@ func desired(tbl *conntrack.Table) ([]string, uint64) {
 	return s, gen
 }
 
-// signalled reports whether DesiredChanged holds a signal, taking it.
+// subscriptions are the tests' DesiredChanged channels, one per table.
+var subscriptions sync.Map
+
+// signalled reports whether the test's DesiredChanged channel of tbl
+// holds a signal, taking it (the first call subscribes).
 func signalled(tbl *conntrack.Table) bool {
+	ch, _ := subscriptions.LoadOrStore(tbl, tbl.DesiredChanged())
 	select {
-	case <-tbl.DesiredChanged():
+	case <-ch.(<-chan struct{}):
 		return true
 	default:
 		return false
@@ -90,6 +96,7 @@ func TestDesiredDeleteExpireRestore(t *testing.T) {
 	}
 	t2 := newTable(conntrack.Limits{})
 	_, r0 := desired(t2)
+	signalled(t2) // subscribes
 	if _, err := t2.Restore(snap); err != nil {
 		t.Fatal(err)
 	}

@@ -48,9 +48,13 @@ func (t *Table) fastNow(k *Call) bool {
 // packet path calls it when a watched call's negotiation ends.
 func (t *Table) bump() {
 	t.gen.Add(1)
-	select {
-	case t.changed <- struct{}{}:
-	default:
+	if subs := t.changed.Load(); subs != nil {
+		for _, ch := range *subs {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
 	}
 }
 
@@ -75,9 +79,21 @@ func (t *Table) Desired(dst []GREMap) ([]GREMap, uint64) {
 // Generation is the generation Desired would return now.
 func (t *Table) Generation() uint64 { return t.gen.Load() }
 
-// DesiredChanged is signalled (capacity 1, never closed) after the
-// generation grew.
-func (t *Table) DesiredChanged() <-chan struct{} { return t.changed }
+// DesiredChanged returns a channel of the caller's own, signalled
+// (capacity 1, never closed) after the generation grew: each fast path
+// tier hears every change.
+func (t *Table) DesiredChanged() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	t.subMu.Lock()
+	defer t.subMu.Unlock()
+	var subs []chan struct{}
+	if old := t.changed.Load(); old != nil {
+		subs = append(subs, *old...)
+	}
+	subs = append(subs, ch)
+	t.changed.Store(&subs) // copy on write: bump reads it without a lock
+	return ch
+}
 
 // FastPathCounters adds packets and bytes the kernel translated for the
 // call of m (in: towards the inside end). last, when not zero, is when it

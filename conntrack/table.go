@@ -26,7 +26,8 @@ type Table struct {
 	// fastpath.go: the generation of the set of calls the kernel may
 	// translate, and its signal.
 	gen     atomic.Uint64
-	changed chan struct{}
+	changed atomic.Pointer[[]chan struct{}] // DesiredChanged's subscribers
+	subMu   sync.Mutex                      // serialises subscriptions
 }
 
 // New returns an empty table. obs (nil: none) hears its events after the
@@ -42,7 +43,6 @@ func New(l Limits, obs Observer) *Table {
 		obs:     obs,
 		obsEnd:  end,
 		clock:   func() int64 { return time.Now().UnixNano() },
-		changed: make(chan struct{}, 1),
 	}
 }
 

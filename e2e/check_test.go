@@ -99,15 +99,23 @@ func TestCheck(t *testing.T) {
 	if code != 1 {
 		t.Errorf("without CAP_NET_ADMIN: exit %d", code)
 	}
-	// With CAP_NET_ADMIN alone (the container's and the DaemonSet's
-	// privileges), everything is readable and ok. (Not once iptables-legacy
-	// has tables: reading them takes a raw socket, CAP_NET_RAW.)
-	res, code = runCheck(t, gw, "setpriv", "--bounding-set=-all,+net_admin", "--inh-caps=-all", "--")
+	// With CAP_NET_ADMIN and CAP_BPF alone (the container's and the
+	// DaemonSet's privileges), everything is readable and ok. (Not once
+	// iptables-legacy has tables: reading them takes a raw socket,
+	// CAP_NET_RAW.)
+	res, code = runCheck(t, gw, "setpriv", "--bounding-set=-all,+net_admin,+bpf", "--inh-caps=-all", "--")
 	for n, r := range res {
 		if r.Status != "ok" {
-			t.Errorf("with CAP_NET_ADMIN only: check %s %s %q", n, r.Status, r.Detail)
+			t.Errorf("with CAP_NET_ADMIN and CAP_BPF only: check %s %s %q", n, r.Status, r.Detail)
 		}
 	}
+	if code != 0 {
+		t.Errorf("with CAP_NET_ADMIN and CAP_BPF only: exit %d", code)
+	}
+	// Without CAP_BPF the bpf path cannot load: auto falls back to
+	// nf_tables, which the check says.
+	res, code = runCheck(t, gw, "setpriv", "--bounding-set=-all,+net_admin", "--inh-caps=-all", "--")
+	wantCheck(t, res, "gre-path-bpf", "warn", "no CAP_BPF")
 	if code != 0 {
 		t.Errorf("with CAP_NET_ADMIN only: exit %d", code)
 	}

@@ -79,8 +79,8 @@ type Source interface {
 	// translate now and returns them with the generation they belong
 	// to. The generation grows with every change of that set.
 	Desired(dst []conntrack.GREMap) ([]conntrack.GREMap, uint64)
-	// DesiredChanged is signalled (capacity 1, never closed) after the
-	// generation grew.
+	// DesiredChanged returns a channel of the caller's own, signalled
+	// (capacity 1, never closed) after the generation grew.
 	DesiredChanged() <-chan struct{}
 	// FastPathCounters adds packets and bytes the kernel translated for
 	// the call of m (in: towards the inside end); last, when not zero,

@@ -48,9 +48,10 @@ type applied struct {
 // only goroutine; Stats may be read from any.
 type Reconciler struct {
 	cfg Config
-	src Source
-	be  Backend
-	log *zap.Logger
+	src     Source
+	be      Backend
+	log     *zap.Logger
+	changed <-chan struct{} // src's signal, ours alone
 
 	// Run's own
 	in      map[InKey]*applied
@@ -75,7 +76,7 @@ func New(src Source, be Backend, cfg Config) *Reconciler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	r := &Reconciler{cfg: cfg, src: src, be: be, log: cfg.Log,
+	r := &Reconciler{cfg: cfg, src: src, be: be, log: cfg.Log, changed: src.DesiredChanged(),
 		in: map[InKey]*applied{}, out: map[OutKey]*applied{}}
 	if fc, ok := be.(FinalCounter); ok {
 		fc.OnDelete(r.final)
@@ -121,7 +122,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-r.src.DesiredChanged():
+		case <-r.changed:
 			r.Converge()
 		case <-tick.C:
 			r.Converge()
@@ -167,6 +168,8 @@ func (r *Reconciler) Converge() {
 				return
 			}
 			r.commit(add, del)
+			r.log.Debug("GRE fast path updated", zap.String("path", r.be.Name()), zap.Int("added", len(add)),
+				zap.Int("removed", len(del)), zap.Uint64("generation", gen))
 		}
 	}
 	r.gen = gen

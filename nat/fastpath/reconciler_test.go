@@ -1,6 +1,7 @@
 package fastpath_test
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -196,5 +197,33 @@ func TestFinalCounters(t *testing.T) {
 	}
 	if st := r.Stats(); st.PacketsIn != 7 || st.Mappings != 0 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestTiersHearEveryChange: two reconcilers of one source (bpf and
+// nf_tables behind it) each converge on a change at once, not on their
+// next tick.
+func TestTiersHearEveryChange(t *testing.T) {
+	src := fastpathtest.New()
+	var rs []*fastpath.Reconciler
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	for range 2 {
+		r := fastpath.New(src, newMem(), fastpath.Config{Tick: time.Hour})
+		if err := r.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go r.Run(ctx)
+		rs = append(rs, r)
+	}
+	src.Set(call(1))
+	for i, r := range rs {
+		deadline := time.Now().Add(5 * time.Second)
+		for r.Stats().Mappings != 1 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if r.Stats().Mappings != 1 {
+			t.Errorf("tier %d did not converge", i)
+		}
 	}
 }

@@ -15,7 +15,7 @@ type Source struct {
 	mu      sync.Mutex
 	maps    []conntrack.GREMap
 	gen     uint64
-	changed chan struct{}
+	subs    []chan struct{}
 	got     map[Dir]Credit
 }
 
@@ -33,7 +33,7 @@ type Credit struct {
 
 // New returns a Source desiring maps.
 func New(maps ...conntrack.GREMap) *Source {
-	return &Source{maps: maps, gen: 1, changed: make(chan struct{}, 1), got: map[Dir]Credit{}}
+	return &Source{maps: maps, gen: 1, got: map[Dir]Credit{}}
 }
 
 // Set replaces the desired mappings.
@@ -41,11 +41,13 @@ func (s *Source) Set(maps ...conntrack.GREMap) {
 	s.mu.Lock()
 	s.maps = append([]conntrack.GREMap(nil), maps...)
 	s.gen++
-	s.mu.Unlock()
-	select {
-	case s.changed <- struct{}{}:
-	default:
+	for _, ch := range s.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
+	s.mu.Unlock()
 }
 
 // Desired implements fastpath.Source.
@@ -56,7 +58,13 @@ func (s *Source) Desired(dst []conntrack.GREMap) ([]conntrack.GREMap, uint64) {
 }
 
 // DesiredChanged implements fastpath.Source.
-func (s *Source) DesiredChanged() <-chan struct{} { return s.changed }
+func (s *Source) DesiredChanged() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan struct{}, 1)
+	s.subs = append(s.subs, ch)
+	return ch
+}
 
 // FastPathCounters implements fastpath.Source.
 func (s *Source) FastPathCounters(m conntrack.GREMap, in bool, packets, bytes uint64, last time.Time) {
