@@ -38,11 +38,11 @@ func New(l Limits, obs Observer) *Table {
 	}
 	_, end := obs.(EndObserver)
 	return &Table{
-		limits:  l.withDefaults(),
-		idx:     newIndex(),
-		obs:     obs,
-		obsEnd:  end,
-		clock:   func() int64 { return time.Now().UnixNano() },
+		limits: l.withDefaults(),
+		idx:    newIndex(),
+		obs:    obs,
+		obsEnd: end,
+		clock:  func() int64 { return time.Now().UnixNano() },
 	}
 }
 

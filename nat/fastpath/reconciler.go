@@ -47,7 +47,7 @@ type applied struct {
 // Reconciler converges a Backend to a Source's desired state. Run is its
 // only goroutine; Stats may be read from any.
 type Reconciler struct {
-	cfg Config
+	cfg     Config
 	src     Source
 	be      Backend
 	log     *zap.Logger

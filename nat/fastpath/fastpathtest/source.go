@@ -12,11 +12,11 @@ import (
 // Source holds the desired mappings a test sets and the counters the
 // reconciler credits.
 type Source struct {
-	mu      sync.Mutex
-	maps    []conntrack.GREMap
-	gen     uint64
-	subs    []chan struct{}
-	got     map[Dir]Credit
+	mu   sync.Mutex
+	maps []conntrack.GREMap
+	gen  uint64
+	subs []chan struct{}
+	got  map[Dir]Credit
 }
 
 // Dir is a direction of one call's GRE.
