@@ -31,6 +31,9 @@ type GatewayConfig struct {
 	Args []string
 	// LogLevel is --log-level, default debug.
 	LogLevel string
+	// Wrap runs the daemon under a command (e.g. setpriv dropping
+	// capabilities).
+	Wrap []string
 }
 
 // Gateway is a running `pptpgw run` in a namespace, with its admin socket
@@ -118,8 +121,8 @@ func (g *Gateway) Restart() {
 
 // RunArgs returns the `run` command line the gateway uses.
 func (g *Gateway) RunArgs() []string {
-	args := []string{g.Bin, "run", "--admin-socket", g.AdminSocket, "--state-file", g.StateFile,
-		"--log-level", g.cfg.LogLevel, "--log-format", "console"}
+	args := append(append([]string(nil), g.cfg.Wrap...), g.Bin, "run", "--admin-socket", g.AdminSocket, "--state-file", g.StateFile,
+		"--log-level", g.cfg.LogLevel, "--log-format", "console")
 	if g.cfg.InstallRules {
 		args = append(args, "--install-rules")
 	}

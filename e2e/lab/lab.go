@@ -49,6 +49,7 @@ func New(t testing.TB) *Lab {
 		}
 	}
 	sweepStale(t)
+	mountBPFFS(t)
 	dir, err := os.MkdirTemp("", "pptpgw-lab-")
 	if err != nil {
 		t.Fatalf("lab: scratch dir: %v", err)

@@ -4,11 +4,15 @@ package lab
 
 import (
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"testing"
 )
 
 // NS is a network namespace of the lab.
@@ -60,8 +64,31 @@ func (n *NS) Command(args ...string) *exec.Cmd {
 	return cmd
 }
 
-// BPFPinDir is where a pptpgw in this namespace pins its bpf path.
-func (n *NS) BPFPinDir() string { return "/sys/fs/bpf/pptpgw-" + n.Name }
+// BPFPinDir is where a pptpgw in this namespace pins its bpf path: on the
+// lab's own bpffs (BPFFS), not /sys/fs/bpf, which `ip netns exec` hides
+// behind a fresh sysfs, so pins there would die with each daemon.
+func (n *NS) BPFPinDir() string { return filepath.Join(BPFFS, "pptpgw-"+n.Name) }
+
+// BPFFS is a bpffs the lab mounts once (New) and leaves for the next run.
+const BPFFS = "/run/pptpgw-e2e-bpf"
+
+var bpffsOnce sync.Once
+
+// mountBPFFS mounts BPFFS unless a bpffs is there already.
+func mountBPFFS(t testing.TB) {
+	bpffsOnce.Do(func() {
+		var st unix.Statfs_t
+		if unix.Statfs(BPFFS, &st) == nil && st.Type == unix.BPF_FS_MAGIC {
+			return
+		}
+		if err := os.MkdirAll(BPFFS, 0o700); err != nil {
+			t.Fatalf("lab: %v", err)
+		}
+		if out, err := exec.Command("mount", "-t", "bpf", "bpf", BPFFS).CombinedOutput(); err != nil {
+			t.Fatalf("lab: mount bpffs on %s: %v: %s", BPFFS, err, out)
+		}
+	})
+}
 
 // Run runs args in the namespace and returns its combined output.
 func (n *NS) Run(args ...string) (string, error) {

@@ -168,8 +168,20 @@ func parse() asm.Instructions {
 		asm.JNE.Imm(asm.R4, 0, "pass"),
 		asm.LoadMem(asm.R4, rCtx, skbPktType, asm.Word),
 		asm.JNE.Imm(asm.R4, 0, "pass"), // PACKET_HOST
+		// Headers outside the linear part (a bridge or a GRO'd veth hands
+		// some frames up that way): pull them in, as the stack would.
+		asm.LoadMem(asm.R2, rCtx, skbData, asm.Word),
+		asm.LoadMem(asm.R3, rCtx, skbDataEnd, asm.Word),
+		asm.Add.Imm(asm.R2, minFrame),
+		asm.JLE.Reg(asm.R2, asm.R3, "linear"),
+		asm.Mov.Reg(asm.R1, rCtx),
+		asm.Mov.Imm(asm.R2, minFrame),
+		asm.FnSkbPullData.Call(),
+		asm.JNE.Imm(asm.R0, 0, "pass"),
 	}
-	p = append(p, packet()...)
+	pk := packet()
+	pk[0] = pk[0].WithSymbol("linear")
+	p = append(p, pk...)
 	return append(p,
 		asm.LoadMem(asm.R4, asm.R2, offEtherType, asm.Half),
 		asm.JNE.Imm32(asm.R4, ne16(0x0800), "pass"),

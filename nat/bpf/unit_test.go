@@ -46,7 +46,7 @@ func TestInstructionsAssemble(t *testing.T) {
 			calls = append(calls, asm.BuiltinFunc(ins.Constant))
 		}
 	}
-	want := []asm.BuiltinFunc{asm.FnMapLookupElem, asm.FnMapLookupElem, asm.FnFibLookup, asm.FnMapLookupElem, asm.FnL3CsumReplace,
+	want := []asm.BuiltinFunc{asm.FnSkbPullData, asm.FnMapLookupElem, asm.FnMapLookupElem, asm.FnFibLookup, asm.FnMapLookupElem, asm.FnL3CsumReplace,
 		asm.FnL3CsumReplace, asm.FnKtimeGetNs, asm.FnRedirect}
 	if len(calls) != len(want) {
 		t.Fatalf("helper calls %v, want %v", calls, want)
