@@ -79,3 +79,42 @@ func localPNS(t *testing.T, path string) {
 	waitRising(l, "echo replies still rising after the stray GRE", ends, srv, waitEchoes(l, "echoes", ends, srv, 2, time.Second), 5*time.Second)
 	healthy(t, gw.MustStats())
 }
+
+// TestGWLocalPAC: pptpd runs on the gateway itself (road warriors) and is
+// called from outside (to the public address) and from the LAN (to the
+// gateway's inside address) at once, with the default --local-gre drop:
+// both calls' LCP echoes flow, `calls --json` lists both as local-pac with
+// the gateway's own address inside and public, and GRE to the gateway for
+// an unknown Call ID is still dropped.
+func TestGWLocalPAC(t *testing.T) {
+	t.Parallel()
+	tp := newGWTopo(t, 1)
+	l := tp.l
+	gw := tp.gw.StartGateway(lab.GatewayConfig{InstallRules: true})
+	pptpd := tp.gw.StartPPTPD(lab.PPTPDConfig{Name: "pptpd-router"})
+	outside := tp.srv.StartPPTPClient(lab.PPTPClientConfig{Name: "pptp-warrior", Server: publicIP})
+	lan := tp.clients[0].StartPPTPClient(lab.PPTPClientConfig{Name: "pptp-lan", Server: lab.LANGateway, LocalBind: clientIP(0)})
+	ends := []end{{"outside", outside.Status}, {"lan", lan.Status}}
+	first := waitEchoes(l, "LCP opened and echoes answered on both ends of both calls", ends, pptpd, 2, 25*time.Second)
+	waitRising(l, "echo replies rising on both ends", ends, pptpd, first, 5*time.Second)
+
+	calls := waitCalls(l, gw, 2, trafficBothWays, 5*time.Second)
+	local := map[string]string{serverIP: publicIP, clientIP(0): lab.LANGateway} // peer -> the gateway's address
+	for _, c := range calls {
+		t.Logf("call %s", c)
+		if c.Role != "local-pac" || c.InsideAddr != local[c.PeerAddr] || c.PublicAddr != local[c.PeerAddr] {
+			t.Errorf("call %s: want local-pac with the gateway's own address %s inside and public", c, local[c.PeerAddr])
+		}
+	}
+	before := gw.MustStats()
+	if err := sendGRE(tp.srv, serverIP, publicIP, 0x7777, 5); err != nil {
+		t.Fatal(err)
+	}
+	l.MustWaitFor("5 unknown-call drops", func() error {
+		if d := gw.MustStats()["gre_dropped_unknown_call"] - before["gre_dropped_unknown_call"]; d < 5 {
+			return fmt.Errorf("gre_dropped_unknown_call +%d", d)
+		}
+		return nil
+	}, 5*time.Second)
+	healthy(t, gw.MustStats())
+}
