@@ -76,7 +76,29 @@ func localPNS(t *testing.T, path string) {
 		}
 		return nil
 	}, 5*time.Second)
-	waitRising(l, "echo replies still rising after the stray GRE", ends, srv, waitEchoes(l, "echoes", ends, srv, 2, time.Second), 5*time.Second)
+	// Forged ICMP errors about the router's own GRE, from its peer: the
+	// silence (issue 12) covers the router's call too, each counted by
+	// reason; then both calls carry on.
+	before = gw.MustStats()
+	if err := sendForgedICMP(tp.srv, serverIP, roles["local-pns"], 3); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{}
+	for _, f := range forgedICMPCases() {
+		want["packets_"+f.reason] += 3
+	}
+	l.MustWaitFor("forged ICMP about the router's call counted by reason", func() error {
+		s := gw.MustStats()
+		for k, n := range want {
+			if d := s[k] - before[k]; d < n {
+				return fmt.Errorf("%s rose by %d, want %d", k, d, n)
+			}
+		}
+		return nil
+	}, 5*time.Second)
+	time.Sleep(time.Second) // long enough for a fatal error to have ended a call
+	waitRising(l, "echo replies still rising after the stray GRE and the forged ICMP", ends, srv,
+		waitEchoes(l, "echoes", ends, srv, 2, time.Second), 5*time.Second)
 	healthy(t, gw.MustStats())
 }
 
@@ -116,5 +138,53 @@ func TestGWLocalPAC(t *testing.T) {
 		}
 		return nil
 	}, 5*time.Second)
+	healthy(t, gw.MustStats())
+}
+
+// TestGWLocalCallIDShared: the router's own call and a LAN client's pick
+// the same Call ID towards one server, whose GRE to the public address
+// could not tell them apart: the router's call, set up second, is
+// renumbered in its own control messages (OUTPUT/INPUT) and its GRE
+// restored on the way in, and both calls' echoes flow.
+func TestGWLocalCallIDShared(t *testing.T) {
+	t.Parallel()
+	tp := newGWTopo(t, 1)
+	l := tp.l
+	gw := tp.gw.StartGateway(lab.GatewayConfig{InstallRules: true})
+	srv := tp.srv.StartPPTPD(lab.PPTPDConfig{})
+	lan := tp.clients[0].StartPPTPCli(lab.PPTPCliConfig{Name: "pptpcli-lan", Server: serverIP, Local: clientIP(0), CallID: 1000})
+	l.MustWaitFor("the LAN client's call set up", func() error {
+		s, err := lan.Status()
+		if err != nil {
+			return err
+		}
+		if len(s.Calls) == 0 || s.Calls[0].State != "established" {
+			return fmt.Errorf("calls %+v", s.Calls)
+		}
+		return nil
+	}, 10*time.Second)
+	router := tp.gw.StartPPTPCli(lab.PPTPCliConfig{Name: "pptpcli-router", Server: serverIP, Local: publicIP, CallID: 1000})
+	ends := []end{{"lan", lan.Status}, {"router", router.Status}}
+	first := waitEchoes(l, "LCP opened and echoes answered on both ends of both calls", ends, srv, 2, 20*time.Second)
+	waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
+	calls := waitCalls(l, gw, 2, distinctOuter, 5*time.Second)
+	for _, c := range calls {
+		t.Logf("call %s", c)
+		switch c.Role {
+		case "pns-inside":
+			if c.InsideCallID != 1000 || c.OuterCallID != 1000 {
+				t.Errorf("LAN client's call %s: want Call ID 1000 kept", c)
+			}
+		case "local-pns":
+			if c.InsideCallID != 1000 || c.OuterCallID == 1000 || c.PacketsIn == 0 || c.PacketsOut == 0 {
+				t.Errorf("router's call %s: want Call ID 1000 renumbered, GRE both ways", c)
+			}
+		default:
+			t.Errorf("call %s: unexpected role", c)
+		}
+	}
+	if st := gw.MustStats(); st["rewrites"] == 0 {
+		t.Errorf("stats rewrites = 0")
+	}
 	healthy(t, gw.MustStats())
 }
