@@ -21,6 +21,16 @@ type ConnSpec struct {
 	// Identity: the kernel does not translate this connection; its calls
 	// keep their IDs and their GRE passes untouched.
 	Identity bool
+	// Local: a control connection of the router itself (queued from
+	// OUTPUT and INPUT): Inside is the router's end and Public its own
+	// address. Nothing is NATed, but its calls share the outer Call IDs
+	// with the translated ones (a router's pptp and a LAN client's both
+	// start at Call ID 0 towards the same server, and their GRE reaches the
+	// same address), so a colliding Call ID is rewritten like any other.
+	// The connection policy, the PPP policy and the per-inside limit do
+	// not apply to the router's own calls, and the kernel fast paths do
+	// not carry them (their GRE needs no address translation).
+	Local bool
 }
 
 // Resolver tells the roles of a control connection the table has not seen
@@ -51,6 +61,7 @@ type Conn struct {
 	Outside  Endpoint
 	Public   Endpoint
 	Identity bool
+	Local    bool // the router's own (ConnSpec.Local)
 	Role     Role
 	out, in  alg.Stream // out: from the inside end
 	calls    []*Call
@@ -73,7 +84,7 @@ type Conn struct {
 
 // Info describes the connection for logs.
 func (c *Conn) Info() ConnInfo {
-	return ConnInfo{Inside: c.Inside, Outside: c.Outside, Public: c.Public, Role: c.Role, Identity: c.Identity, Serial: c.serial}
+	return ConnInfo{Inside: c.Inside, Outside: c.Outside, Public: c.Public, Role: c.Role, Identity: c.Identity, Local: c.Local, Serial: c.serial}
 }
 
 // Control walks one control segment: it finds or creates the connection,
@@ -98,7 +109,7 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 		if spec, resolved = r.Resolve(seg.Src, seg.Dst); !resolved {
 			return ControlResult{}
 		}
-		if t.controlDenied(spec) { // policy.go: --allow-inside, --allow-peer
+		if !spec.Local && t.controlDenied(spec) { // policy.go: --allow-inside, --allow-peer
 			return ControlResult{Drop: true, Denied: true}
 		}
 	}
@@ -187,7 +198,7 @@ func (c *Conn) synDup(seg *Segment) bool {
 func (t *Table) newConn(key connKey, spec ConnSpec) *Conn {
 	t.connSeq++
 	c := &Conn{key: key, serial: t.connSeq, Inside: spec.Inside, Outside: spec.Outside, Public: spec.Public,
-		Identity: spec.Identity, resv: [2]int16{-1, -1}}
+		Identity: spec.Identity, Local: spec.Local, resv: [2]int16{-1, -1}}
 	c.hOut = handler{t: t, c: c, out: true}
 	c.hIn = handler{t: t, c: c}
 	t.idx.addConn(c)

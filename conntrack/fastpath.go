@@ -25,9 +25,12 @@ func (k *Call) greMap() GREMap {
 }
 
 // fastEligible: a call up with both directions known and something to
-// rewrite.
+// rewrite. The router's own calls stay on the queue path: their GRE is
+// delivered to and sent by the router, which the kernel paths' forwarding
+// chains do not see whole (no outbound prerouting), and their addresses
+// need no rewriting.
 func fastEligible(k *Call) bool {
-	return !k.identity && k.inIndex && k.inOutIndex && k.hasInside && k.hasPeer &&
+	return !k.identity && !k.conn.Local && k.inIndex && k.inOutIndex && k.hasInside && k.hasPeer &&
 		(k.State == StateEstablished || k.State == StateClosing)
 }
 

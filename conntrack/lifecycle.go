@@ -40,6 +40,19 @@ type Call struct {
 	ppp        pppState // policy.go: what its PPP negotiation showed
 }
 
+// role is the role of a call of c whose inside end is the PNS (pns) or the PAC.
+func (c *Conn) role(pns bool) Role {
+	switch {
+	case c.Local && pns:
+		return RoleLocalPNS
+	case c.Local:
+		return RoleLocalPAC
+	case pns:
+		return RolePNSInside
+	}
+	return RolePACInside
+}
+
 // newCall is a pending call of connection c at now.
 func newCall(c *Conn, now int64) *Call {
 	k := &Call{conn: c, Inside: c.Inside.Addr, Public: c.Public.Addr, Peer: c.Outside.Addr,
@@ -54,12 +67,7 @@ func newCall(c *Conn, now int64) *Call {
 func (t *Table) allocCall(c *Conn, mt alg.MsgType, id, outer uint16, now int64) *Call {
 	k := newCall(c, now)
 	k.InsideID, k.hasInside, k.OuterID = id, true, outer
-	switch mt {
-	case alg.OCRQ, alg.ICRP:
-		k.Role = RolePNSInside
-	default:
-		k.Role = RolePACInside
-	}
+	k.Role = c.role(mt == alg.OCRQ || mt == alg.ICRP)
 	c.Role = k.Role
 	if mt == alg.OCRP || mt == alg.ICRP {
 		if c.cur != nil {
@@ -83,10 +91,7 @@ func (t *Table) requestIn(c *Conn, mt alg.MsgType, peerID uint16, now int64) {
 	}
 	k := newCall(c, now)
 	k.PeerID, k.hasPeer = peerID, true
-	k.Role = RolePACInside
-	if mt == alg.ICRQ {
-		k.Role = RolePNSInside
-	}
+	k.Role = c.role(mt == alg.ICRQ)
 	c.Role = k.Role
 	t.idx.insert(k)
 }
@@ -174,7 +179,8 @@ func (t *Table) overLimit(k *Call) string {
 	if t.idx.active >= t.limits.MaxCalls {
 		return "max-calls"
 	}
-	if t.idx.perIn[k.Inside] >= t.limits.MaxCallsPerInside {
+	// The router's own pptpd answers many clients from one address.
+	if !k.conn.Local && t.idx.perIn[k.Inside] >= t.limits.MaxCallsPerInside {
 		return "max-calls-per-inside"
 	}
 	return ""
@@ -232,10 +238,7 @@ func (t *Table) pickUp(c *Conn, id uint16, now int64) {
 	k := newCall(c, now)
 	k.InsideID, k.hasInside, k.OuterID, k.pickedUp = id, true, id, true
 	k.identity = false
-	k.Role = RolePNSInside
-	if c.Inside.Port == 1723 {
-		k.Role = RolePACInside
-	}
+	k.Role = c.role(c.Inside.Port != 1723)
 	if !t.idx.free(k.Peer, id) {
 		return
 	}

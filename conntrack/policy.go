@@ -239,7 +239,7 @@ func (t *Table) peek(k *Call, payload []byte, now int64) (cleared bool) {
 		t.endWatch(k)
 	}
 	p := t.policy.Load()
-	if p == nil {
+	if p == nil || k.conn.Local { // the router's own calls: its pppd's own options rule
 		return false
 	}
 	if reason := p.callVerdict(k); reason != "" {

@@ -25,6 +25,7 @@ type ConnSnap struct {
 	Outside   string          `json:"outside"`
 	Public    string          `json:"public"`
 	Identity  bool            `json:"identity,omitempty"`
+	Local     bool            `json:"local,omitempty"`
 	Role      Role            `json:"role"`
 	MidStream bool            `json:"mid_stream,omitempty"`
 	Closing   bool            `json:"closing,omitempty"`
@@ -91,7 +92,7 @@ func (t *Table) Snapshot() Snapshot {
 	s := Snapshot{Version: SnapshotVersion, Conns: make([]ConnSnap, 0, len(t.idx.conns))}
 	for _, c := range t.idx.conns {
 		cs := ConnSnap{Inside: epString(c.Inside), Outside: epString(c.Outside), Public: epString(c.Public),
-			Identity: c.Identity, Role: c.Role, MidStream: c.midStream, Closing: c.closing, Ended: c.ended,
+			Identity: c.Identity, Local: c.Local, Role: c.Role, MidStream: c.midStream, Closing: c.closing, Ended: c.ended,
 			LastSeen: c.lastSeen, Unalloc: c.unalloc, Resv: c.resv, Cur: -1,
 			Out: c.out.State(), In: c.in.State(), Calls: make([]CallSnap, 0, len(c.calls))}
 		for i, k := range c.calls {
@@ -140,7 +141,7 @@ func (t *Table) restoreConn(cs ConnSnap) (skipped int) {
 	if t.idx.conns[key] != nil {
 		return 1
 	}
-	c := t.newConn(key, ConnSpec{Inside: in, Outside: out, Public: pub, Identity: cs.Identity})
+	c := t.newConn(key, ConnSpec{Inside: in, Outside: out, Public: pub, Identity: cs.Identity, Local: cs.Local})
 	t.Counters.ConnsOpened.Add(^uint64(0))
 	c.Role, c.midStream, c.closing, c.ended, c.lastSeen, c.unalloc = cs.Role, cs.MidStream, cs.Closing, cs.Ended, cs.LastSeen, cs.Unalloc
 	c.out.SetState(cs.Out)

@@ -64,6 +64,10 @@ const (
 	RoleUnknown   Role = iota
 	RolePNSInside      // a client behind the gateway
 	RolePACInside      // a server behind a port-forward
+	// The router's own endpoints (ConnSpec.Local): the router itself is
+	// the "inside" end, its own address the public one.
+	RoleLocalPNS // the router dials out (pptp-linux on the gateway)
+	RoleLocalPAC // the router answers (pptpd on the gateway)
 )
 
 func (r Role) String() string {
@@ -72,6 +76,10 @@ func (r Role) String() string {
 		return "pns-inside"
 	case RolePACInside:
 		return "pac-inside"
+	case RoleLocalPNS:
+		return "local-pns"
+	case RoleLocalPAC:
+		return "local-pac"
 	}
 	return "unknown"
 }
@@ -160,6 +168,7 @@ type ConnInfo struct {
 	Public          Endpoint
 	Role            Role
 	Identity        bool // the kernel does not NAT it (ConnSpec.Identity)
+	Local           bool // one of the router's own (ConnSpec.Local)
 	// Serial numbers the table's connections from 1 (0: not one of
 	// them), telling apart connections that reuse the same ports.
 	Serial uint64

@@ -245,7 +245,7 @@ func TestRulesV4Restore(t *testing.T) {
 			t.Errorf("%s: rules install after restore: %s", flavour, out)
 		}
 		res, _ := runCheck(t, ns, append(env, "setpriv", "--bounding-set=-all,+net_admin,+net_raw", "--inh-caps=-all", "--")...)
-		wantCheck(t, res, "rules", "ok", "all 14 rules in place (iptables-"+flavour+")")
+		wantCheck(t, res, "rules", "ok", "all 20 rules in place (iptables-"+flavour+")")
 		wantCheck(t, res, "cap-net-admin", "ok", "CAP_NET_ADMIN")
 	}
 }

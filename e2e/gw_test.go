@@ -917,7 +917,9 @@ func TestGWRules(t *testing.T) {
 	}
 	skip := "-m mark ! --mark 0x10000000/0x10000000"
 	for _, want := range []string{"-A PREROUTING " + skip + " -j PPTPGW-NOTRACK", "-A PREROUTING " + skip + " -j PPTPGW-GRE-IN",
-		"-A FORWARD -p tcp -j PPTPGW-CTL", "-A POSTROUTING " + skip + " -j PPTPGW-GRE-OUT", "--queue-num 0", "--queue-num 1"} {
+		"-A FORWARD -p tcp -j PPTPGW-CTL", "-A POSTROUTING " + skip + " -j PPTPGW-GRE-OUT", "--queue-num 0", "--queue-num 1",
+		"-A OUTPUT ! -o lo -p tcp -j PPTPGW-CTL-OUT", "-A INPUT ! -i lo -p tcp -j PPTPGW-CTL-IN",
+		"-A PPTPGW-CTL-OUT -p tcp -m tcp --dport 1723 -j NFQUEUE --queue-num 0"} {
 		if !strings.Contains(installed, want) {
 			t.Errorf("installed rules lack %q:\n%s", want, installed)
 		}

@@ -192,8 +192,8 @@ func rulesRepair(t *testing.T, path string) {
 	s := gw.MustStats()
 	// One repair, or two when a check read one table before the reload
 	// and the other after it.
-	if d := s["rules_repaired_total"] - st["rules_repaired_total"]; d != 19 || s["rules_missing"] != 0 || s["rules_repairs_total"] == st["rules_repairs_total"] {
-		t.Errorf("stats: rules_repaired_total +%d (want +19), rules_repairs_total %d, rules_missing %d",
+	if d := s["rules_repaired_total"] - st["rules_repaired_total"]; d != 27 || s["rules_missing"] != 0 || s["rules_repairs_total"] == st["rules_repairs_total"] {
+		t.Errorf("stats: rules_repaired_total +%d (want +27), rules_repairs_total %d, rules_missing %d",
 			d, s["rules_repairs_total"], s["rules_missing"])
 	}
 	if !logHas(gw, "rules repaired") {
@@ -228,13 +228,13 @@ func rulesRepair(t *testing.T, path string) {
 	tp.gw.MustRun("iptables-restore", ruleset)
 	l.MustWaitFor("the difference reported", func() error {
 		s := report.MustStats()
-		if s["rules_missing"] != 19 {
-			return fmt.Errorf("rules_missing %d, want 19", s["rules_missing"])
+		if s["rules_missing"] != 27 {
+			return fmt.Errorf("rules_missing %d, want 27", s["rules_missing"])
 		}
 		return nil
 	}, 10*time.Second)
-	if d, _ := rules.Verify(ipt, cfg); len(d) != 19 {
-		t.Errorf("--repair-rules=false repaired: %d differences left, want 19", len(d))
+	if d, _ := rules.Verify(ipt, cfg); len(d) != 27 {
+		t.Errorf("--repair-rules=false repaired: %d differences left, want 27", len(d))
 	}
 	if s := report.MustStats(); s["rules_repaired_total"] != 0 || !logHas(report, "not repaired") {
 		t.Errorf("--repair-rules=false: rules_repaired_total %d, logged %v", s["rules_repaired_total"], logHas(report, "not repaired"))

@@ -32,12 +32,31 @@ const (
 	HookGREOut
 	// HookLocalOut: GRE the router itself sends.
 	HookLocalOut
+	// HookControlOut: TCP 1723 the router itself sends (mangle OUTPUT):
+	// a control connection of its own, whose source is the local end.
+	HookControlOut
+	// HookControlIn: TCP 1723 to the router itself (mangle INPUT): the
+	// destination is the local end.
+	HookControlIn
 )
+
+// localResolver places a control connection of the router's own: the
+// local end is inside and public, nothing is NATed (ConnSpec.Local). It is
+// a zero-size value, so passing it as a Resolver allocates nothing.
+type localResolver struct{ dstLocal bool }
+
+func (r localResolver) Resolve(src, dst conntrack.Endpoint) (conntrack.ConnSpec, bool) {
+	if r.dstLocal {
+		src, dst = dst, src
+	}
+	return conntrack.ConnSpec{Inside: src, Outside: dst, Public: src, Local: true}, true
+}
 
 // Config is the packet path's policy.
 type Config struct {
-	// LocalGREAccept lets GRE v1 for no known call through to a PPTP
-	// endpoint on the router itself (--local-gre accept).
+	// LocalGREAccept lets GRE v1 for no known call through to and from a
+	// PPTP endpoint on the router itself (--local-gre accept). The
+	// router's own calls are tracked without it (HookControlOut/In).
 	LocalGREAccept bool
 }
 
@@ -121,7 +140,7 @@ func (w *Worker) process(pkt []byte, hook Hook, now int64) (Verdict, Reason) {
 		if w.tcp.SrcPort != PPTPPort && w.tcp.DstPort != PPTPPort {
 			return Accept, ReasonNotPPTP
 		}
-		return w.control(pkt, now)
+		return w.control(hook, now)
 	case layers.IPProtocolGRE:
 		return w.greV1(pkt, hook, now)
 	case layers.IPProtocolICMPv4:
@@ -134,8 +153,10 @@ func (w *Worker) process(pkt []byte, hook Hook, now int64) (Verdict, Reason) {
 
 func addr4(b []byte) conntrack.Addr { return conntrack.Addr(b) }
 
-// control runs a TCP 1723 segment through the call table.
-func (w *Worker) control(pkt []byte, now int64) (Verdict, Reason) {
+// control runs a TCP 1723 segment through the call table. A segment of the
+// router's own (OUTPUT, INPUT) is placed by where it was queued; a
+// forwarded one by the kernel's conntrack (the engine's Resolver).
+func (w *Worker) control(hook Hook, now int64) (Verdict, Reason) {
 	t := &w.tcp
 	ip := w.ip4.Contents
 	s := &w.seg
@@ -144,7 +165,15 @@ func (w *Worker) control(pkt []byte, now int64) (Verdict, Reason) {
 	s.Seq, s.Ack = t.Seq, t.Ack
 	s.SYN, s.FIN, s.RST, s.ACK = t.SYN, t.FIN, t.RST, t.ACK
 	s.Payload = t.Payload
-	res := w.e.Table.Control(s, now, w.e.Resolver)
+	var res conntrack.ControlResult
+	switch hook {
+	case HookControlOut:
+		res = w.e.Table.Control(s, now, localResolver{})
+	case HookControlIn:
+		res = w.e.Table.Control(s, now, localResolver{dstLocal: true})
+	default:
+		res = w.e.Table.Control(s, now, w.e.Resolver)
+	}
 	s.Payload = nil
 	switch {
 	case res.Denied:
@@ -172,7 +201,7 @@ func (w *Worker) greV1(pkt []byte, hook Hook, now int64) (Verdict, Reason) {
 	tbl := w.e.Table
 	switch hook {
 	case HookLocalOut:
-		return Accept, ReasonGRELocal
+		return w.localOut(src, dst, g, n, now)
 	case HookGREIn:
 		inside, id, v := tbl.GREInPPP(src, dst, g.CallID(), g.Payload(), n, now) // peeks at PPP while negotiating
 		switch v {
@@ -200,6 +229,22 @@ func (w *Worker) greV1(pkt []byte, hook Hook, now int64) (Verdict, Reason) {
 		}
 		return Drop, ReasonUnknownCall
 	}
+}
+
+// localOut decides on GRE v1 the router itself sends: the GRE of its own
+// calls (ConnSpec.Local: nothing to rewrite, public is the source) passes,
+// as does any with --local-gre accept; the rest is for no known call.
+func (w *Worker) localOut(src, dst conntrack.Addr, g alg.GRE, n int, now int64) (Verdict, Reason) {
+	_, v := w.e.Table.GREOutPPP(src, dst, g.CallID(), g.Payload(), n, now)
+	switch {
+	case v == conntrack.GREForward || v == conntrack.GREIdentity:
+		return Accept, ReasonGREOut
+	case v == conntrack.GRERefused:
+		return Drop, ReasonRefusedCall
+	case w.e.cfg.Load().LocalGREAccept:
+		return Accept, ReasonGRELocal
+	}
+	return Drop, ReasonUnknownCall
 }
 
 // greRejected decides on GRE that is not PPTP's. Towards a local address

@@ -165,8 +165,11 @@ func TestProcessGolden(t *testing.T) {
 			want: nat.Accept, reason: nat.ReasonGRELocal},
 		{name: "local-gre accept, known call still translated", cfg: nat.Config{LocalGREAccept: true}, hook: nat.HookGREIn,
 			pkt: greIn(1), want: nat.AcceptModified, reason: nat.ReasonGREIn, out: grePkt(pac.Addr(), c2, greHdr(0, 7, pppFrame))},
-		{name: "local out GRE", hook: nat.HookLocalOut, pkt: grePkt(public, pac.Addr(), greHdr(0x4444, 1, pppFrame)),
-			want: nat.Accept, reason: nat.ReasonGRELocal},
+		// The router's own GRE for no call it tracks: strict like inbound.
+		{name: "local out GRE, no call", hook: nat.HookLocalOut, pkt: grePkt(public, pac.Addr(), greHdr(0x4444, 1, pppFrame)),
+			want: nat.Drop, reason: nat.ReasonUnknownCall},
+		{name: "local out GRE, no call, local-gre accept", cfg: nat.Config{LocalGREAccept: true}, hook: nat.HookLocalOut,
+			pkt: grePkt(public, pac.Addr(), greHdr(0x4444, 1, pppFrame)), want: nat.Accept, reason: nat.ReasonGRELocal},
 		{name: "GRE v0 in", hook: nat.HookGREIn, pkt: greV0, want: nat.Accept, reason: nat.ReasonNotPPTPGRE},
 		{name: "GRE v0 out", hook: nat.HookGREOut, pkt: greV0, want: nat.Accept, reason: nat.ReasonNotPPTPGRE},
 		// Regression: the parser went on into the tunnelled IPv4 and

@@ -31,7 +31,7 @@ const (
 	ReasonGREIn                          // GRE translated towards the inside end
 	ReasonGREOut                         // GRE translated towards the peer
 	ReasonGREIdentity                    // GRE of a call the kernel does not NAT
-	ReasonGRELocal                       // GRE from the router itself, or to it with --local-gre accept
+	ReasonGRELocal                       // GRE v1 of no tracked call to or from the router, passed by --local-gre accept
 	ReasonUnknownCall                    // GRE v1 for no known call
 	ReasonRefusedCall                    // GRE of a refused or cleared call
 	ReasonMalformedGRE                   // GRE v1 with wrong flags, protocol or a truncated header

@@ -194,6 +194,10 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 		}
 	}
 	g.engine = nat.NewEngine(g.table, res, nat.Config{LocalGREAccept: g.cfg.LocalGREAccept})
+	if g.cfg.LocalGREAccept {
+		g.log.Warn("--local-gre accept is deprecated: the router's own PPTP calls are tracked without it, " +
+			"and it lets GRE v1 for every unknown Call ID reach the router")
+	}
 	if err := g.openQueues(ctx); err != nil {
 		return err
 	}

@@ -24,6 +24,8 @@ func TestHookOf(t *testing.T) {
 	}{
 		{10, nfq.Meta{Hook: nfq.HookForward, HasInDev: true}, nat.HookControl},
 		{11, nfq.Meta{Hook: nfq.HookForward, HasInDev: true}, nat.HookControl},
+		{10, nfq.Meta{Hook: nfq.HookOutput}, nat.HookControlOut},
+		{11, nfq.Meta{Hook: nfq.HookInput, HasInDev: true}, nat.HookControlIn},
 		{12, nfq.Meta{Hook: nfq.HookPrerouting, HasInDev: true}, nat.HookGREIn},
 		{13, nfq.Meta{Hook: nfq.HookPostrouting, HasInDev: true}, nat.HookGREOut},
 		{13, nfq.Meta{Hook: nfq.HookPostrouting}, nat.HookLocalOut},

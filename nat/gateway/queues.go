@@ -30,11 +30,16 @@ func (g *Gateway) openQueues(ctx context.Context) error {
 }
 
 // hookOf tells where a packet was queued from its queue and what the
-// kernel says: control queues carry TCP 1723 from mangle FORWARD; on the
-// GRE queues, PREROUTING is inbound GRE or ICMP, a packet without an input
-// device is the router's own, and the rest is forwarded outbound GRE.
+// kernel says: control queues carry TCP 1723 from mangle FORWARD, and the
+// router's own from mangle OUTPUT and INPUT; on the GRE queues, PREROUTING
+// is inbound GRE or ICMP, a packet without an input device is the
+// router's own, and the rest is forwarded outbound GRE.
 func hookOf(l interface{ IsControl(uint16) bool }, q uint16, meta nfq.Meta) nat.Hook {
 	switch {
+	case l.IsControl(q) && meta.Hook == nfq.HookOutput:
+		return nat.HookControlOut
+	case l.IsControl(q) && meta.Hook == nfq.HookInput:
+		return nat.HookControlIn
 	case l.IsControl(q):
 		return nat.HookControl
 	case meta.Hook == nfq.HookPrerouting:

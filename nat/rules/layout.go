@@ -1,8 +1,9 @@
 package rules
 
 // Layout is how pptpgw's queues are numbered: N control queues from First
-// (TCP 1723, from mangle FORWARD), then N GRE/ICMP queues (raw PREROUTING,
-// mangle POSTROUTING, OUTPUT). The rules, the queue bindings and the
+// (TCP 1723, from mangle FORWARD, and the router's own from mangle OUTPUT
+// and INPUT: the packet's hook tells them apart), then N GRE/ICMP queues
+// (raw PREROUTING, mangle POSTROUTING). The rules, the queue bindings and the
 // daemon's reading of which hook a packet came from all use this one type.
 type Layout struct {
 	First uint16 // --queue

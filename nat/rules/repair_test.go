@@ -43,7 +43,7 @@ func TestRepair(t *testing.T) {
 		removed, restored int
 	}{
 		{"in place", func(*testing.T, *Memory) {}, 0, 0},
-		{"firewall reload without --noflush", func(_ *testing.T, f *Memory) { wipe(f) }, 0, 5 + 14},
+		{"firewall reload without --noflush", func(_ *testing.T, f *Memory) { wipe(f) }, 0, 7 + 20},
 		{"one rule deleted", func(_ *testing.T, f *Memory) {
 			_ = f.Delete(TableRaw, ChainSilence, Desired(cfg)[5].Spec...)
 		}, 0, 1},
@@ -155,7 +155,7 @@ func TestKeeper(t *testing.T) {
 			s := stats()
 			d, _ := Verify(f, cfg)
 			if fix {
-				if len(d) != 0 || s["rules_missing"] != 0 || s["rules_repaired_total"] != 19 || s["rules_repairs_total"] != 1 {
+				if len(d) != 0 || s["rules_missing"] != 0 || s["rules_repaired_total"] != 27 || s["rules_repairs_total"] != 1 {
 					t.Errorf("after a wipe: Verify %q, stats %v", d, s)
 				}
 				if logs.FilterMessageSnippet("rules repaired").Len() != 1 {
@@ -163,7 +163,7 @@ func TestKeeper(t *testing.T) {
 				}
 				return
 			}
-			if len(d) != 19 || s["rules_missing"] != 19 || s["rules_repaired_total"] != 0 || s["rules_checks_total"] != 4 {
+			if len(d) != 27 || s["rules_missing"] != 27 || s["rules_repaired_total"] != 0 || s["rules_checks_total"] != 4 {
 				t.Errorf("report only: Verify %d lines, stats %v", len(d), s)
 			}
 			if logs.FilterMessageSnippet("not repaired").Len() != 1 {

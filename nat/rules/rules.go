@@ -1,5 +1,5 @@
 // Package rules owns pptpgw's iptables rules (DESIGN.md "The data path",
-// §2 and §3): four chains of pptpgw's own, one jump into each from a
+// §2 and §3): the chains of pptpgw's own, one jump into each from a
 // built-in chain, and the queue numbers and mark bit that tie them to the
 // daemon's NFQUEUE sockets.
 //
@@ -29,6 +29,11 @@ const (
 	ChainGREIn   = "PPTPGW-GRE-IN"  // raw PREROUTING, second: inbound GRE v1 to the GRE queues
 	ChainGREOut  = "PPTPGW-GRE-OUT" // mangle POSTROUTING: outbound GRE v1 to the GRE queues
 	ChainSilence = "PPTPGW-SILENCE" // raw OUTPUT: no ICMP error the router makes about GRE that could end a call
+	// The router's own control connections (its pptp, its pptpd): TCP
+	// 1723 to the control queues, tracked and never NATed, so that exactly
+	// their GRE is let in and out.
+	ChainCTLOut = "PPTPGW-CTL-OUT" // mangle OUTPUT: from the router
+	ChainCTLIn  = "PPTPGW-CTL-IN"  // mangle INPUT: to the router
 )
 
 // ChainPrefix starts the name of every chain pptpgw owns.
@@ -119,6 +124,8 @@ func Chains() []Chain {
 		{TableRaw, ChainSilence, "OUTPUT"},
 		{TableMangle, ChainCTL, "FORWARD"},
 		{TableMangle, ChainGREOut, "POSTROUTING"},
+		{TableMangle, ChainCTLOut, "OUTPUT"},
+		{TableMangle, ChainCTLIn, "INPUT"},
 	}
 }
 
@@ -179,6 +186,11 @@ func Desired(cfg Config) []Rule {
 		{TableMangle, ChainCTL, cat([]string{"-p", "tcp", "-m", "tcp", "--dport", "1723"}, ctl)},
 		{TableMangle, ChainGREOut, cat(greMatch, gre)},
 	}
+	for _, c := range []string{ChainCTLOut, ChainCTLIn} {
+		for _, port := range []string{"--sport", "--dport"} {
+			rs = append(rs, Rule{TableMangle, c, cat([]string{"-p", "tcp", "-m", "tcp", port, "1723"}, ctl)})
+		}
+	}
 	// Packets already translated (by the GRE-in verdict, or by the kernel
 	// fast path before the raw table) carry the mark and skip every GRE
 	// chain: one mark test instead of their u32 and addrtype matches.
@@ -190,6 +202,12 @@ func Desired(cfg Config) []Rule {
 			spec = []string{"-p", "tcp"} // GRE need not look at the control rules
 		case ChainSilence:
 			spec = []string{"-p", "icmp"}
+		case ChainCTLOut:
+			// Not loopback: a segment over lo would be queued twice
+			// (OUTPUT, then INPUT).
+			spec = []string{"!", "-o", "lo", "-p", "tcp"}
+		case ChainCTLIn:
+			spec = []string{"!", "-i", "lo", "-p", "tcp"}
 		}
 		rs = append(rs, Rule{c.Table, c.From, cat(spec, []string{"-j", c.Name})})
 	}

@@ -76,8 +76,8 @@ func TestE2EInstallRemove(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(rep.Chains) != 5 || len(rep.Rules) != 14 {
-				t.Errorf("first Install added %d chains, %d rules; want 5, 14", len(rep.Chains), len(rep.Rules))
+			if len(rep.Chains) != 7 || len(rep.Rules) != 20 {
+				t.Errorf("first Install added %d chains, %d rules; want 7, 20", len(rep.Chains), len(rep.Rules))
 			}
 			installed := save(t, ns, bin)
 			if d, err := Verify(ipt, cfg); err != nil || len(d) != 0 {
@@ -100,19 +100,19 @@ func TestE2EInstallRemove(t *testing.T) {
 				}
 			}
 
-			// FailOpen touches the control rules only.
+			// FailOpen touches the control rules only (forwarded and the router's own).
 			d, _ := Verify(ipt, Config{Queue: 10, Queues: 2, FailOpen: true})
-			if len(d) != 4 {
-				t.Errorf("Verify with FailOpen = %q; want 2 missing + 2 extra control rules", d)
+			if len(d) != 12 {
+				t.Errorf("Verify with FailOpen = %q; want 6 missing + 6 extra control rules", d)
 			}
 			for _, l := range d {
-				if !strings.Contains(l, "-A "+ChainCTL+" ") {
+				if !strings.Contains(l, "-A "+ChainCTL+" ") && !strings.Contains(l, "-A "+ChainCTLOut+" ") && !strings.Contains(l, "-A "+ChainCTLIn+" ") {
 					t.Errorf("FailOpen changed a non-control rule: %s", l)
 				}
 			}
 			// A changed queue number.
-			if d, _ := Verify(ipt, Config{Queue: 11, Queues: 2}); len(d) != 12 {
-				t.Errorf("Verify with another queue = %d lines, want 12:\n%s", len(d), strings.Join(d, "\n"))
+			if d, _ := Verify(ipt, Config{Queue: 11, Queues: 2}); len(d) != 20 {
+				t.Errorf("Verify with another queue = %d lines, want 20:\n%s", len(d), strings.Join(d, "\n"))
 			}
 			if _, err := Install(ipt, Config{Queue: 11, Queues: 2}); !errors.Is(err, ErrMismatch) {
 				t.Errorf("Install over another queue: %v, want ErrMismatch", err)
@@ -202,15 +202,15 @@ func TestE2ERepairAfterRestore(t *testing.T) {
 			}
 			installed := save(t, ns, bin)
 			restore() // the reload: pptpgw's chains are gone
-			if d, _ := Verify(ipt, cfg); len(d) != 5+14 {
-				t.Fatalf("Verify after the reload: %d lines, want 19:\n%s", len(d), strings.Join(d, "\n"))
+			if d, _ := Verify(ipt, cfg); len(d) != 7+20 {
+				t.Fatalf("Verify after the reload: %d lines, want 27:\n%s", len(d), strings.Join(d, "\n"))
 			}
 			rep, err := Repair(ipt, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rep.Restored() != 5+14 || len(rep.Removed) != 0 {
-				t.Errorf("Repair restored %d, removed %d; want 19, 0", rep.Restored(), len(rep.Removed))
+			if rep.Restored() != 7+20 || len(rep.Removed) != 0 {
+				t.Errorf("Repair restored %d, removed %d; want 27, 0", rep.Restored(), len(rep.Removed))
 			}
 			if got := save(t, ns, bin); got != installed {
 				t.Errorf("after Repair:\n%s\nwant:\n%s", got, installed)

@@ -33,11 +33,17 @@ func TestDesiredDefault(t *testing.T) {
 		"-t mangle -A PPTPGW-CTL -p tcp -m tcp --sport 1723 -j NFQUEUE --queue-num 0",
 		"-t mangle -A PPTPGW-CTL -p tcp -m tcp --dport 1723 -j NFQUEUE --queue-num 0",
 		"-t mangle -A PPTPGW-GRE-OUT " + greQ + " -j NFQUEUE --queue-num 1",
+		"-t mangle -A PPTPGW-CTL-OUT -p tcp -m tcp --sport 1723 -j NFQUEUE --queue-num 0",
+		"-t mangle -A PPTPGW-CTL-OUT -p tcp -m tcp --dport 1723 -j NFQUEUE --queue-num 0",
+		"-t mangle -A PPTPGW-CTL-IN -p tcp -m tcp --sport 1723 -j NFQUEUE --queue-num 0",
+		"-t mangle -A PPTPGW-CTL-IN -p tcp -m tcp --dport 1723 -j NFQUEUE --queue-num 0",
 		"-t raw -A PREROUTING -m mark ! --mark 0x10000000/0x10000000 -j PPTPGW-NOTRACK",
 		"-t raw -A PREROUTING -m mark ! --mark 0x10000000/0x10000000 -j PPTPGW-GRE-IN",
 		"-t raw -A OUTPUT -p icmp -j PPTPGW-SILENCE",
 		"-t mangle -A FORWARD -p tcp -j PPTPGW-CTL",
 		"-t mangle -A POSTROUTING -m mark ! --mark 0x10000000/0x10000000 -j PPTPGW-GRE-OUT",
+		"-t mangle -A OUTPUT ! -o lo -p tcp -j PPTPGW-CTL-OUT",
+		"-t mangle -A INPUT ! -i lo -p tcp -j PPTPGW-CTL-IN",
 	}
 	if d := cmp.Diff(want, strs(Desired(Config{}))); d != "" {
 		t.Errorf("Desired(default) (-want +got):\n%s", d)
@@ -60,13 +66,15 @@ func TestDesiredBalanceFailOpen(t *testing.T) {
 	}
 }
 
-// FailOpen changes the control rules and nothing else.
+// FailOpen changes the control rules (forwarded and the router's own) and
+// nothing else.
 func TestFailOpenOnlyControl(t *testing.T) {
 	a, b := Desired(Config{Queue: 2}), Desired(Config{Queue: 2, FailOpen: true})
 	for i := range a {
 		same := a[i].key() == b[i].key()
-		if ctl := a[i].Chain == ChainCTL; ctl == same {
-			t.Errorf("rule %s: changed=%v, want changed only in %s", a[i], !same, ChainCTL)
+		ctl := a[i].Chain == ChainCTL || a[i].Chain == ChainCTLOut || a[i].Chain == ChainCTLIn
+		if ctl == same {
+			t.Errorf("rule %s: changed=%v, want changed only in the control chains", a[i], !same)
 		}
 	}
 }
@@ -103,15 +111,15 @@ func TestInstallVerifyRemove(t *testing.T) {
 	before := f.Dump()
 	cfg := Config{Queue: 0, Queues: 2}
 
-	if d, err := Verify(f, cfg); err != nil || len(d) != 5+14 {
-		t.Fatalf("Verify before install = %d lines, %v; want 5 missing chains + 14 missing rules", len(d), err)
+	if d, err := Verify(f, cfg); err != nil || len(d) != 7+20 {
+		t.Fatalf("Verify before install = %d lines, %v; want 7 missing chains + 20 missing rules", len(d), err)
 	}
 	rep, err := Install(f, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Chains) != 5 || len(rep.Rules) != 14 {
-		t.Errorf("report: %d chains, %d rules; want 5, 14", len(rep.Chains), len(rep.Rules))
+	if len(rep.Chains) != 7 || len(rep.Rules) != 20 {
+		t.Errorf("report: %d chains, %d rules; want 7, 20", len(rep.Chains), len(rep.Rules))
 	}
 	if d, err := Verify(f, cfg); err != nil || len(d) != 0 {
 		t.Fatalf("Verify after install: %q, %v", d, err)
@@ -216,11 +224,19 @@ func TestShow(t *testing.T) {
 		"*mangle",
 		":PPTPGW-CTL - [0:0]",
 		":PPTPGW-GRE-OUT - [0:0]",
+		":PPTPGW-CTL-OUT - [0:0]",
+		":PPTPGW-CTL-IN - [0:0]",
+		"-A INPUT ! -i lo -p tcp -j PPTPGW-CTL-IN",
 		"-A FORWARD -p tcp -j PPTPGW-CTL",
+		"-A OUTPUT ! -o lo -p tcp -j PPTPGW-CTL-OUT",
 		"-A POSTROUTING -m mark ! --mark 0x10000000/0x10000000 -j PPTPGW-GRE-OUT",
 		"-A PPTPGW-CTL -p tcp -m tcp --sport 1723 -j NFQUEUE --queue-num 0",
 		"-A PPTPGW-CTL -p tcp -m tcp --dport 1723 -j NFQUEUE --queue-num 0",
 		`-A PPTPGW-GRE-OUT -p gre -m u32 --u32 "0x0>>0x16&0x3c@0x0>>0x10&0x7=0x1&&0x0>>0x16&0x3c@0x0&0xffff=0x880b" -j NFQUEUE --queue-num 1`,
+		"-A PPTPGW-CTL-OUT -p tcp -m tcp --sport 1723 -j NFQUEUE --queue-num 0",
+		"-A PPTPGW-CTL-OUT -p tcp -m tcp --dport 1723 -j NFQUEUE --queue-num 0",
+		"-A PPTPGW-CTL-IN -p tcp -m tcp --sport 1723 -j NFQUEUE --queue-num 0",
+		"-A PPTPGW-CTL-IN -p tcp -m tcp --dport 1723 -j NFQUEUE --queue-num 0",
 		"COMMIT",
 		"*raw",
 		":PPTPGW-NOTRACK - [0:0]",

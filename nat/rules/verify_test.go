@@ -19,12 +19,19 @@ func TestVerifyDetects(t *testing.T) {
 		{"changed queue", nil, Config{Queue: 5}, []string{
 			"missing rule: -t raw -A PPTPGW-GRE-IN " + greQ + " -m addrtype --dst-type LOCAL -j NFQUEUE --queue-num 6",
 			"missing rule", "missing rule", "missing rule", "missing rule", "missing rule",
+			"missing rule: -t mangle -A PPTPGW-CTL-OUT -p tcp -m tcp --sport 1723 -j NFQUEUE --queue-num 5",
+			"missing rule", "missing rule", "missing rule",
 			"extra rule: -t raw -A PPTPGW-GRE-IN " + `-p gre -m u32 --u32 "0x0>>0x16&0x3c@0x0>>0x10&0x7=0x1&&0x0>>0x16&0x3c@0x0&0xffff=0x880b"` + " -m addrtype --dst-type LOCAL -j NFQUEUE --queue-num 4",
 			"extra rule", "extra rule", "extra rule", "extra rule", "extra rule",
+			"extra rule: -t mangle -A PPTPGW-CTL-OUT -p tcp -m tcp --sport 1723 -j NFQUEUE --queue-num 3",
+			"extra rule", "extra rule", "extra rule",
 		}},
 		{"fail-open differs", nil, Config{Queue: 3, FailOpen: true}, []string{
 			"missing rule: -t mangle -A PPTPGW-CTL -p tcp -m tcp --sport 1723 -j NFQUEUE --queue-num 3 --queue-bypass",
-			"missing rule", "extra rule", "extra rule",
+			"missing rule",
+			"missing rule: -t mangle -A PPTPGW-CTL-OUT -p tcp -m tcp --sport 1723 -j NFQUEUE --queue-num 3 --queue-bypass",
+			"missing rule", "missing rule: -t mangle -A PPTPGW-CTL-IN", "missing rule",
+			"extra rule", "extra rule", "extra rule", "extra rule", "extra rule", "extra rule",
 		}},
 		{"duplicate jump", func(f *Memory) {
 			_ = f.Append(TableMangle, "FORWARD", "-j", ChainCTL)

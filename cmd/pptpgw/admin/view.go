@@ -12,7 +12,7 @@ import (
 type CallView struct {
 	ID           string    `json:"id"`
 	State        string    `json:"state"` // pending, established, closing
-	Role         string    `json:"role"`  // pns-inside, pac-inside
+	Role         string    `json:"role"`  // pns-inside, pac-inside, local-pns, local-pac (the router's own)
 	InsideAddr   string    `json:"inside_addr"`
 	InsideCallID uint16    `json:"inside_call_id"`
 	PublicAddr   string    `json:"public_addr"`

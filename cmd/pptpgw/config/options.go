@@ -109,7 +109,7 @@ var options = []*option{
 			}
 			return strings.Join(s, ",")
 		}},
-	{name: "local-gre", arg: "drop|accept", usage: "GRE v1 to a local address of no known call", cmds: allRun, from: fromAll,
+	{name: "local-gre", arg: "drop|accept", usage: "GRE v1 to or from a local address of no known call (the router's own calls are tracked; accept is deprecated)", cmds: allRun, from: fromAll,
 		set: func(c *Config, v string) (err error) {
 			c.LocalGRE, err = parseEnum(v, LocalGREDrop, LocalGREAccept)
 			return err
