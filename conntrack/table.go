@@ -27,6 +27,9 @@ type Table struct {
 	// translate, and its signal.
 	gen     atomic.Uint64
 	changed chan struct{}
+
+	// obsDetail: the observer is a DetailObserver (events.go).
+	obsDetail bool
 }
 
 // New returns an empty table. obs (nil: none) hears its events after the
@@ -36,7 +39,8 @@ func New(l Limits, obs Observer) *Table {
 		obs = nil
 	}
 	_, end := obs.(EndObserver)
-	return &Table{
+	_, detail := obs.(DetailObserver)
+	t := &Table{
 		limits:  l.withDefaults(),
 		idx:     newIndex(),
 		obs:     obs,
@@ -44,6 +48,8 @@ func New(l Limits, obs Observer) *Table {
 		clock:   func() int64 { return time.Now().UnixNano() },
 		changed: make(chan struct{}, 1),
 	}
+	t.obsDetail = detail
+	return t
 }
 
 // SetClock replaces the clock the table reads where its caller gives no
