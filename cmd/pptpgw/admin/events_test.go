@@ -23,7 +23,9 @@ type streamBackend struct {
 	buffer int
 }
 
-func (b *streamBackend) SubscribeEvents(f events.Filter) *events.Sub { return b.hub.Subscribe(f, b.buffer) }
+func (b *streamBackend) SubscribeEvents(f events.Filter) *events.Sub {
+	return b.hub.Subscribe(f, b.buffer)
+}
 
 func ca(s string) conntrack.Addr { return conntrack.AddrFrom(netip.MustParseAddr(s)) }
 

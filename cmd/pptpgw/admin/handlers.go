@@ -24,6 +24,7 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("DELETE /v1/calls/{public}/{peer}/{outer}", s.handleDeleteCall)
 	mux.HandleFunc("GET /v1/stats", s.handleStats)
 	mux.HandleFunc("GET /v1/events", s.handleEvents) // events.go
+	mux.HandleFunc("GET /v1/config", s.handleConfig) // settings.go
 	mux.Handle("GET /metrics", s.metricsHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

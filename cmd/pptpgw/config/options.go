@@ -42,7 +42,7 @@ var (
 	allRun        = []string{CmdRun}
 	runCheck      = []string{CmdRun, CmdCheck}
 	runRules      = []string{CmdRun, CmdRules, CmdCheck} // check expects the rules run and rules use
-	runAdmin      = []string{CmdRun, CmdCalls, CmdStats, CmdEvents}
+	runAdmin      = []string{CmdRun, CmdCalls, CmdStats, CmdEvents, CmdCheck}
 	withConfig    = []string{CmdRun, CmdRules, CmdCalls, CmdStats, CmdCheck, CmdEvents}
 	printCommands = []string{CmdCalls, CmdStats, CmdCheck, CmdEvents}
 )
