@@ -96,8 +96,8 @@ func TestEvents(t *testing.T) {
 		"--inside", clientIP(1)+"/32", "--type", "call")
 	table := tp.gw.Start("events-table", bin, "events", "--admin-socket", gw.AdminSocket)
 	l.MustWaitFor("3 event readers subscribed", func() error {
-		if n := gw.MustStats()["events_subscribers"]; n != 3 {
-			return fmt.Errorf("events_subscribers %d", n)
+		if n := gw.MustStats()["event_streams_active"]; n != 3 {
+			return fmt.Errorf("event_streams_active %d", n)
 		}
 		return nil
 	}, 5*time.Second)

@@ -23,10 +23,10 @@ func (g *Gateway) observer() conntrack.Observer {
 	return f
 }
 
-// eventStats: events_subscribers (readers of the stream now) and
+// eventStats: event_streams_active (readers of the stream now) and
 // events_lost (events they lost for reading too slowly, in all).
 func (g *Gateway) eventStats(s map[string]uint64) {
-	s["events_subscribers"] = uint64(g.hub.Subscribers())
+	s["event_streams_active"] = uint64(g.hub.Subscribers())
 	s["events_lost"] = g.hub.LostTotal()
 }
 
