@@ -45,11 +45,14 @@ func cmdEvents(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if !cfg.JSON {
-		admin.PrintEventHeader(stdout)
-	}
 	err = admin.NewClient(cfg.AdminSocket).Events(ctx, filterQuery(cfg.Filter), func(line []byte) error {
-		if cfg.JSON {
+		switch {
+		case line == nil: // the stream is open
+			if !cfg.JSON {
+				admin.PrintEventHeader(stdout)
+			}
+			return nil
+		case cfg.JSON:
 			_, err := stdout.Write(append(line, '\n'))
 			return err
 		}

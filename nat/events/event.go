@@ -97,7 +97,7 @@ func ParseTypes(s string) ([]Type, error) {
 			}
 		}
 		if len(out) == n {
-			return nil, fmt.Errorf("event type %q: want one of %s, or a group (conn, call, fast)", w, joinTypes(Types()))
+			return nil, fmt.Errorf("event type %q: want one of %s, or a group (conn, call, fast)", w, strings.ReplaceAll(joinTypes(Types()), ",", ", "))
 		}
 	}
 	slices.Sort(out)

@@ -32,8 +32,8 @@ func (c *Client) CallsWhere(ctx context.Context, q url.Values) (raw []byte, call
 const maxEventLine = 1 << 20
 
 // Events reads GET /v1/events with the filter q (inside, peer, type) and
-// calls fn with each line (one JSON object, without its newline) as it
-// arrives, until ctx ends (nil), the daemon closes the stream, or fn
+// calls fn with nil once the stream is open, then with each line (one
+// JSON object, without its newline) as it arrives, until ctx ends (nil), the daemon closes the stream, or fn
 // fails (its error). The stream has no overall timeout.
 func (c *Client) Events(ctx context.Context, q url.Values, fn func(line []byte) error) error {
 	path := "/v1/events"
@@ -53,6 +53,9 @@ func (c *Client) Events(ctx context.Context, q url.Values, fn func(line []byte) 
 	if resp.StatusCode/100 != 2 {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes))
 		return &statusError{path: c.path, req: "GET " + path, code: resp.StatusCode, status: resp.Status, msg: errorMessage(body)}
+	}
+	if err := fn(nil); err != nil {
+		return err
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 4096), maxEventLine)

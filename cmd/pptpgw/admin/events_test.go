@@ -39,7 +39,12 @@ func sampleCall(inside, peer string, outer uint16) conntrack.CallInfo {
 func readStream(t *testing.T, ctx context.Context, path string, q url.Values) (<-chan string, <-chan error) {
 	lines, errc := make(chan string, 100), make(chan error, 1)
 	go func() {
-		errc <- NewClient(path).Events(ctx, q, func(l []byte) error { lines <- string(l); return nil })
+		errc <- NewClient(path).Events(ctx, q, func(l []byte) error {
+			if l != nil { // nil: the stream is open
+				lines <- string(l)
+			}
+			return nil
+		})
 	}()
 	return lines, errc
 }
@@ -116,6 +121,9 @@ func TestEventStreamLost(t *testing.T) {
 	release := make(chan struct{})
 	lines := make(chan string, 1000)
 	go NewClient(path).Events(t.Context(), nil, func(l []byte) error {
+		if l == nil {
+			return nil
+		}
 		<-release
 		lines <- string(l)
 		return nil
