@@ -203,6 +203,7 @@ func (t *Table) newConn(key connKey, spec ConnSpec) *Conn {
 	c.hIn = handler{t: t, c: c}
 	t.idx.addConn(c)
 	t.Counters.ConnsOpened.Add(1)
+	t.emitConn(evConnOpened, c.Info(), "")
 	return c
 }
 
@@ -225,6 +226,7 @@ func (t *Table) endConn(c *Conn, now int64, reason string) {
 	if c.ended == 0 {
 		c.ended = now
 		t.Counters.ConnsClosed.Add(1)
+		t.emitConn(evConnClosed, c.Info(), reason)
 	}
 }
 
@@ -238,6 +240,7 @@ func (t *Table) removeConn(c *Conn) {
 	t.idx.delConn(c)
 	if c.ended == 0 {
 		t.Counters.ConnsClosed.Add(1)
+		t.emitConn(evConnClosed, c.Info(), "removed")
 	}
 }
 

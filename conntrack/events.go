@@ -24,6 +24,16 @@ type EndObserver interface {
 	CallEnded(c CallInfo)
 }
 
+// DetailObserver is an Observer that also hears the finer events
+// `pptpgw events` shows: control connections opened and closed, and calls
+// requested (before their reply settles them). Like the others they are
+// delivered after the table's lock is released.
+type DetailObserver interface {
+	ConnOpened(c ConnInfo)
+	ConnClosed(c ConnInfo, reason string)
+	CallRequested(c CallInfo)
+}
+
 // NopObserver ignores everything.
 type NopObserver struct{}
 
@@ -41,6 +51,9 @@ const (
 	evMalformed
 	evDenied
 	evEnded
+	evConnOpened
+	evConnClosed
+	evRequested
 )
 
 // event is one observer call, held until the lock is released.
@@ -69,12 +82,27 @@ func (e *event) deliver(o Observer) {
 		if p, ok := o.(EndObserver); ok {
 			p.CallEnded(e.call)
 		}
+	case evConnOpened, evConnClosed, evRequested:
+		if d, ok := o.(DetailObserver); ok {
+			e.deliverDetail(d)
+		}
+	}
+}
+
+func (e *event) deliverDetail(d DetailObserver) {
+	switch e.kind {
+	case evConnOpened:
+		d.ConnOpened(e.conn)
+	case evConnClosed:
+		d.ConnClosed(e.conn, e.reason)
+	case evRequested:
+		d.CallRequested(e.call)
 	}
 }
 
 // emitCall records a call event (t.mu held); nothing without an observer.
 func (t *Table) emitCall(kind eventKind, k *Call, reason string) {
-	if t.obs == nil || (kind == evEnded && !t.obsEnd) {
+	if t.obs == nil || (kind == evEnded && !t.obsEnd) || (kind == evRequested && !t.obsDetail) {
 		return
 	}
 	t.evs = append(t.evs, event{kind: kind, call: k.info(), reason: reason})
@@ -82,7 +110,7 @@ func (t *Table) emitCall(kind eventKind, k *Call, reason string) {
 
 // emitConn records a connection event (t.mu held).
 func (t *Table) emitConn(kind eventKind, c ConnInfo, reason string) {
-	if t.obs != nil {
+	if t.obs != nil && (kind != evConnOpened && kind != evConnClosed || t.obsDetail) {
 		t.evs = append(t.evs, event{kind: kind, conn: c, reason: reason})
 	}
 }
@@ -170,6 +198,24 @@ func (b *EventBuffer) Malformed(c ConnInfo, reason string) {
 func (b *EventBuffer) ControlDenied(c ConnInfo, reason string) {
 	if _, ok := b.obs.(PolicyObserver); ok {
 		b.put(event{kind: evDenied, conn: c, reason: reason})
+	}
+}
+
+// ConnOpened, ConnClosed and CallRequested implement DetailObserver,
+// forwarded when the wrapped observer is one.
+func (b *EventBuffer) ConnOpened(c ConnInfo) {
+	if _, ok := b.obs.(DetailObserver); ok {
+		b.put(event{kind: evConnOpened, conn: c})
+	}
+}
+func (b *EventBuffer) ConnClosed(c ConnInfo, reason string) {
+	if _, ok := b.obs.(DetailObserver); ok {
+		b.put(event{kind: evConnClosed, conn: c, reason: reason})
+	}
+}
+func (b *EventBuffer) CallRequested(c CallInfo) {
+	if _, ok := b.obs.(DetailObserver); ok {
+		b.put(event{kind: evRequested, call: c})
 	}
 }
 

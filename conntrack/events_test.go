@@ -110,3 +110,65 @@ func TestEventsAfterUnlock(t *testing.T) {
 		t.Errorf("calls seen from the events: %v, want %v", obs.seen, want)
 	}
 }
+
+// detailRecorder records every event, the detail ones included, as words.
+type detailRecorder struct{ seen []string }
+
+func (o *detailRecorder) CallUp(c conntrack.CallInfo) { o.seen = append(o.seen, "up "+c.ID()) }
+func (o *detailRecorder) CallRefused(c conntrack.CallInfo, r string) {
+	o.seen = append(o.seen, "refused "+r)
+}
+func (o *detailRecorder) CallDown(c conntrack.CallInfo, r string) {
+	o.seen = append(o.seen, "down "+r)
+}
+func (o *detailRecorder) Malformed(conntrack.ConnInfo, string) {}
+func (o *detailRecorder) ConnOpened(c conntrack.ConnInfo) {
+	o.seen = append(o.seen, "opened "+c.Role.String())
+}
+func (o *detailRecorder) ConnClosed(c conntrack.ConnInfo, r string) {
+	o.seen = append(o.seen, "closed "+r)
+}
+func (o *detailRecorder) CallRequested(c conntrack.CallInfo) {
+	o.seen = append(o.seen, "requested "+c.Role.String())
+}
+
+// TestDetailEvents: a DetailObserver hears the connection open, each
+// request (from inside and from outside) before its call is up, and the
+// connection close after its calls went down; through an EventBuffer too.
+func TestDetailEvents(t *testing.T) {
+	for _, buffered := range []bool{false, true} {
+		obs := &detailRecorder{}
+		var o conntrack.Observer = obs
+		var buf *conntrack.EventBuffer
+		if buffered {
+			buf = conntrack.NewEventBuffer(obs, 64)
+			o = buf
+		}
+		tbl := conntrack.New(conntrack.Limits{}, o)
+		f := pnsFlow(t, tbl, &fakeResolver{}, cli1, 40001, pac1)
+		f.start()
+		outer := f.pnsCall(0x100, 0x9000)
+		f.send(dirIn, icrq(0x9001))
+		f.rst(dirOut)
+		if buffered {
+			ctx, cancel := context.WithCancel(context.Background())
+			go func() {
+				for deadline := time.Now().Add(5 * time.Second); buf.Len() > 0 && time.Now().Before(deadline); {
+					time.Sleep(time.Millisecond)
+				}
+				cancel()
+			}()
+			buf.Run(ctx)
+		}
+		id := (&conntrack.CallInfo{HasInside: true, Public: pub1, Peer: pac1, OuterID: outer}).ID()
+		want := []string{"opened unknown", "requested pns-inside", "up " + id, "requested pns-inside", "down rst", "closed rst"}
+		if len(obs.seen) != len(want) {
+			t.Fatalf("buffered %v: heard %q, want %q", buffered, obs.seen, want)
+		}
+		for i := range want {
+			if obs.seen[i] != want[i] {
+				t.Errorf("buffered %v: event %d %q, want %q (all: %q)", buffered, i, obs.seen[i], want[i], obs.seen)
+			}
+		}
+	}
+}

@@ -119,3 +119,6 @@ func (t *Table) CheckIndex() error {
 	}
 	return nil
 }
+
+// Len is how many events wait in the buffer.
+func (b *EventBuffer) Len() int { return len(b.ch) }

@@ -77,6 +77,8 @@ func (t *Table) allocCall(c *Conn, mt alg.MsgType, id, outer uint16, now int64) 
 	t.idx.insert(k) // outer is not in use: chooseLow found it
 	if mt == alg.OCRP || mt == alg.ICRP {
 		c.cur = k
+	} else {
+		t.emitCall(evRequested, k, "")
 	}
 	return k
 }
@@ -94,6 +96,7 @@ func (t *Table) requestIn(c *Conn, mt alg.MsgType, peerID uint16, now int64) {
 	k.Role = c.role(mt == alg.ICRQ)
 	c.Role = k.Role
 	t.idx.insert(k)
+	t.emitCall(evRequested, k, "")
 }
 
 // replyOut applies the Result Code of a reply from the inside end.

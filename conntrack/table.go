@@ -28,6 +28,9 @@ type Table struct {
 	gen     atomic.Uint64
 	changed atomic.Pointer[[]chan struct{}] // DesiredChanged's subscribers
 	subMu   sync.Mutex                      // serialises subscriptions
+
+	// obsDetail: the observer is a DetailObserver (events.go).
+	obsDetail bool
 }
 
 // New returns an empty table. obs (nil: none) hears its events after the
@@ -37,13 +40,16 @@ func New(l Limits, obs Observer) *Table {
 		obs = nil
 	}
 	_, end := obs.(EndObserver)
-	return &Table{
+	_, detail := obs.(DetailObserver)
+	t := &Table{
 		limits: l.withDefaults(),
 		idx:    newIndex(),
 		obs:    obs,
 		obsEnd: end,
 		clock:  func() int64 { return time.Now().UnixNano() },
 	}
+	t.obsDetail = detail
+	return t
 }
 
 // SetClock replaces the clock the table reads where its caller gives no

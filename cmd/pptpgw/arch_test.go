@@ -31,6 +31,7 @@ var importLayers = []struct {
 	{"nat/silence", nil},
 	{"nat/internal", []string{"nat/internal"}},
 	{"nat/fastpath", []string{"conntrack", "nat/fastpath"}},
+	{"nat/events", []string{"conntrack", "nat/events"}},
 	{"nat/nft", []string{"alg", "conntrack", "nat/fastpath", "nat/internal"}},
 	{"nat/bpf", []string{"alg", "conntrack", "nat/fastpath", "nat/internal"}},
 	{"nat/replay", []string{"alg", "conntrack", "=nat"}},

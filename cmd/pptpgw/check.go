@@ -17,7 +17,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return configError(err, config.CmdCheck, stderr)
 	}
-	rs := check.Run(check.Gather(rulesConfig(cfg), cfg.GREPath, cfg.BPFPinDir))
+	facts := check.Gather(rulesConfig(cfg), cfg.GREPath, cfg.BPFPinDir)
+	check.GatherDaemon(facts, cfg.AdminSocket) // what the running daemon says
+	rs := check.Run(facts)
 	if cfg.JSON {
 		if err := check.PrintJSON(stdout, rs); err != nil {
 			fmt.Fprintf(stderr, "pptpgw check: %v\n", err)

@@ -92,7 +92,7 @@ func cmdCalls(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	raw, calls, err := admin.NewClient(cfg.AdminSocket).Calls(ctx)
+	raw, calls, err := admin.NewClient(cfg.AdminSocket).CallsWhere(ctx, filterQuery(cfg.Filter)) // events.go
 	if err != nil {
 		fmt.Fprintf(stderr, "pptpgw calls: %v\n", err)
 		return 1

@@ -139,6 +139,7 @@ func (d *daemon) start(ctx context.Context) error {
 		return err
 	}
 	logPolicy(d.log, cfg.Policy)
+	publishSettings(cfg) // settings.go
 	d.admin = admin.NewServer(d, d.log.Named("admin"), newRegistry(d))
 	if err := d.admin.Serve(cfg.AdminSocket, cfg.AdminGroup); err != nil {
 		return fmt.Errorf("admin socket: %w", err)
@@ -196,6 +197,7 @@ func (d *daemon) reload() {
 	d.gw.Reload(limitsOf(next.Reloadable), policyOf(next.Policy), next.SnapshotInterval)
 	logPolicy(d.log, next.Policy)
 	d.cfg = next
+	publishSettings(next)
 	if len(restart) > 0 {
 		d.log.Warn("reloaded; these options need a restart", zap.Strings("options", restart))
 		return

@@ -24,6 +24,10 @@ type Config struct {
 	Log             *zap.Logger
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// OnMapping, when set, hears each mapping entering (entered) or
+	// leaving the kernel once the backend took the change, on Run's
+	// goroutine: it must not block (`pptpgw events`).
+	OnMapping func(m conntrack.GREMap, entered bool)
 }
 
 // Stats are a Reconciler's counters.
@@ -201,19 +205,48 @@ func (r *Reconciler) commit(add, del []conntrack.GREMap) {
 	for _, m := range del {
 		delete(r.in, InKeyOf(m))
 		delete(r.out, OutKeyOf(m))
+		r.report(m, false)
 	}
 	for _, m := range add {
 		a := &applied{m: m}
 		r.in[InKeyOf(m)] = a
 		r.out[OutKeyOf(m)] = a
+		r.report(m, true)
 	}
 	r.mappings.Store(uint64(len(r.in)))
 }
 
+func (r *Reconciler) report(m conntrack.GREMap, entered bool) {
+	if r.cfg.OnMapping != nil {
+		r.cfg.OnMapping(m, entered)
+	}
+}
+
+// reset records that the backend holds exactly desired (after Replace),
+// counting afresh; OnMapping hears only the mappings that changed.
 func (r *Reconciler) reset(desired []conntrack.GREMap) {
+	if r.cfg.OnMapping != nil {
+		want := make(map[InKey]conntrack.GREMap, len(desired))
+		for _, m := range desired {
+			want[InKeyOf(m)] = m
+		}
+		for k, a := range r.in {
+			if m, ok := want[k]; !ok || m != a.m {
+				r.report(a.m, false)
+			}
+		}
+		for _, m := range desired {
+			if a := r.in[InKeyOf(m)]; a == nil || a.m != m {
+				r.report(m, true)
+			}
+		}
+	}
 	clear(r.in)
 	clear(r.out)
+	on := r.cfg.OnMapping
+	r.cfg.OnMapping = nil // reported above
 	r.commit(desired, nil)
+	r.cfg.OnMapping = on
 }
 
 // ReadCounters reads the kernel's per-call counters and gives the calls

@@ -3,6 +3,7 @@ package fastpath_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -226,4 +227,47 @@ func TestTiersHearEveryChange(t *testing.T) {
 			t.Errorf("tier %d did not converge", i)
 		}
 	}
+}
+
+// TestOnMapping: each mapping is reported as it enters and leaves the
+// kernel, once; a changed one leaves and enters again; a re-sync after a
+// refused update reports only what changed meanwhile.
+func TestOnMapping(t *testing.T) {
+	var heard []string
+	on := func(m conntrack.GREMap, entered bool) {
+		w := "-"
+		if entered {
+			w = "+"
+		}
+		heard = append(heard, fmt.Sprintf("%s%d", w, m.OuterID))
+	}
+	want := func(when string, w ...string) {
+		t.Helper()
+		slices.Sort(heard)
+		slices.Sort(w)
+		if !slices.Equal(heard, w) {
+			t.Errorf("%s: heard %v, want %v", when, heard, w)
+		}
+		heard = nil
+	}
+	src, be := fastpathtest.New(call(1), call(2)), newMem()
+	r := fastpath.New(src, be, fastpath.Config{OnMapping: on})
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	want("start", "+1", "+2")
+	moved := call(2)
+	moved.Inside = conntrack.Addr{192, 168, 1, 11}
+	src.Set(call(1), moved, call(3))
+	r.Converge()
+	want("change", "-2", "+2", "+3")
+	r.Converge()
+	want("same generation")
+	be.fail = errors.New("ENOBUFS")
+	src.Set(call(1), call(4))
+	r.Converge()
+	want("refused")
+	be.fail = nil
+	r.Converge()
+	want("re-sync", "-2", "-3", "+4")
 }

@@ -84,7 +84,8 @@ func (g *Gateway) tryBackend(name string) error {
 	if err != nil {
 		return err
 	}
-	r := fastpath.New(g.table, be, fastpath.Config{CountersPerTick: countersPerTick[name], Log: g.log.Named("fastpath")})
+	r := fastpath.New(g.table, be, fastpath.Config{CountersPerTick: countersPerTick[name], Log: g.log.Named("fastpath"),
+		OnMapping: g.hub.Mapping(name)})
 	if err := r.Start(); err != nil {
 		be.Close(true)
 		return err

@@ -26,6 +26,7 @@ import (
 
 	"github.com/pptpgw/pptpgw/conntrack"
 	"github.com/pptpgw/pptpgw/nat"
+	"github.com/pptpgw/pptpgw/nat/events"
 	"github.com/pptpgw/pptpgw/nat/fastpath"
 	"github.com/pptpgw/pptpgw/nat/nfq"
 	"github.com/pptpgw/pptpgw/nat/rules"
@@ -115,6 +116,7 @@ type Gateway struct {
 
 	table     *conntrack.Table
 	events    *conntrack.EventBuffer // the observer behind a bounded buffer
+	hub       *events.Hub            // the event stream (events.go)
 	engine    *nat.Engine
 	workers   []*nat.Worker // by queue number - layout.First
 	ctlQ      Queues        // control queues (may be fail-open)
@@ -160,7 +162,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	if deps.QueueDrops == nil {
 		deps.QueueDrops = procQueueDrops
 	}
-	return &Gateway{cfg: cfg, deps: deps, log: cfg.Log, layout: cfg.Rules.Layout()}, nil
+	return &Gateway{cfg: cfg, deps: deps, log: cfg.Log, layout: cfg.Rules.Layout(), hub: events.NewHub()}, nil
 }
 
 // Start brings the gateway up: rules, call table (restored from the state
@@ -176,13 +178,8 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	}
 	// Call events reach the observer (the log) through a bounded buffer:
 	// a stuck log sink costs dropped events (events_dropped), never a
-	// packet.
-	var obs conntrack.Observer
-	if g.cfg.Observer != nil {
-		g.events = conntrack.NewEventBuffer(g.cfg.Observer, 0)
-		obs = g.events
-	}
-	g.table = conntrack.New(g.cfg.Limits, obs)
+	// packet. The event stream hears them too (events.go).
+	g.table = conntrack.New(g.cfg.Limits, g.observer())
 	g.restore()
 	if g.cfg.Policy != nil {
 		g.table.SetPolicy(g.cfg.Policy, time.Now().UnixNano()) // after restore: restored calls are judged too

@@ -23,6 +23,8 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("GET /v1/calls", s.handleCalls)
 	mux.HandleFunc("DELETE /v1/calls/{public}/{peer}/{outer}", s.handleDeleteCall)
 	mux.HandleFunc("GET /v1/stats", s.handleStats)
+	mux.HandleFunc("GET /v1/events", s.handleEvents) // events.go
+	mux.HandleFunc("GET /v1/config", s.handleConfig) // settings.go
 	mux.Handle("GET /metrics", s.metricsHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -40,8 +42,12 @@ func (s *Server) adminHandler() http.Handler {
 
 // handleCalls writes CallsBody, calls sorted by id and never null, so the output of
 // `pptpgw calls --json` is stable and diffable.
-func (s *Server) handleCalls(w http.ResponseWriter, _ *http.Request) {
-	calls := slices.Clone(s.backend.Calls())
+func (s *Server) handleCalls(w http.ResponseWriter, r *http.Request) {
+	calls, err := filterCalls(r, slices.Clone(s.backend.Calls())) // events.go: ?inside=&peer=&state=
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if calls == nil {
 		calls = []CallView{}
 	}

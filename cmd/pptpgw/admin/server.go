@@ -56,6 +56,10 @@ type Server struct {
 	reg     *prometheus.Registry
 	start   time.Time
 	now     func() time.Time // the clock for uptime_seconds; tests replace it
+	// ctx is every request's base context, cancelled by Shutdown: it
+	// ends the event streams, which would otherwise outlive it.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu          sync.Mutex
 	servers     []*http.Server
@@ -72,7 +76,8 @@ func NewServer(backend Backend, log *zap.Logger, reg *prometheus.Registry) *Serv
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Server{backend: backend, log: log.Named("admin"), reg: reg, start: time.Now(), now: time.Now}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{backend: backend, log: log.Named("admin"), reg: reg, start: time.Now(), now: time.Now, ctx: ctx, cancel: cancel}
 }
 
 // Serve listens on the unix socket path and serves the admin API on it in the background until
@@ -125,6 +130,7 @@ func (s *Server) serve(ln net.Listener, h http.Handler) error {
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          s.stdLog(),
+		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -145,6 +151,7 @@ func (s *Server) serve(ln net.Listener, h http.Handler) error {
 // Shutdown stops every listener (removing the unix socket) and waits for requests in flight
 // until ctx is done. The Server cannot be used again.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.cancel()
 	s.mu.Lock()
 	s.closed = true
 	servers := s.servers

@@ -97,6 +97,10 @@ type Facts struct {
 	// is missing (nat/bpf.Probe), read unless GREPath is kernel or queue.
 	GREPath string
 	BPF     *bpf.Report
+	// Paths are the kernel fast paths' counters (paths.go); Daemon is
+	// what the running daemon says on its admin socket (daemon.go).
+	Paths  FastPaths
+	Daemon DaemonFacts
 }
 
 // capNetAdmin is CAP_NET_ADMIN's bit (linux/capability.h).
@@ -120,6 +124,8 @@ var checks = []struct {
 	{"rp-filter", checkRPFilter},
 	{"outside-mtu", checkMTU},
 	{"gre-path-bpf", checkBPF},
+	{"rules-running", checkRulesRunning}, // daemon.go
+	{"replication", checkReplication},
 }
 
 // Names lists the checks in order.

@@ -213,23 +213,6 @@ func greCounter(rs *Ruleset, table, chain string) uint64 {
 	return n
 }
 
-func checkGREArriving(f *Facts) Result {
-	rs, err := f.defaultRuleset()
-	if err != "" || !hasOurChains(rs) {
-		return warn("cannot tell: pptpgw's rules (and their counters) are not there", installFix)
-	}
-	in := greCounter(rs, rules.TableRaw, rules.ChainGREIn)
-	out := greCounter(rs, rules.TableMangle, rules.ChainGREOut)
-	switch {
-	case in > 0:
-		return ok(fmt.Sprintf("GRE arrives: %d packets in, %d out since the rules were installed", in, out))
-	case out > 0:
-		return warn(fmt.Sprintf("%d GRE packets left but none arrived at a public address: something upstream drops IP protocol 47 or does not NAT it back", out),
-			"allow IP protocol 47 (GRE) in from the PPTP servers on every firewall upstream; behind another NAT (a modem), turn on its PPTP/GRE passthrough or forward protocol 47 to this host")
-	}
-	return ok("no GRE yet: no call since the rules were installed")
-}
-
 var nftNATRE = regexp.MustCompile(`\b(masquerade|snat (ip )?to)\b`)
 
 func checkNAT(f *Facts) Result {

@@ -27,6 +27,7 @@ func Gather(cfg rules.Config, grePath, bpfPinDir string) *Facts {
 		r := bpf.Probe(bpfPinDir)
 		f.BPF = &r
 	}
+	f.Paths = gatherFastPaths(bpfPinDir) // paths.go
 	f.CapEff, f.CapErr = capEff()
 	f.IPForward = readSysctl("net/ipv4/ip_forward")
 	f.HelperAutoAssign = readSysctl("net/netfilter/nf_conntrack_helper")

@@ -22,6 +22,7 @@ const (
 	CmdCalls   = "calls"
 	CmdStats   = "stats"
 	CmdCheck   = "check"
+	CmdEvents  = "events"
 	CmdVersion = "version"
 )
 
@@ -106,6 +107,7 @@ type Config struct {
 	StateFile     string // --state-file
 	LogFormat     string // --log-format: json or console
 	JSON          bool   // --json (calls, stats, check): flag only
+	Filter        Filter // filter.go: --inside, --peer, --type, --state (calls, events)
 
 	args    []string          // the original command-line arguments, re-applied by Reload
 	sources map[string]string // option name -> where its value came from

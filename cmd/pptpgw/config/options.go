@@ -42,9 +42,9 @@ var (
 	allRun        = []string{CmdRun}
 	runCheck      = []string{CmdRun, CmdCheck}
 	runRules      = []string{CmdRun, CmdRules, CmdCheck} // check expects the rules run and rules use
-	runAdmin      = []string{CmdRun, CmdCalls, CmdStats}
-	withConfig    = []string{CmdRun, CmdRules, CmdCalls, CmdStats, CmdCheck}
-	printCommands = []string{CmdCalls, CmdStats, CmdCheck}
+	runAdmin      = []string{CmdRun, CmdCalls, CmdStats, CmdEvents, CmdCheck}
+	withConfig    = []string{CmdRun, CmdRules, CmdCalls, CmdStats, CmdCheck, CmdEvents}
+	printCommands = []string{CmdCalls, CmdStats, CmdCheck, CmdEvents}
 )
 
 // options is the table of every option, in usage order.
@@ -162,6 +162,7 @@ var options = []*option{
 	{name: "json", usage: "print JSON instead of a table", cmds: printCommands, from: fromFlag,
 		set: func(c *Config, v string) (err error) { c.JSON, err = parseBool(v); return err },
 		get: func(c *Config) string { return strconv.FormatBool(c.JSON) }},
+	optInside, optPeer, optType, optState, // filter.go
 }
 
 // durationOption builds a reloadable duration option of run with a lower bound.

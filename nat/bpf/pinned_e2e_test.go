@@ -1,0 +1,37 @@
+//go:build e2e
+
+package bpf
+
+import (
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/pptpgw/pptpgw/nat/internal/nstest"
+)
+
+// TestReadPinned: beside a live backend, the pinned maps read read-only
+// give its calls and counters summed over the CPUs; an empty pin
+// directory is os.ErrNotExist.
+func TestReadPinned(t *testing.T) {
+	nstest.NeedRoot(t)
+	dir := pinDir(t, "events-pinned")
+	if _, err := ReadPinned(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("nothing pinned: %v", err)
+	}
+	b := openT(t, Config{PinDir: dir, MaxCalls: 8})
+	calls := manyCalls(2)
+	if err := b.Replace(calls); err != nil {
+		t.Fatal(err)
+	}
+	setCounters(t, b.in, inKey(calls[0]), 4)
+	setCounters(t, b.out, outKey(calls[1]), 6)
+	got, err := ReadPinned(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := PinnedTotals{Calls: 2, PacketsIn: uint64(4 * b.ncpu), PacketsOut: uint64(6 * b.ncpu)}
+	if got != want {
+		t.Errorf("ReadPinned %+v, want %+v", got, want)
+	}
+}
