@@ -126,6 +126,8 @@ type Gateway struct {
 	pathChoice PathChoice
 	ifaces     ifaceSet
 
+	health healthTracker // what Health remembers between calls
+
 	mu       sync.Mutex // guards reloadable settings below
 	snapTick *time.Ticker
 	stopOnce sync.Once
@@ -171,6 +173,7 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 			g.Stop()
 		}
 	}()
+	g.health.stateWrite(time.Now(), nil) // the state file is due two intervals from now
 	if err := g.startRules(); err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ const (
 	CmdRules   = "rules"
 	CmdCalls   = "calls"
 	CmdStats   = "stats"
+	CmdHealth  = "health"
 	CmdCheck   = "check"
 	CmdVersion = "version"
 )

@@ -42,9 +42,9 @@ var (
 	allRun        = []string{CmdRun}
 	runCheck      = []string{CmdRun, CmdCheck}
 	runRules      = []string{CmdRun, CmdRules, CmdCheck} // check expects the rules run and rules use
-	runAdmin      = []string{CmdRun, CmdCalls, CmdStats}
-	withConfig    = []string{CmdRun, CmdRules, CmdCalls, CmdStats, CmdCheck}
-	printCommands = []string{CmdCalls, CmdStats, CmdCheck}
+	runAdmin      = []string{CmdRun, CmdCalls, CmdStats, CmdHealth}
+	withConfig    = []string{CmdRun, CmdRules, CmdCalls, CmdStats, CmdHealth, CmdCheck}
+	printCommands = []string{CmdCalls, CmdStats, CmdHealth, CmdCheck}
 )
 
 // options is the table of every option, in usage order.
