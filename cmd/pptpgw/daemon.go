@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 	"go.uber.org/zap"
 
 	"github.com/pptpgw/pptpgw/cmd/pptpgw/admin"
@@ -114,6 +115,8 @@ func cmdRun(args []string, stderr *os.File) int {
 		fmt.Fprintf(stderr, "pptpgw run: %v\n", err)
 		return 1
 	}
+	d.notifySystemd(sddaemon.SdNotifyReady)
+	go d.watchHealth(ctx)
 	return d.run(ctx, cancel)
 }
 
@@ -172,6 +175,7 @@ func (d *daemon) run(ctx context.Context, cancel context.CancelFunc) int {
 				continue
 			}
 			d.log.Info("stopping", zap.String("signal", s.String()))
+			d.notifySystemd(sddaemon.SdNotifyStopping)
 			cancel()
 			<-done
 			d.stop()

@@ -18,6 +18,7 @@ commands:
   rules    install|remove|show the iptables rules
   calls    the live mapping table (admin socket)
   stats    counters (admin socket)
+  health   what does not work (admin socket); exit 0 when healthy
   replay   run the engine offline over a capture
   check    what is wrong with this host's setup
   version  print the version
@@ -41,6 +42,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCalls(args[1:], stdout, stderr)
 	case "stats":
 		return cmdStats(args[1:], stdout, stderr)
+	case "health":
+		return cmdHealth(args[1:], stdout, stderr)
 	case "replay":
 		return cmdReplay(args[1:], stdout, stderr)
 	case "check":

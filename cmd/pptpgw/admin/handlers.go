@@ -24,10 +24,7 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("DELETE /v1/calls/{public}/{peer}/{outer}", s.handleDeleteCall)
 	mux.HandleFunc("GET /v1/stats", s.handleStats)
 	mux.Handle("GET /metrics", s.metricsHandler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
-	})
+	mux.HandleFunc("GET /healthz", s.handleHealth)
 	// Go's profiles, on the unix socket only: heap per call, CPU under
 	// load (profile?seconds= below the write timeout), goroutines.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)

@@ -106,7 +106,8 @@ type Config struct {
 	MetricsListen string
 	StateFile     string // --state-file
 	LogFormat     string // --log-format: json or console
-	JSON          bool   // --json (calls, stats, check): flag only
+	JSON          bool   // --json (calls, stats, health, check): flag only
+	Live          bool   // --live (health): flag only
 
 	args    []string          // the original command-line arguments, re-applied by Reload
 	sources map[string]string // option name -> where its value came from

@@ -162,6 +162,9 @@ var options = []*option{
 	{name: "json", usage: "print JSON instead of a table", cmds: printCommands, from: fromFlag,
 		set: func(c *Config, v string) (err error) { c.JSON, err = parseBool(v); return err },
 		get: func(c *Config) string { return strconv.FormatBool(c.JSON) }},
+	{name: "live", usage: "fail only for what a restart cures (a liveness probe); else for any problem (readiness)", cmds: []string{CmdHealth}, from: fromFlag,
+		set: func(c *Config, v string) (err error) { c.Live, err = parseBool(v); return err },
+		get: func(c *Config) string { return strconv.FormatBool(c.Live) }},
 }
 
 // durationOption builds a reloadable duration option of run with a lower bound.
