@@ -32,6 +32,7 @@ type daemon struct {
 	level zap.AtomicLevel
 	gw    *gateway.Gateway
 	admin *admin.Server
+	calls *callMetrics // call events as metrics (histograms, refusals by reason)
 }
 
 func limitsOf(r config.Reloadable) conntrack.Limits {
@@ -135,7 +136,10 @@ func (d *daemon) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if d.gw, err = gateway.New(gatewayConfig(cfg, d.log), deps); err != nil {
+	gcfg := gatewayConfig(cfg, d.log)
+	d.calls = newCallMetrics()
+	gcfg.Observer = teeObserver{d.calls, gcfg.Observer} // the metrics first: they never block
+	if d.gw, err = gateway.New(gcfg, deps); err != nil {
 		return err
 	}
 	if err := d.gw.Start(ctx); err != nil {

@@ -41,9 +41,9 @@ func cmdHealth(args []string, stdout, stderr io.Writer) int {
 }
 
 // Health serves GET /healthz: the gateway's facts, judged now.
-func (d *daemon) Health() []admin.HealthProblem {
-	return problemsOf(gateway.Judge(d.gw.Health(time.Now())))
-}
+func (d *daemon) Health() []admin.HealthProblem { return problemsOf(d.healthProblems()) }
+
+func (d *daemon) healthProblems() []gateway.Problem { return gateway.Judge(d.gw.Health(time.Now())) }
 
 func problemsOf(ps []gateway.Problem) []admin.HealthProblem {
 	out := make([]admin.HealthProblem, len(ps))
