@@ -238,8 +238,12 @@ type callMetrics struct {
 	conntrack.NopObserver
 }
 
+// refuseReasons are the reasons the table refuses calls for, present at 0
+// from the start so that a rate over them is never "no data".
+var refuseReasons = []string{"max-calls", "max-calls-per-inside", "unknown-request", "deleted"}
+
 func newCallMetrics() *callMetrics {
-	return &callMetrics{
+	m := &callMetrics{
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pptpgw_calls_refused_total",
 			Help: "Calls refused by pptpgw (max-calls, max-calls-per-inside, unknown-request, deleted, policy-...), by reason."}, []string{"reason"}),
 		down: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pptpgw_calls_torn_down_total",
@@ -252,6 +256,10 @@ func newCallMetrics() *callMetrics {
 			Buckets: []float64{1, 10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400}}),
 		now: time.Now,
 	}
+	for _, r := range refuseReasons {
+		m.refused.WithLabelValues(r)
+	}
+	return m
 }
 
 func (m *callMetrics) collectors() []prometheus.Collector {
