@@ -135,9 +135,12 @@ func TestGWHealthAndMetrics(t *testing.T) {
 	t.Logf("rules flushed: %s", h)
 	healthCmd(t, gw, 1, "rules")
 	healthCmd(t, gw, 0, "rules", "--live") // no restart cures an operator's choice
-	if !strings.Contains(notify.last("STATUS="), "rules") {
-		t.Errorf("systemd status %q does not say rules", notify.last("STATUS="))
-	}
+	l.MustWaitFor("systemd's status line says rules", func() error {
+		if st := notify.last("STATUS="); !strings.Contains(st, "rules") {
+			return fmt.Errorf("status %q", st)
+		}
+		return nil
+	}, 5*time.Second)
 	tp.gw.MustPptpgw("rules", "install")
 	waitHealth(l, gw, "", 10*time.Second)
 

@@ -173,7 +173,6 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 			g.Stop()
 		}
 	}()
-	g.health.stateWrite(time.Now(), nil) // the state file is due two intervals from now
 	if err := g.startRules(); err != nil {
 		return err
 	}
@@ -268,6 +267,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.mu.Lock()
 	g.snapTick = time.NewTicker(g.cfg.SnapshotInterval)
 	g.mu.Unlock()
+	g.health.stateWrite(time.Now(), nil) // the state file is due two intervals from now
 	if g.events != nil {
 		g.spawn(ctx, &wg, "deliverEvents", g.events.Run)
 	}

@@ -29,8 +29,8 @@ type HealthFacts struct {
 	GREPathInUse     string
 	FastPaths        []FastPathHealth
 	// StateFile: a state file is configured; StateWritten is its last
-	// successful write (the start before the first one), StateError the
-	// last write's error ("" when it worked).
+	// successful write (Run's start before the first one; zero before
+	// Run), StateError the last write's error ("" when it worked).
 	StateFile        bool
 	StateWritten     time.Time
 	StateError       string
@@ -216,6 +216,12 @@ func judgeFastPath(f HealthFacts, add func(string, bool, string, ...any)) {
 
 func judgeState(f HealthFacts, add func(string, bool, string, ...any)) {
 	if !f.StateFile || f.SnapshotInterval <= 0 {
+		return
+	}
+	if f.StateWritten.IsZero() { // Run has not started its writes yet
+		if f.StateError != "" {
+			add(PartState, false, "never written: %s", f.StateError)
+		}
 		return
 	}
 	if late := f.At.Sub(f.StateWritten); late > 2*f.SnapshotInterval {

@@ -45,6 +45,8 @@ func TestJudge(t *testing.T) {
 			f.StateWritten, f.StateError = at.Add(-25*time.Second), "open /var/lib/pptpgw/state.json.tmp: permission denied"
 		}, PartState, "not written for 25s (every 10s): open /var/lib/pptpgw/state.json.tmp: permission denied", false},
 		{"no state file", func(f *HealthFacts) { f.StateFile, f.StateWritten = false, time.Time{} }, "", "", false},
+		{"not running yet", func(f *HealthFacts) { f.StateWritten = time.Time{} }, "", "", false},
+		{"never written", func(f *HealthFacts) { f.StateWritten, f.StateError = time.Time{}, "disk full" }, PartState, "never written: disk full", false},
 		{"table full", func(f *HealthFacts) { f.CallsActive, f.MaxCalls = 1, 1 }, PartCalls, "full (1 up, 1 pending, --max-calls 1)", false},
 		{"table full of pending calls", func(f *HealthFacts) { f.CallsActive, f.CallsPending, f.MaxCalls = 0, 2, 2 }, PartCalls, "full", false},
 		{"events dropping", func(f *HealthFacts) { f.EventsDropped, f.EventsDroppedGrew = 12, at }, PartEvents, "dropped 0s ago (12 since start)", false},
