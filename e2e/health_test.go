@@ -108,7 +108,7 @@ func healthCmd(t *testing.T, gw *lab.Gateway, code int, want string, args ...str
 // /healthz red with the part that failed, `pptpgw health` exits 1, and the
 // repair turns it green again: the rules flushed (--repair-rules=false),
 // the state file unwritable, the call table full, the nf_tables fast path
-// deleted. The daemon speaks sd_notify to a fake systemd; its live
+// deleted under a live call. The daemon speaks sd_notify to a fake systemd; its live
 // /metrics passes promtool and holds every metric the dashboard queries.
 func TestGWHealthAndMetrics(t *testing.T) {
 	t.Parallel()
@@ -166,28 +166,34 @@ func TestGWHealthAndMetrics(t *testing.T) {
 		t.Errorf("a full table is not a reason to restart: %s", h)
 	}
 
-	// The fast path: its nf_tables table deleted under a live call; the
-	// reconciler finds out at the next change (the call's teardown),
-	// reports it failing and re-creates the table at its next tick.
+	// The fast path: its nf_tables table deleted under a live call (nft
+	// flush ruleset); the reconciler's next counter read fails, it reports
+	// failing and re-creates the table whole at its next tick, the call
+	// in it again.
 	l.MustWaitFor("call in the nft maps", func() error { return mapped(tp.gw, calls[0], true) }, 5*time.Second)
 	tp.gw.MustRun("nft", "delete", "table", "ip", "pptpgw")
-	c.PPTP.Signal(syscall.SIGTERM)
 	sawFastPath := false
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) && !sawFastPath {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !sawFastPath; time.Sleep(20 * time.Millisecond) {
 		if h, err := gw.Health(); err == nil && h.Has("fast-path") {
 			sawFastPath = true
 			t.Logf("fast path failing: %s", h)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	if !sawFastPath {
 		t.Errorf("the deleted nft table never showed as a failing fast path (gre_kernel_errors %d)", gw.MustStats()["gre_kernel_errors"])
 	}
+	l.MustWaitFor("the call back in the re-created nft maps", func() error { return mapped(tp.gw, calls[0], true) }, 5*time.Second)
+	l.MustWaitFor("only the table full", func() error {
+		if h, err := gw.Health(); err != nil || h.Has("fast-path") || !h.Has("call-table") {
+			return fmt.Errorf("%s %v", h, err)
+		}
+		return nil
+	}, 5*time.Second)
+
+	// The call ends: the table has room again.
+	c.PPTP.Signal(syscall.SIGTERM)
+	callGone(l, gw, clientIP(0), 5*time.Second)
 	waitHealth(l, gw, "", 10*time.Second)
-	if _, err := tp.gw.Run("nft", "list", "table", "ip", "pptpgw"); err != nil {
-		t.Errorf("the nft table was not re-created: %v", err)
-	}
 
 	checkLiveMetrics(t, gw)
 	if err := gw.Stop(); err != nil {

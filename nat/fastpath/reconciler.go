@@ -32,8 +32,8 @@ type Stats struct {
 	Applies    uint64 // successful Apply and Replace calls
 	Errors     uint64 // refused Apply, Replace and Counters calls
 	Generation uint64 // of the desired state last applied
-	// Failing: the kernel refused the last update and every re-sync
-	// since (GRE of new calls takes the queues meanwhile).
+	// Failing: the kernel refused the last update or counter read and
+	// every re-sync since (GRE of new calls takes the queues meanwhile).
 	Failing bool
 	PacketsIn, PacketsOut,
 	BytesIn, BytesOut uint64 // translated by the kernel, read from its counters
@@ -236,8 +236,13 @@ func (r *Reconciler) ReadCounters() {
 		}
 	})
 	if err != nil {
+		// Unreadable kernel objects are most likely gone (nft flush
+		// ruleset, a removed bpf pin): re-sync them whole at the next
+		// tick rather than wait for the next change to find out.
 		r.errs.Add(1)
-		r.log.Warn("read the GRE fast path's counters", zap.String("path", r.be.Name()), zap.Error(err))
+		r.failing = true
+		r.failingNow.Store(true)
+		r.log.Warn("read the GRE fast path's counters; re-syncing", zap.String("path", r.be.Name()), zap.Error(err))
 	}
 }
 

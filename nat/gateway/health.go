@@ -199,7 +199,7 @@ func Judge(f HealthFacts) []Problem {
 func judgeFastPath(f HealthFacts, add func(string, bool, string, ...any)) {
 	for _, p := range f.FastPaths {
 		if p.Failing {
-			add(PartFastPath, false, "the %s path's kernel objects refuse updates (%d errors): new calls' GRE takes the queues", p.Name, p.Errors)
+			add(PartFastPath, false, "the %s path's kernel objects refuse updates or reads (%d errors): re-syncing; new calls' GRE takes the queues meanwhile", p.Name, p.Errors)
 		}
 	}
 	switch f.GREPathRequested {

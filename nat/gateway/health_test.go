@@ -37,7 +37,7 @@ func TestJudge(t *testing.T) {
 		{"rules missing, no repair", func(f *HealthFacts) { f.RulesMissing, f.RulesRepair = 3, false }, PartRules, "3 rules or chains differ from the configuration (not repaired: --repair-rules=false)", false},
 		{"rules missing after a repair", func(f *HealthFacts) { f.RulesMissing = 1 }, PartRules, "the repair failed", false},
 		{"rules not kept", func(f *HealthFacts) { f.RulesKept, f.RulesMissing = false, 2 }, "", "", false},
-		{"fast path failing", func(f *HealthFacts) { f.FastPaths[1] = FastPathHealth{Name: PathKernel, Failing: true, Errors: 4} }, PartFastPath, "the kernel path's kernel objects refuse updates (4 errors)", false},
+		{"fast path failing", func(f *HealthFacts) { f.FastPaths[1] = FastPathHealth{Name: PathKernel, Failing: true, Errors: 4} }, PartFastPath, "the kernel path's kernel objects refuse updates or reads (4 errors)", false},
 		{"auto got the kernel path", func(f *HealthFacts) { f.GREPathInUse, f.FastPaths = PathKernel, f.FastPaths[1:] }, "", "", false},
 		{"auto got no fast path", func(f *HealthFacts) { f.GREPathInUse, f.FastPaths = PathQueue, nil }, PartFastPath, "auto found no fast path", false},
 		{"queue asked, queue in use", func(f *HealthFacts) { f.GREPathRequested, f.GREPathInUse, f.FastPaths = PathQueue, PathQueue, nil }, "", "", false},
