@@ -91,7 +91,10 @@ demo-down:
 
 # docs/architecture.svg from its Graphviz source (apt-get install graphviz);
 # the source's hash in the SVG lets `make test` notice a stale picture
-docs: docs/architecture.svg
+docs: docs/architecture.svg docs/dashboard.svg
+# docs/dashboard.svg: the Grafana dashboard's schematic (docs/dashboard)
+docs/dashboard.svg: deploy/grafana/pptpgw.json docs/dashboard/main.go
+	$(GO) run ./docs/dashboard
 docs/architecture.svg: docs/architecture.dot
 	dot -Tsvg $< -o $@.tmp
 	echo "<!-- source: architecture.dot sha256 $$(sha256sum $< | cut -d' ' -f1) -->" >> $@.tmp

@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/cilium/ebpf v0.22.0
 	github.com/coreos/go-iptables v0.8.0
+	github.com/coreos/go-systemd/v22 v22.6.0
 	github.com/florianl/go-tc v0.4.5
 	github.com/google/go-cmp v0.7.0
 	github.com/google/nftables v0.3.0

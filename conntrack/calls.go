@@ -27,8 +27,12 @@ type CallInfo struct {
 	// mid-stream); its IDs pass unchanged.
 	PickedUp bool
 	// Created and LastSeen are Unix nanoseconds, like every time of the
-	// table.
-	Created, LastSeen     int64
+	// table. Created is when the call was requested (the request seen).
+	Created, LastSeen int64
+	// SetUp is when the reply set the call up (Unix nanoseconds; 0 when
+	// not seen: picked up mid-stream, or restored from the state file).
+	// SetUp - Created is the setup latency.
+	SetUp                 int64
 	PacketsIn, PacketsOut uint64
 	BytesIn, BytesOut     uint64
 	// Auth and MPPE: what the call's PPP link negotiated (policy.go), e.g.
@@ -60,7 +64,7 @@ func (k *Call) info() CallInfo {
 		Public: k.Public, OuterID: k.OuterID,
 		Peer: k.Peer, PeerID: k.PeerID, HasPeer: k.hasPeer,
 		Identity: k.identity, PickedUp: k.pickedUp,
-		Created: k.created, LastSeen: k.lastSeen.Load(),
+		Created: k.created, LastSeen: k.lastSeen.Load(), SetUp: k.setUp,
 		PacketsIn: k.pktsIn.Load(), PacketsOut: k.pktsOut.Load(),
 		BytesIn: k.bytesIn.Load(), BytesOut: k.bytesOut.Load(),
 		Auth: k.Auth(), MPPE: k.mppeString(),

@@ -32,6 +32,7 @@ type Call struct {
 	outNext    *Call // byOut's chain
 	created    int64
 	since      int64 // when State last changed
+	setUp      int64 // when the reply set it up (0: not seen, as for a call picked up or restored)
 	lastSeen   atomic.Int64
 	pktsIn     atomic.Uint64
 	pktsOut    atomic.Uint64
@@ -171,6 +172,7 @@ func (t *Table) settle(k *Call, result byte, now int64) byte {
 		st = StateClosing // one FIN or StopCCRQ seen already
 	}
 	t.setState(k, st, now)
+	k.setUp = now
 	k.ppp.watch.Store(true) // policy.go: its PPP negotiation is still to come
 	t.publish(k)            // after watch: the fast path reads it
 	t.Counters.CallsSetUp.Add(1)

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 	"go.uber.org/zap"
 
 	"github.com/pptpgw/pptpgw/cmd/pptpgw/admin"
@@ -31,6 +32,7 @@ type daemon struct {
 	level zap.AtomicLevel
 	gw    *gateway.Gateway
 	admin *admin.Server
+	calls *callMetrics // call events as metrics (histograms, refusals by reason)
 }
 
 func limitsOf(r config.Reloadable) conntrack.Limits {
@@ -114,6 +116,8 @@ func cmdRun(args []string, stderr *os.File) int {
 		fmt.Fprintf(stderr, "pptpgw run: %v\n", err)
 		return 1
 	}
+	d.notifySystemd(sddaemon.SdNotifyReady)
+	go d.watchHealth(ctx)
 	return d.run(ctx, cancel)
 }
 
@@ -132,7 +136,10 @@ func (d *daemon) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if d.gw, err = gateway.New(gatewayConfig(cfg, d.log), deps); err != nil {
+	gcfg := gatewayConfig(cfg, d.log)
+	d.calls = newCallMetrics()
+	gcfg.Observer = teeObserver{d.calls, gcfg.Observer} // the metrics first: they never block
+	if d.gw, err = gateway.New(gcfg, deps); err != nil {
 		return err
 	}
 	if err := d.gw.Start(ctx); err != nil {
@@ -173,6 +180,7 @@ func (d *daemon) run(ctx context.Context, cancel context.CancelFunc) int {
 				continue
 			}
 			d.log.Info("stopping", zap.String("signal", s.String()))
+			d.notifySystemd(sddaemon.SdNotifyStopping)
 			cancel()
 			<-done
 			d.stop()

@@ -146,19 +146,23 @@ type k8sContainer struct {
 		Requests map[string]string `yaml:"requests"`
 		Limits   map[string]string `yaml:"limits"`
 	} `yaml:"resources"`
-	LivenessProbe struct {
-		Exec struct {
-			Command []string `yaml:"command"`
-		} `yaml:"exec"`
-		InitialDelaySeconds int `yaml:"initialDelaySeconds"`
-		PeriodSeconds       int `yaml:"periodSeconds"`
-		TimeoutSeconds      int `yaml:"timeoutSeconds"`
-	} `yaml:"livenessProbe"`
-	VolumeMounts []struct {
+	LivenessProbe  k8sProbe `yaml:"livenessProbe"`
+	ReadinessProbe k8sProbe `yaml:"readinessProbe"`
+	VolumeMounts   []struct {
 		Name      string `yaml:"name"`
 		MountPath string `yaml:"mountPath"`
 		ReadOnly  bool   `yaml:"readOnly"`
 	} `yaml:"volumeMounts"`
+}
+
+type k8sProbe struct {
+	Exec struct {
+		Command []string `yaml:"command"`
+	} `yaml:"exec"`
+	InitialDelaySeconds int `yaml:"initialDelaySeconds"`
+	PeriodSeconds       int `yaml:"periodSeconds"`
+	TimeoutSeconds      int `yaml:"timeoutSeconds"`
+	FailureThreshold    int `yaml:"failureThreshold"`
 }
 
 // TestDeployKubernetes: the DaemonSet runs on the host's network with
@@ -262,12 +266,22 @@ func TestDeployKubernetes(t *testing.T) {
 	if !strings.HasPrefix(cfg.AdminSocket, "/run/pptpgw/") || !strings.HasPrefix(cfg.StateFile, "/var/lib/pptpgw/") {
 		t.Errorf("admin socket %s and state file %s must be on the mounted volumes", cfg.AdminSocket, cfg.StateFile)
 	}
-	probe := c.LivenessProbe.Exec.Command
-	if len(probe) < 2 || probe[0] != "/usr/bin/pptpgw" {
-		t.Fatalf("liveness probe %q", probe)
-	}
-	if _, err := config.Parse(probe[1], probe[2:], nil); err != nil {
-		t.Errorf("liveness probe %q: %v", probe, err)
+	// Liveness restarts only for what a restart cures; readiness is every part.
+	for _, p := range []struct {
+		name string
+		cmd  []string
+		live bool
+	}{{"liveness", c.LivenessProbe.Exec.Command, true}, {"readiness", c.ReadinessProbe.Exec.Command, false}} {
+		if len(p.cmd) < 2 || p.cmd[0] != "/usr/bin/pptpgw" || p.cmd[1] != config.CmdHealth {
+			t.Fatalf("%s probe %q: want pptpgw health", p.name, p.cmd)
+		}
+		pc, err := config.Parse(p.cmd[1], p.cmd[2:], nil)
+		if err != nil {
+			t.Fatalf("%s probe %q: %v", p.name, p.cmd, err)
+		}
+		if pc.Live != p.live || pc.AdminSocket != cfg.AdminSocket {
+			t.Errorf("%s probe %q: --live %v, socket %s (the daemon's: %s)", p.name, p.cmd, pc.Live, pc.AdminSocket, cfg.AdminSocket)
+		}
 	}
 }
 
@@ -285,6 +299,9 @@ func TestDeployCompose(t *testing.T) {
 				Dockerfile string `yaml:"dockerfile"`
 			} `yaml:"build"`
 			Environment map[string]string `yaml:"environment"`
+			Healthcheck struct {
+				Test []string `yaml:"test"`
+			} `yaml:"healthcheck"`
 		} `yaml:"services"`
 	}
 	b, err := os.ReadFile(deployPath("compose.yaml"))
@@ -316,6 +333,11 @@ func TestDeployCompose(t *testing.T) {
 	}
 	if _, err := config.Parse(config.CmdRun, nil, env); err != nil {
 		t.Errorf("environment: %v", err)
+	}
+	if hc := s.Healthcheck.Test; len(hc) < 3 || hc[0] != "CMD" || hc[1] != "/usr/bin/pptpgw" || hc[2] != config.CmdHealth {
+		t.Errorf("healthcheck %q: want pptpgw health", hc)
+	} else if _, err := config.Parse(hc[2], hc[3:], nil); err != nil {
+		t.Errorf("healthcheck %q: %v", hc, err)
 	}
 }
 
@@ -370,6 +392,12 @@ func TestDeploySystemdCommands(t *testing.T) {
 	}
 	if n != 2 {
 		t.Errorf("%d pptpgw command lines, want rules install and run", n)
+	}
+	// The daemon speaks sd_notify (READY=1, WATCHDOG=1 while live).
+	for _, want := range []string{"\nType=notify\n", "\nNotifyAccess=main\n", "\nWatchdogSec="} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("unit lacks %q", strings.TrimSpace(want))
+		}
 	}
 }
 

@@ -19,6 +19,7 @@ commands:
   calls    the live mapping table (admin socket)
   stats    counters (admin socket)
   events   calls and connections as they happen (admin socket)
+  health   what does not work (admin socket); exit 0 when healthy
   replay   run the engine offline over a capture
   check    what is wrong with this host's setup
   version  print the version
@@ -44,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdStats(args[1:], stdout, stderr)
 	case "events":
 		return cmdEvents(args[1:], stdout, stderr)
+	case "health":
+		return cmdHealth(args[1:], stdout, stderr)
 	case "replay":
 		return cmdReplay(args[1:], stdout, stderr)
 	case "check":

@@ -34,6 +34,8 @@ type GatewayConfig struct {
 	// Wrap runs the daemon under a command (e.g. setpriv dropping
 	// capabilities).
 	Wrap []string
+	// Env are more environment variables (e.g. NOTIFY_SOCKET).
+	Env []string
 }
 
 // Gateway is a running `pptpgw run` in a namespace, with its admin socket
@@ -137,7 +139,11 @@ func (g *Gateway) start() {
 	if g.runs > 1 {
 		name = fmt.Sprintf("%s-%d", g.cfg.Name, g.runs)
 	}
-	g.Proc = g.NS.Start(name, g.RunArgs()...)
+	opt := StartOptions{}
+	if len(g.cfg.Env) > 0 { // StartWith replaces the environment Command sets
+		opt.Env = append([]string{"PPTPGW_BPF_PIN_DIR=" + g.NS.BPFPinDir()}, g.cfg.Env...)
+	}
+	g.Proc = g.NS.StartWith(name, opt, g.RunArgs()...)
 	p := g.Proc
 	l.onCleanup(func() { g.dumpLog(p) })
 	l.MustWaitFor(name+" admin socket", func() error {
@@ -285,14 +291,15 @@ func (n *NS) Do(f func() error) error {
 	return <-errc
 }
 
-// Healthz asks the admin socket's GET /healthz and returns nil on "200 ok".
+// Healthz asks the admin socket's GET /healthz and returns nil when every
+// part works, else an error saying what does not (README "Health").
 func (g *Gateway) Healthz() error {
-	body, err := g.adminGet("/healthz")
+	h, err := g.Health()
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(body) != "ok" {
-		return fmt.Errorf("GET /healthz: %q", body)
+	if h.Status != "ok" {
+		return fmt.Errorf("GET /healthz: %s", h)
 	}
 	return nil
 }

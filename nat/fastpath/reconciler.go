@@ -36,6 +36,9 @@ type Stats struct {
 	Applies    uint64 // successful Apply and Replace calls
 	Errors     uint64 // refused Apply, Replace and Counters calls
 	Generation uint64 // of the desired state last applied
+	// Failing: the kernel refused the last update or counter read and
+	// every re-sync since (GRE of new calls takes the queues meanwhile).
+	Failing bool
 	PacketsIn, PacketsOut,
 	BytesIn, BytesOut uint64 // translated by the kernel, read from its counters
 }
@@ -66,6 +69,7 @@ type Reconciler struct {
 	ticks   int
 
 	mappings, applies, errs, generation atomic.Uint64
+	failingNow                          atomic.Bool // failing, for Stats
 	pktsIn, pktsOut, bytesIn, bytesOut  atomic.Uint64
 }
 
@@ -160,6 +164,7 @@ func (r *Reconciler) Converge() {
 		}
 		r.log.Info("GRE fast path re-synced", zap.String("path", r.be.Name()), zap.Int("calls", len(desired)))
 		r.failing = false
+		r.failingNow.Store(false)
 		r.reset(desired)
 	} else {
 		add, del := r.diff(desired)
@@ -167,6 +172,7 @@ func (r *Reconciler) Converge() {
 			if err := r.be.Apply(add, del); err != nil {
 				r.errs.Add(1)
 				r.failing = true
+				r.failingNow.Store(true)
 				r.log.Error("GRE fast path update refused by the kernel; GRE of new calls takes the queues until a re-sync works",
 					zap.String("path", r.be.Name()), zap.Error(err))
 				return
@@ -266,8 +272,13 @@ func (r *Reconciler) ReadCounters() {
 		}
 	})
 	if err != nil {
+		// Unreadable kernel objects are most likely gone (nft flush
+		// ruleset, a removed bpf pin): re-sync them whole at the next
+		// tick rather than wait for the next change to find out.
 		r.errs.Add(1)
-		r.log.Warn("read the GRE fast path's counters", zap.String("path", r.be.Name()), zap.Error(err))
+		r.failing = true
+		r.failingNow.Store(true)
+		r.log.Warn("read the GRE fast path's counters; re-syncing", zap.String("path", r.be.Name()), zap.Error(err))
 	}
 }
 
@@ -305,6 +316,6 @@ func (r *Reconciler) Stop(remove bool) error {
 // Stats returns the counters.
 func (r *Reconciler) Stats() Stats {
 	return Stats{Mappings: r.mappings.Load(), Applies: r.applies.Load(), Errors: r.errs.Load(),
-		Generation: r.generation.Load(), PacketsIn: r.pktsIn.Load(), PacketsOut: r.pktsOut.Load(),
+		Generation: r.generation.Load(), Failing: r.failingNow.Load(), PacketsIn: r.pktsIn.Load(), PacketsOut: r.pktsOut.Load(),
 		BytesIn: r.bytesIn.Load(), BytesOut: r.bytesOut.Load()}
 }

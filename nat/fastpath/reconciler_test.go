@@ -142,6 +142,28 @@ func TestConverge(t *testing.T) {
 	}
 }
 
+// TestCountersFailure: a failed counter read (the kernel objects gone)
+// makes the reconciler failing, and the next Converge puts the whole
+// desired state back even though nothing changed.
+func TestCountersFailure(t *testing.T) {
+	src, be := fastpathtest.New(call(1)), newMem()
+	r := fastpath.New(src, be, fastpath.Config{})
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	be.fail = errors.New("no such file or directory")
+	clear(be.held) // nft delete table
+	r.ReadCounters()
+	if st := r.Stats(); !st.Failing || st.Errors != 1 {
+		t.Fatalf("after a failed read: %+v", st)
+	}
+	be.fail = nil
+	r.Converge()
+	if got := be.keys(); !slices.Equal(got, []uint16{1}) || be.replaces != 2 || r.Stats().Failing {
+		t.Errorf("after the re-sync: %v, %d replaces, %+v", got, be.replaces, r.Stats())
+	}
+}
+
 // TestCounters: the calls are credited the difference since the last
 // read, with the kernel's last-use time or, without one, the read's;
 // a re-created entry counts from zero again.

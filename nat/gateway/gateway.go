@@ -128,6 +128,8 @@ type Gateway struct {
 	pathChoice PathChoice
 	ifaces     ifaceSet
 
+	health healthTracker // what Health remembers between calls
+
 	mu       sync.Mutex // guards reloadable settings below
 	snapTick *time.Ticker
 	stopOnce sync.Once
@@ -266,6 +268,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.mu.Lock()
 	g.snapTick = time.NewTicker(g.cfg.SnapshotInterval)
 	g.mu.Unlock()
+	g.health.stateWrite(time.Now(), nil) // the state file is due two intervals from now
 	if g.events != nil {
 		g.spawn(ctx, &wg, "deliverEvents", g.events.Run)
 	}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -56,7 +57,9 @@ func (g *Gateway) snapshot() {
 	if g.deps.State == nil {
 		return
 	}
-	if err := g.deps.State.Write(g.table.Snapshot()); err != nil {
+	err := g.deps.State.Write(g.table.Snapshot())
+	g.health.stateWrite(time.Now(), err)
+	if err != nil {
 		g.log.Error("write state file", zap.Error(err))
 	}
 }

@@ -107,7 +107,7 @@ func (c *Client) do(ctx context.Context, method, path string) ([]byte, error) {
 		return nil, fmt.Errorf("admin socket %s: %s %s: answer over %d bytes", c.path, method, path, maxResponseBytes)
 	}
 	if resp.StatusCode/100 != 2 {
-		return nil, &statusError{path: c.path, req: method + " " + path, code: resp.StatusCode, status: resp.Status, msg: errorMessage(body)}
+		return nil, &statusError{path: c.path, req: method + " " + path, code: resp.StatusCode, status: resp.Status, msg: errorMessage(body), body: body}
 	}
 	return body, nil
 }
@@ -144,6 +144,7 @@ func (e *connError) Unwrap() error { return e.err }
 type statusError struct {
 	path, req, status, msg string
 	code                   int
+	body                   []byte // the answer as sent (a 503 of /healthz is a report)
 }
 
 func (e *statusError) Error() string {

@@ -26,10 +26,7 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("GET /v1/events", s.handleEvents) // events.go
 	mux.HandleFunc("GET /v1/config", s.handleConfig) // settings.go
 	mux.Handle("GET /metrics", s.metricsHandler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
-	})
+	mux.HandleFunc("GET /healthz", s.handleHealth)
 	// Go's profiles, on the unix socket only: heap per call, CPU under
 	// load (profile?seconds= below the write timeout), goroutines.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)

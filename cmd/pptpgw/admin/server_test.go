@@ -151,7 +151,7 @@ func TestRoutes(t *testing.T) {
 	if code != 200 || body != `{"packets_total":42,"rewrites":7,"uptime_seconds":90}`+"\n" {
 		t.Errorf("GET /v1/stats: %d %q", code, body)
 	}
-	if code, _, body = request(t, hc, "GET", "http://x/healthz", nil); code != 200 || body != "ok\n" {
+	if code, _, body = request(t, hc, "GET", "http://x/healthz", nil); code != 200 || body != `{"status":"ok","live":true,"problems":[]}`+"\n" {
 		t.Errorf("GET /healthz: %d %q", code, body)
 	}
 	code, _, body = request(t, hc, "GET", "http://x/metrics", nil)

@@ -21,6 +21,7 @@ const (
 	CmdRules   = "rules"
 	CmdCalls   = "calls"
 	CmdStats   = "stats"
+	CmdHealth  = "health"
 	CmdCheck   = "check"
 	CmdEvents  = "events"
 	CmdVersion = "version"
@@ -106,7 +107,8 @@ type Config struct {
 	MetricsListen string
 	StateFile     string // --state-file
 	LogFormat     string // --log-format: json or console
-	JSON          bool   // --json (calls, stats, check): flag only
+	JSON          bool   // --json (calls, stats, health, check): flag only
+	Live          bool   // --live (health): flag only
 	Filter        Filter // filter.go: --inside, --peer, --type, --state (calls, events)
 
 	args    []string          // the original command-line arguments, re-applied by Reload

@@ -42,9 +42,9 @@ var (
 	allRun        = []string{CmdRun}
 	runCheck      = []string{CmdRun, CmdCheck}
 	runRules      = []string{CmdRun, CmdRules, CmdCheck} // check expects the rules run and rules use
-	runAdmin      = []string{CmdRun, CmdCalls, CmdStats, CmdEvents, CmdCheck}
-	withConfig    = []string{CmdRun, CmdRules, CmdCalls, CmdStats, CmdCheck, CmdEvents}
-	printCommands = []string{CmdCalls, CmdStats, CmdCheck, CmdEvents}
+	runAdmin      = []string{CmdRun, CmdCalls, CmdStats, CmdEvents, CmdHealth, CmdCheck}
+	withConfig    = []string{CmdRun, CmdRules, CmdCalls, CmdStats, CmdHealth, CmdCheck, CmdEvents}
+	printCommands = []string{CmdCalls, CmdStats, CmdHealth, CmdCheck, CmdEvents}
 )
 
 // options is the table of every option, in usage order.
@@ -163,6 +163,9 @@ var options = []*option{
 		set: func(c *Config, v string) (err error) { c.JSON, err = parseBool(v); return err },
 		get: func(c *Config) string { return strconv.FormatBool(c.JSON) }},
 	optInside, optPeer, optType, optState, // filter.go
+	{name: "live", usage: "fail only for what a restart cures (a liveness probe); else for any problem (readiness)", cmds: []string{CmdHealth}, from: fromFlag,
+		set: func(c *Config, v string) (err error) { c.Live, err = parseBool(v); return err },
+		get: func(c *Config) string { return strconv.FormatBool(c.Live) }},
 }
 
 // durationOption builds a reloadable duration option of run with a lower bound.

@@ -76,7 +76,7 @@ func Parse(subcommand string, args, environ []string) (*Config, error) {
 
 // Subcommands lists the subcommands Parse knows.
 func Subcommands() []string {
-	return []string{CmdRun, CmdRules, CmdCalls, CmdStats, CmdCheck, CmdEvents, CmdVersion}
+	return []string{CmdRun, CmdRules, CmdCalls, CmdStats, CmdHealth, CmdCheck, CmdEvents, CmdVersion}
 }
 
 // apply sets one source's settings in order. The first setting of a list option in a source
