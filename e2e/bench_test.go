@@ -20,7 +20,7 @@ import (
 // Go sender on AF_PACKET (e2e/cmd/gresend) floods the gateway with GRE of
 // one live call, and a drop rule on the receiving end counts what came
 // through. Paths: plain forwarding, the kernel's own PPTP helper, pptpgw
-// with --gre-path queue and with --gre-path kernel; 64 and 1400-byte
+// with --gre-path bpf, kernel and queue; 64 and 1400-byte
 // packets (IPv4 total length), inbound (server to the public address) and
 // outbound (client to server); the median of 3 runs of PPTPGW_E2E_BENCH_SECONDS
 // (default 2) each. The table goes to PPTPGW_E2E_BENCH_OUT (default
@@ -78,6 +78,7 @@ var benchPaths = []benchPath{
 		}, 5*time.Second)
 		return in, out
 	}},
+	{name: "pptpgw --gre-path bpf", setup: func(t *testing.T, tp *gwTopo) (uint16, uint16) { return pptpgwCall(t, tp, "bpf") }},
 	{name: "pptpgw --gre-path queue", setup: func(t *testing.T, tp *gwTopo) (uint16, uint16) { return pptpgwCall(t, tp, "queue") }},
 	{name: "pptpgw --gre-path kernel", setup: func(t *testing.T, tp *gwTopo) (uint16, uint16) { return pptpgwCall(t, tp, "kernel") }},
 }
@@ -216,7 +217,7 @@ func TestBenchGRE(t *testing.T) {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "GRE packets per second received through the gateway: median of %d runs of %gs (best run in brackets: the sender shares the CPUs, so a starved run says little); loss = 1 - received/sent; ratio of the medians to the kernel's PPTP helper. The sender (gresend) runs on the same machine as the gateway.\n\n", runs, secs)
+	fmt.Fprintf(&b, "GRE packets per second received through the gateway: median of %d runs of %gs (best run in brackets: the sender shares the CPUs, so a starved run says little); loss = 1 - received/sent; ratio of the medians to the kernel's PPTP helper (and to plain forwarding). The sender (gresend) runs on the same machine as the gateway.\n\n", runs, secs)
 	fmt.Fprintf(&b, "| path |")
 	for _, d := range dirs {
 		for _, s := range sizes {
@@ -233,7 +234,7 @@ func TestBenchGRE(t *testing.T) {
 		fmt.Fprintf(&b, "| %s |", p.name)
 		for _, d := range dirs {
 			for _, s := range sizes {
-				c, r := res[key(p.name, d, s)], res[key(ref, d, s)]
+				c, r, pl := res[key(p.name, d, s)], res[key(ref, d, s)], res[key(benchPaths[0].name, d, s)]
 				if c == nil {
 					b.WriteString(" - |")
 					continue
@@ -241,6 +242,9 @@ func TestBenchGRE(t *testing.T) {
 				ratio := "-"
 				if r != nil && median(r.pps) > 0 {
 					ratio = fmt.Sprintf("%.2fx", median(c.pps)/median(r.pps))
+				}
+				if pl != nil && median(pl.pps) > 0 {
+					ratio += fmt.Sprintf(" (%.2fx plain)", median(c.pps)/median(pl.pps))
 				}
 				fmt.Fprintf(&b, " %.0fk (best %.0fk) pps, loss %.0f%%, %s |", median(c.pps)/1000, best(c.pps)/1000, 100*median(c.loss), ratio)
 			}

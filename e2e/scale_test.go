@@ -349,6 +349,7 @@ func TestScale(t *testing.T) {
 		// frames, and the caches see as many flows, with no NAT at all.
 		{"plain forwarding (no calls, N Call IDs)", nil, 0, true},
 		{"kernel PPTP helper", nil, 1, false},
+		{"pptpgw --gre-path bpf", []string{"--gre-path", "bpf", "--max-calls", limit, "--max-calls-per-inside", limit}, 1, false},
 		{"pptpgw --gre-path kernel", []string{"--gre-path", "kernel", "--max-calls", limit, "--max-calls-per-inside", limit}, 1, false},
 		{"pptpgw --gre-path queue", []string{"--gre-path", "queue", "--max-calls", limit, "--max-calls-per-inside", limit}, 1, false},
 		// What a call costs without a control connection of its own (the
