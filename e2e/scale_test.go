@@ -19,7 +19,7 @@ import (
 )
 
 // The scale study (`make bench-scale`, root; issue #5 item 4): the kernel's
-// own PPTP helper and pptpgw (--gre-path kernel and queue) with 10, 1 000
+// own PPTP helper and pptpgw (--gre-path bpf, kernel and queue) with 10, 1 000
 // and 10 000 concurrent calls. The calls are set up by our own load client
 // (e2e/cmd/pptpload, one control connection per call, as the kernel helper
 // needs) against our own PAC (e2e/cmd/pacsim): pptpd cannot run 10 000 PPP
@@ -433,14 +433,17 @@ func TestScale(t *testing.T) {
 				}
 				rss, _ := s.gw.RSS()
 				row.rss[size] = float64(rss)
-				if slices.Contains(s.args, "kernel") {
+				for _, path := range []string{"kernel", "bpf"} {
+					if !slices.Contains(s.args, path) {
+						continue
+					}
 					st := s.gw.MustStats()
-					row.mapped[size] = st["gre_kernel_calls"]
-					if st["gre_kernel_calls"] != uint64(size) {
+					row.mapped[size] = st["gre_"+path+"_calls"]
+					if st["gre_"+path+"_calls"] != uint64(size) {
 						// Then GRE of the other calls goes through the queues,
 						// and the row measures a mix of the two paths.
-						t.Logf("%s: WARNING: %d of %d calls in the kernel maps (gre_kernel_errors %d; see the daemon log)",
-							s.name, st["gre_kernel_calls"], size, st["gre_kernel_errors"])
+						t.Logf("%s: WARNING: %d of %d calls in the %s maps (gre_%s_errors %d; see the daemon log)",
+							s.name, st["gre_"+path+"_calls"], size, path, path, st["gre_"+path+"_errors"])
 					}
 				}
 			}
