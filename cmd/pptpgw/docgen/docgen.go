@@ -99,13 +99,14 @@ func (p *Program) allFlags() []config.OptionDoc {
 }
 
 // UCIOptions is the option list for OpenWrt's init script: one line per option the
-// configuration file can set for run or rules, "NAME KIND RELOAD" with KIND bool, value or
-// list and RELOAD reload (SIGHUP puts it in force) or restart.
+// configuration file can set for run or rules, "UCI NAME KIND RELOAD": its UCI name (dashes
+// are underscores there), its name, KIND bool, value or list, and RELOAD reload (SIGHUP puts
+// it in force) or restart.
 func UCIOptions(opts []config.OptionDoc) []byte {
 	var b strings.Builder
-	b.WriteString("# pptpgw options for /etc/config/pptpgw (UCI name: dashes become underscores).\n")
+	b.WriteString("# pptpgw options for /etc/config/pptpgw.\n")
 	b.WriteString("# Generated from the option table by `go generate ./cmd/pptpgw`; do not edit.\n")
-	b.WriteString("# NAME KIND RELOAD\n")
+	b.WriteString("# UCI NAME KIND RELOAD\n")
 	for _, o := range opts {
 		if !o.File || !slices.ContainsFunc(o.Commands, func(c string) bool { return c == config.CmdRun || c == config.CmdRules }) {
 			continue
@@ -121,7 +122,7 @@ func UCIOptions(opts []config.OptionDoc) []byte {
 		if o.Reloadable {
 			reload = "reload"
 		}
-		b.WriteString(o.Name + " " + kind + " " + reload + "\n")
+		b.WriteString(strings.ReplaceAll(o.Name, "-", "_") + " " + o.Name + " " + kind + " " + reload + "\n")
 	}
 	return []byte(b.String())
 }
