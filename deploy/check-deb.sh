@@ -9,9 +9,14 @@ deb=${1:?usage: check-deb.sh DEB VERSION}
 version=${2:?}
 fail() { echo "check-deb.sh: $deb: $*" >&2; exit 1; }
 
-files="./usr/bin/pptpgw ./lib/systemd/system/pptpgw.service ./etc/pptpgw/pptpgw.yaml
-./usr/share/doc/pptpgw/copyright ./usr/share/doc/pptpgw/rules.v4 ./usr/share/man/man8/pptpgw.8.gz
-./usr/share/bash-completion/completions/pptpgw ./usr/share/zsh/vendor-completions/_pptpgw"
+files="./usr/bin/pptpgw
+./lib/systemd/system/pptpgw.service
+./etc/pptpgw/pptpgw.yaml
+./usr/share/doc/pptpgw/copyright
+./usr/share/doc/pptpgw/rules.v4
+./usr/share/man/man8/pptpgw.8.gz
+./usr/share/bash-completion/completions/pptpgw
+./usr/share/zsh/vendor-completions/_pptpgw"
 contents=$(dpkg-deb -c "$deb")
 for f in $files; do
 	line=$(printf '%s\n' "$contents" | awk -v f="$f" '$6 == f')
