@@ -75,5 +75,7 @@ pptpgw_load() {
 	option_cb() { pptpgw_known "$1" || PPTPGW_UNKNOWN="$PPTPGW_UNKNOWN $1"; }
 	list_cb() { option_cb "$@"; }
 	config_load pptpgw
-	unset -f option_cb list_cb
+	# back to functions.sh's own no-op callbacks
+	option_cb() { return 0; }
+	list_cb() { return 0; }
 }
