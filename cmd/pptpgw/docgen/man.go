@@ -62,6 +62,7 @@ func Man(p Program) []byte {
 		w(".SS replay")
 		w("replay takes only its own flags, no configuration file or environment.")
 		for _, o := range r.Flags {
+			o.Commands, o.Flag = nil, false // said once above
 			manOption(w, o)
 		}
 	}
