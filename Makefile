@@ -104,13 +104,23 @@ docs/architecture.svg: docs/architecture.dot
 deploy-check:
 	GO=$(GO) sh deploy/check.sh
 
-# static linux/amd64 and linux/arm64 binaries and .debs in dist/, checked
-RELEASE_ARCHES := amd64 arm64
+# static binaries in dist/ for servers and routers (NAME:GOARCH:extra environment; mips and
+# mipsle soft-float, as OpenWrt builds them), .debs for amd64 and arm64, checked: the
+# packages' contents (deploy/check-deb.sh), and the router builds run under qemu-user with the
+# same output as amd64 (deploy/check-cross.sh; apt-get install qemu-user-static)
+RELEASE_TARGETS := amd64:amd64: arm64:arm64: armv7:arm:GOARM=7 mips:mips:GOMIPS=softfloat mipsle:mipsle:GOMIPS=softfloat
+RELEASE_DEBS    := amd64 arm64
 release:
 	@rm -rf dist && mkdir -p dist
-	@set -e; for a in $(RELEASE_ARCHES); do \
-	  CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/pptpgw-$(VERSION)-linux-$$a ./cmd/pptpgw; \
+	@set -e; for t in $(RELEASE_TARGETS); do \
+	  name=$${t%%:*}; rest=$${t#*:}; arch=$${rest%%:*}; extra=$${rest#*:}; \
+	  echo "build linux/$$name"; \
+	  env CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $$extra $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+	    -o dist/pptpgw-$(VERSION)-linux-$$name ./cmd/pptpgw; \
+	done
+	@set -e; for a in $(RELEASE_DEBS); do \
 	  deb=$$(sh deploy/mkdeb.sh dist/pptpgw-$(VERSION)-linux-$$a $$a $(VERSION) dist); \
 	  sh deploy/check-deb.sh $$deb $(VERSION); \
 	done
+	sh deploy/check-cross.sh dist $(VERSION)
 	@cd dist && sha256sum * > SHA256SUMS && cat SHA256SUMS

@@ -3,7 +3,9 @@
 # architecture ARCH (amd64, arm64) from the static binary BIN, with
 # dpkg-deb (nfpm is not packaged for Debian). It holds the binary, the
 # systemd unit (not enabled: configure, then `systemctl enable --now
-# pptpgw`), the example configuration as a conffile and the MIT license.
+# pptpgw`), the example configuration as a conffile, the man page pptpgw(8), bash and zsh
+# completions (all three generated from the option table: go generate ./cmd/pptpgw) and the
+# MIT license.
 set -eu
 bin=${1:?usage: mkdeb.sh BIN ARCH VERSION OUTDIR}
 arch=${2:?}
@@ -28,6 +30,11 @@ install -D -m 0644 deploy/pptpgw.service "$root/lib/systemd/system/pptpgw.servic
 install -D -m 0644 deploy/pptpgw.yaml "$root/etc/pptpgw/pptpgw.yaml"
 install -D -m 0644 LICENSE "$root/usr/share/doc/pptpgw/copyright"
 install -D -m 0644 deploy/rules.v4 "$root/usr/share/doc/pptpgw/rules.v4"
+mkdir -p "$root/usr/share/man/man8"
+gzip -9 -n <docs/pptpgw.8 >"$root/usr/share/man/man8/pptpgw.8.gz"
+chmod 0644 "$root/usr/share/man/man8/pptpgw.8.gz"
+install -D -m 0644 deploy/completion/pptpgw.bash "$root/usr/share/bash-completion/completions/pptpgw"
+install -D -m 0644 deploy/completion/_pptpgw "$root/usr/share/zsh/vendor-completions/_pptpgw"
 mkdir -p "$root/DEBIAN"
 echo /etc/pptpgw/pptpgw.yaml >"$root/DEBIAN/conffiles"
 size=$(du -k -s "$root" | cut -f1)

@@ -29,17 +29,30 @@ func (p *prefixList) Set(s string) error {
 	return nil
 }
 
-// cmdReplay runs the engine offline over a capture (DESIGN.md "replay").
-func cmdReplay(args []string, stdout, stderr io.Writer) int {
+// replayArgs are replay's flags (own flags, no config file); the generated documents list
+// them too (docs.go).
+type replayArgs struct {
+	in, out, lanOut, public string
+	inside                  prefixList
+	json                    bool
+}
+
+func (a *replayArgs) flagSet() *flag.FlagSet {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	in := fs.String("in", "", "input capture (pcap or pcapng), taken on the inside")
-	out := fs.String("out", "", "output pcap: the outside view")
-	lanOut := fs.String("lan-out", "", "output pcap: the inside view after the round trip")
-	var inside prefixList
-	fs.Var(&inside, "inside", "inside prefix (repeatable)")
-	public := fs.String("public-ip", "", "the gateway's public IPv4 address")
-	asJSON := fs.Bool("json", false, "print the summary as JSON")
+	fs.StringVar(&a.in, "in", "", "input capture (pcap or pcapng), taken on the inside")
+	fs.StringVar(&a.out, "out", "", "output pcap: the outside view")
+	fs.StringVar(&a.lanOut, "lan-out", "", "output pcap: the inside view after the round trip")
+	fs.Var(&a.inside, "inside", "inside prefix (repeatable)")
+	fs.StringVar(&a.public, "public-ip", "", "the gateway's public IPv4 address")
+	fs.BoolVar(&a.json, "json", false, "print the summary as JSON")
+	return fs
+}
+
+// cmdReplay runs the engine offline over a capture (DESIGN.md "replay").
+func cmdReplay(args []string, stdout, stderr io.Writer) int {
+	var a replayArgs
+	fs := a.flagSet()
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "pptpgw replay: %v\n", err)
 		return 2
@@ -51,34 +64,34 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		return fail("unexpected argument %q", fs.Arg(0))
 	}
-	if *in == "" || *out == "" {
+	if a.in == "" || a.out == "" {
 		return fail("--in and --out are required")
 	}
-	if len(inside) == 0 {
+	if len(a.inside) == 0 {
 		return fail("--inside is required")
 	}
-	pub, err := netip.ParseAddr(*public)
+	pub, err := netip.ParseAddr(a.public)
 	if err != nil || !pub.Is4() {
-		return fail("--public-ip: an IPv4 address is required, got %q", *public)
+		return fail("--public-ip: an IPv4 address is required, got %q", a.public)
 	}
-	f, err := os.Open(*in)
+	f, err := os.Open(a.in)
 	if err != nil {
 		return fail("%v", err)
 	}
 	defer f.Close()
-	of, err := os.Create(*out)
+	of, err := os.Create(a.out)
 	if err != nil {
 		return fail("%v", err)
 	}
 	var lw io.Writer
 	var lf *os.File
-	if *lanOut != "" {
-		if lf, err = os.Create(*lanOut); err != nil {
+	if a.lanOut != "" {
+		if lf, err = os.Create(a.lanOut); err != nil {
 			return fail("%v", err)
 		}
 		lw = lf
 	}
-	sum, err := replay.Run(f, of, lw, replay.Options{Inside: inside, Public: pub})
+	sum, err := replay.Run(f, of, lw, replay.Options{Inside: a.inside, Public: pub})
 	if err == nil {
 		err = of.Close()
 	}
@@ -88,14 +101,14 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		// No half-written outputs after a failure.
 		of.Close()
-		os.Remove(*out)
+		os.Remove(a.out)
 		if lf != nil {
 			lf.Close()
-			os.Remove(*lanOut)
+			os.Remove(a.lanOut)
 		}
-		return fail("%s: %v", *in, err)
+		return fail("%s: %v", a.in, err)
 	}
-	if *asJSON {
+	if a.json {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		enc.Encode(sum)

@@ -362,7 +362,8 @@ func ensurePinDir(dir string) error {
 
 func onBPFFS(path string) bool {
 	var st unix.Statfs_t
-	return unix.Statfs(path, &st) == nil && st.Type == unix.BPF_FS_MAGIC
+	// Type is int32 on 32-bit targets (arm, mips), where the magic overflows it.
+	return unix.Statfs(path, &st) == nil && uint32(st.Type) == uint32(unix.BPF_FS_MAGIC)
 }
 
 // haveTCX says whether the kernel has tcx (6.6+).
