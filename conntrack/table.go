@@ -27,6 +27,7 @@ type Table struct {
 	// translate, and its signal.
 	gen     atomic.Uint64
 	changed chan struct{}
+	repl    tableReplica // replica.go: replication's change tracking
 }
 
 // New returns an empty table. obs (nil: none) hears its events after the
