@@ -30,7 +30,7 @@ type node struct {
 
 func startNode(t *testing.T, e *etcdtest.Etcd, name string, ttl time.Duration) *node {
 	t.Helper()
-	n := &node{name: name, tbl: conntrack.New(conntrack.Limits{}, nil)}
+	n := &node{name: name, tbl: conntrack.New(conntrack.Limits{MaxCalls: 100000}, nil)}
 	var err error
 	n.r, err = ha.New(ha.Config{Endpoints: []string{e.URL}, Node: name, Prefix: "/test/", LeaseTTL: ttl,
 		OpTimeout: time.Second, Log: zaptest.NewLogger(t).Named(name)}, n.tbl)
