@@ -32,6 +32,7 @@ var importLayers = []struct {
 	{"nat/fastpath", []string{"conntrack", "nat/fastpath"}},
 	{"nat/nft", []string{"alg", "conntrack", "nat/fastpath", "nat/internal"}},
 	{"nat/bpf", []string{"alg", "conntrack", "nat/fastpath", "nat/internal"}},
+	{"nat/ha", []string{"conntrack", "nat/ha"}},
 	{"nat/replay", []string{"alg", "conntrack", "=nat"}},
 	{"nat/gateway", []string{"alg", "conntrack", "nat"}},
 	{"cmd", []string{"alg", "conntrack", "nat", "cmd"}},

@@ -51,10 +51,13 @@ const (
 
 // Config is a node's replication setup.
 type Config struct {
-	Endpoints  []string // etcd client URLs; none: replication is off
-	Node       string   // this node's name, unique in the pair
-	Prefix     string   // key prefix, ending in "/"
-	TLS        *tls.Config
+	Endpoints  []string    // etcd client URLs; none: replication is off
+	Node       string      // this node's name, unique in the pair
+	Prefix     string      // key prefix, ending in "/"
+	TLS        *tls.Config // or the files below (--ha-etcd-ca/-cert/-key)
+	CAFile     string
+	CertFile   string
+	KeyFile    string
 	LeaseTTL   time.Duration
 	OpTimeout  time.Duration
 	MaxPending int
@@ -92,6 +95,12 @@ func (c *Config) defaults() error {
 	}
 	if c.Log == nil {
 		c.Log = zap.NewNop()
+	}
+	if c.TLS == nil {
+		var err error
+		if c.TLS, err = TLSConfig(c.CAFile, c.CertFile, c.KeyFile); err != nil {
+			return err
+		}
 	}
 	return nil
 }

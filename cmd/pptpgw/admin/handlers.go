@@ -27,6 +27,11 @@ func (s *Server) adminHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
+		if h, ok := s.backend.(Healther); ok {
+			if line := h.Health(); line != "" {
+				io.WriteString(w, line+"\n")
+			}
+		}
 	})
 	// Go's profiles, on the unix socket only: heap per call, CPU under
 	// load (profile?seconds= below the write timeout), goroutines.

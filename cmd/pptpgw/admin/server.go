@@ -36,6 +36,12 @@ type Backend interface {
 	DeleteCall(id string) error
 }
 
+// Healther is a Backend that adds a line to /healthz (the replication's
+// state of a gateway pair), after "ok".
+type Healther interface {
+	Health() string
+}
+
 // Timeouts and sizes of both listeners. The clients are local tools and scrapers: anything
 // slower than this is stuck, and holding a connection open must not pin a goroutine forever.
 const (

@@ -104,6 +104,7 @@ type Config struct {
 	// MetricsListen is the TCP address of the read-only /metrics listener; "" for none.
 	MetricsListen string
 	StateFile     string // --state-file
+	HA            HA     // ha.go: --ha-*
 	LogFormat     string // --log-format: json or console
 	JSON          bool   // --json (calls, stats, check): flag only
 
@@ -132,6 +133,7 @@ func Default() Config {
 		MarkBit:     DefaultMarkBit,
 		AdminSocket: DefaultAdminSocket,
 		StateFile:   DefaultStateFile,
+		HA:          HA{Prefix: DefaultHAPrefix, LeaseTTL: DefaultHALease},
 		LogFormat:   "json",
 	}
 }
