@@ -43,7 +43,7 @@ var (
 		get:   func(c *Config) string { return strings.Join(c.HA.Etcd, ",") }}
 	optHANode = &option{name: "ha-node", arg: "NAME", usage: "this gateway's name in the pair (default: the host name)", cmds: allRun, from: fromAll,
 		set: func(c *Config, v string) error {
-			if v == "" || strings.ContainsAny(v, "/ \t") {
+			if strings.ContainsAny(v, "/ \t") {
 				return fmt.Errorf("%q: want a name without '/' or spaces", v)
 			}
 			c.HA.Node = v
@@ -72,7 +72,7 @@ var (
 
 func haFileOption(name, usage string, field func(*Config) *string) *option {
 	return &option{name: name, arg: "FILE", usage: usage, cmds: allRun, from: fromAll,
-		set: func(c *Config, v string) (err error) { *field(c), err = parseNonEmpty(v); return err },
+		set: func(c *Config, v string) error { *field(c) = v; return nil },
 		get: func(c *Config) string { return *field(c) }}
 }
 
