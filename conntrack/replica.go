@@ -142,11 +142,14 @@ const (
 	Imported      = iota // the record replaced what the table held
 	ImportOlder          // the table's copy is newer (last writer wins by LastSeen)
 	ImportPartial        // imported, but calls colliding with ours were skipped
+	ImportAdopted        // not imported: this node carries the connection's traffic now, its copy wins
 )
 
 // ImportConn puts node's record cs of one connection into the table,
 // replacing the table's copy unless that one is newer (a later control
-// segment); node "" imports it as this node's own. Its calls reserve
+// segment) or this node has carried the connection's traffic since it
+// imported it (then the copy here becomes this node's own: adopted);
+// node "" imports it as this node's own. Its calls reserve
 // their outer Call IDs; one colliding with a call of ours is skipped.
 func (t *Table) ImportConn(node string, cs ConnSnap) (int, error) {
 	in, err := parseEP(cs.Inside)
@@ -161,6 +164,14 @@ func (t *Table) ImportConn(node string, cs ConnSnap) (int, error) {
 	t.lock()
 	defer t.unlock()
 	if c := t.idx.conns[key]; c != nil {
+		if node != "" && c.replica.origin == node && c.newest() > c.replica.seen {
+			// The addresses moved here: the other node's record (e.g.
+			// of its previous life, republished when it came back as
+			// standby) is older than what this node carries.
+			c.replica.origin = ""
+			t.touch(c)
+			return ImportAdopted, nil
+		}
 		if (c.replica.origin != node || node == "") && c.lastSeen > cs.LastSeen {
 			return ImportOlder, nil
 		}

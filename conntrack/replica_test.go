@@ -149,13 +149,23 @@ func TestReplicaImportDrop(t *testing.T) {
 			}
 		}
 	}
-	// b carried GRE of the first call: the deletion of a's record (a's
-	// lease ran out) leaves it to b. The second had no traffic: it goes.
+	// b carried GRE of the first call: a's record of it (a back as
+	// standby, republishing) no longer replaces b's copy, which becomes
+	// b's own. The deletion of a's record of the second (a's lease ran
+	// out), which had no traffic here, takes it away.
 	b.GREIn(pac1, pub1, outerA, 100, fa.now+int64(time.Second))
 	k1 := conntrack.ReplicaKey(ep(cli1, 40001), ep(pac1, 1723))
 	k3 := conntrack.ReplicaKey(ep(cli3, 40003), ep(pac1, 1723))
-	if adopted, err := b.DropReplica("a", k1); err != nil || !adopted {
-		t.Fatalf("drop %s: adopted %v %v", k1, adopted, err)
+	recs, _, _ := a.ReplicaChanges(0)
+	for _, r := range recs {
+		if r.Inside == "10.0.0.1:40001" {
+			if res, err := b.ImportConn("a", r); err != nil || res != conntrack.ImportAdopted {
+				t.Fatalf("a's record of a connection b carries: %d %v, want ImportAdopted", res, err)
+			}
+		}
+	}
+	if adopted, err := b.DropReplica("a", k1); err != nil || adopted {
+		t.Fatalf("drop %s, b's own now: adopted %v %v", k1, adopted, err)
 	}
 	if adopted, err := b.DropReplica("a", k3); err != nil || adopted {
 		t.Fatalf("drop %s: adopted %v %v", k3, adopted, err)

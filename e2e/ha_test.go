@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/pptpgw/pptpgw/e2e/lab"
-	"github.com/pptpgw/pptpgw/e2e/ppp"
 	"github.com/pptpgw/pptpgw/nat/ha/etcdtest"
 )
 
@@ -34,7 +33,10 @@ const (
 	haEtcdPeer = "http://10.77.0.3:2380"
 )
 
-func haDeploy(name string) string { p, _ := filepath.Abs(filepath.Join("..", "deploy", "ha", name)); return p }
+func haDeploy(name string) string {
+	p, _ := filepath.Abs(filepath.Join("..", "deploy", "ha", name))
+	return p
+}
 
 // haNode is one gateway of the pair.
 type haNode struct {
@@ -304,7 +306,18 @@ func TestHAFailover(t *testing.T) {
 	// (4) gw-a comes back as standby and learns every call.
 	h.up(h.a)
 	h.start(h.a)
-	waitCalls(l, h.a.gw, 3, func(cs []lab.GWCall) error { return sameIDs(cs, outerByInside(callsB)) }, 15*time.Second)
+	// gw-b carries every call: gw-a's records of its previous life do not
+	// win over them; every call is gw-b's on both nodes.
+	allB := func(cs []lab.GWCall) error {
+		for _, c := range cs {
+			if c.Node != "gw-b" {
+				return fmt.Errorf("call %s: node %q, want gw-b", c, c.Node)
+			}
+		}
+		return sameIDs(cs, outerByInside(callsB))
+	}
+	waitCalls(l, h.a.gw, 3, allB, 15*time.Second)
+	waitCalls(l, h.b.gw, 3, allB, 5*time.Second)
 	if err := h.b.owns(); err != nil {
 		t.Errorf("(4) after gw-a's return: %v", err)
 	}
@@ -361,5 +374,3 @@ func haBytes(t *testing.T, h *haTopo, calls int) {
 	}
 	t.Logf("etcd holds %d bytes (keys and values) for %d calls: %d per call", len(out), calls, len(out)/max(calls, 1))
 }
-
-var _ = ppp.Status{}

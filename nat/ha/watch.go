@@ -119,6 +119,10 @@ func (r *Replicator) importRecord(node string, value []byte) {
 		r.errs.warn("import "+node, err)
 	case res == conntrack.ImportOlder:
 		r.st.importOlder.Add(1)
+	case res == conntrack.ImportAdopted:
+		r.st.adopted.Add(1)
+		r.log.Info("replication: took over a connection whose traffic passes here", zap.String("node", node),
+			zap.String("inside", cs.Inside), zap.String("outside", cs.Outside))
 	case res == conntrack.ImportPartial:
 		r.st.collisions.Add(1)
 		r.log.Warn("replication: imported calls collide with this node's", zap.String("node", node),
