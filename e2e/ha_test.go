@@ -59,16 +59,17 @@ type haTopo struct {
 	etcd         *lab.Proc
 	etcdRuns     int
 	etcdDir      string
+	grePath      string // --gre-path of both nodes
 }
 
-func newHATopo(t *testing.T, nClients int) *haTopo {
+func newHATopo(t *testing.T, nClients int, grePath string) *haTopo {
 	for _, tool := range []string{"keepalived", "conntrackd", etcdtest.Binary, "etcdctl"} {
 		if _, err := lookPath(tool); err != nil {
 			t.Fatalf("%s not installed (apt-get install -y keepalived conntrackd etcd-server etcd-client): %v", tool, err)
 		}
 	}
 	l := lab.New(t)
-	h := &haTopo{l: l, lan: l.AddNS("ha-lan"), srv: l.AddNS("ha-srv"), et: l.AddNS("ha-etcd")}
+	h := &haTopo{l: l, grePath: grePath, lan: l.AddNS("ha-lan"), srv: l.AddNS("ha-srv"), et: l.AddNS("ha-etcd")}
 	h.lan.AddBridge("br0", "")
 	h.srv.AddBridge("br0", haServer+"/24")
 	h.et.AddBridge("br0", "10.77.0.3/24")
@@ -152,7 +153,7 @@ func (h *haTopo) start(n *haNode) {
 		"-p", h.l.Path("keepalived-"+sfx+".pid"), "-r", h.l.Path("keepalived-vrrp-"+sfx+".pid"))
 	if n.gw == nil {
 		n.gw = n.ns.StartGateway(lab.GatewayConfig{Name: "pptpgw-" + n.name, InstallRules: true,
-			Args: []string{"--gre-path", "queue", "--ha-etcd", haEtcdURL, "--ha-node", n.name}})
+			Args: []string{"--gre-path", h.grePath, "--ha-etcd", haEtcdURL, "--ha-node", n.name}})
 	} else {
 		n.gw.Restart()
 	}
@@ -234,9 +235,17 @@ func lost(ends []end) (map[string]int64, error) {
 	return m, nil
 }
 
-// TestHAFailover: issue 13's proof, in order.
+// TestHAFailover: issue 13's proof, in order, with GRE through the
+// queues and through the kernel's fast paths (--gre-path auto: tc eBPF
+// and nf_tables maps), which hold every node's calls too.
 func TestHAFailover(t *testing.T) {
-	h := newHATopo(t, 4)
+	for _, path := range []string{"queue", "auto"} {
+		t.Run(path, func(t *testing.T) { testHAFailover(t, path) })
+	}
+}
+
+func testHAFailover(t *testing.T, grePath string) {
+	h := newHATopo(t, 4, grePath)
 	l := h.l
 	h.start(h.a)
 	l.MustWaitFor("gw-a holds both VIPs", h.a.owns, 15*time.Second)
