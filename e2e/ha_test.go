@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -151,9 +152,14 @@ func (h *haTopo) start(n *haNode) {
 	n.ka = n.ns.Start("keepalived-"+sfx, "keepalived", "--dont-fork", "--log-console", "--no-syslog", "--log-detail",
 		"--vrrp", "-f", n.kaConf, "-i", n.name,
 		"-p", h.l.Path("keepalived-"+sfx+".pid"), "-r", h.l.Path("keepalived-vrrp-"+sfx+".pid"))
+	h.startGateway(n)
+}
+
+// startGateway runs the node's pptpgw (again).
+func (h *haTopo) startGateway(n *haNode, args ...string) {
 	if n.gw == nil {
-		n.gw = n.ns.StartGateway(lab.GatewayConfig{Name: "pptpgw-" + n.name, InstallRules: true,
-			Args: []string{"--gre-path", h.grePath, "--ha-etcd", haEtcdURL, "--ha-node", n.name}})
+		n.gw = n.ns.StartGateway(lab.GatewayConfig{Name: "pptpgw-" + n.name, InstallRules: true, LogLevel: "info",
+			Args: append([]string{"--gre-path", h.grePath, "--ha-etcd", haEtcdURL, "--ha-node", n.name}, args...)})
 	} else {
 		n.gw.Restart()
 	}
@@ -382,4 +388,63 @@ func haBytes(t *testing.T, h *haTopo, calls int) {
 		return
 	}
 	t.Logf("etcd holds %d bytes (keys and values) for %d calls: %d per call", len(out), calls, len(out)/max(calls, 1))
+}
+
+// TestHAScale measures the replication with many calls
+// (PPTPGW_E2E_HA_CALLS, default 10 000) set up by the lab's load client
+// through gw-a against pacsim: how soon gw-b holds them all (calls/s the
+// replication sustains), and the bytes per call in etcd. The VIPs are
+// put on gw-a by hand: no failover here.
+func TestHAScale(t *testing.T) {
+	n := 10000
+	if v, err := strconv.Atoi(os.Getenv("PPTPGW_E2E_HA_CALLS")); err == nil && v > 0 {
+		n = v
+	}
+	h := newHATopo(t, 1, "auto")
+	l := h.l
+	h.a.ns.AddAddr("lan0", haLANVIP+"/24")
+	h.a.ns.AddAddr("wan0", haPublic+"/24")
+	limits := []string{"--max-calls", strconv.Itoa(2 * n), "--max-calls-per-inside", strconv.Itoa(2 * n)}
+	h.startGateway(h.a, limits...)
+	h.startGateway(h.b, limits...)
+	h.srv.Start("pacsim", lab.Build(t, lab.Module+"/e2e/cmd/pacsim"), "--listen", haServer,
+		"--call-id", "1", "--status", l.Path("pacsim.json"))
+	l.MustWaitFor("pacsim listening", func() error {
+		var st struct{ Listening bool }
+		if err := readJSON(l.Path("pacsim.json"), &st); err != nil || !st.Listening {
+			return fmt.Errorf("not yet: %v", err)
+		}
+		return nil
+	}, 10*time.Second)
+	status := l.Path("load.json")
+	start := time.Now()
+	p := h.clients[0].Start("pptpload", lab.Build(t, lab.Module+"/e2e/cmd/pptpload"),
+		"--server", haServer, "--calls", strconv.Itoa(n), "--call-id", "1000",
+		"--concurrency", strconv.Itoa(scaleConcurrency()), "--status", status)
+	var r loadReport
+	var onB time.Duration
+	l.MustWaitFor(fmt.Sprintf("%d calls through gw-a, all on gw-b", n), func() error {
+		if done, err := p.Exited(); done {
+			return fmt.Errorf("pptpload exited: %v", err)
+		}
+		if onB == 0 {
+			if st, err := h.b.gw.Stats(); err == nil && st["calls_active"] == uint64(n) {
+				onB = time.Since(start)
+			}
+		}
+		if err := readJSON(status, &r); err != nil || r.State != "holding" || onB == 0 {
+			return fmt.Errorf("not yet: load %+v, gw-b after %v (%v)", r, onB, err)
+		}
+		return nil
+	}, 120*time.Second+time.Duration(n)*10*time.Millisecond)
+	if r.Calls != n || r.Failed != 0 {
+		t.Fatalf("pptpload set up %d of %d calls, %d failed: %s", r.Calls, n, r.Failed, r.Error)
+	}
+	stA, stB := h.a.gw.MustStats(), h.b.gw.MustStats()
+	if stB["ha_errors"] != 0 || stA["ha_overflows"] != 0 {
+		t.Errorf("replication errors: gw-a %d overflows, gw-b %d errors", stA["ha_overflows"], stB["ha_errors"])
+	}
+	t.Logf("%d calls: set up through gw-a at %.0f calls/s (pptpload); all on gw-b %v after the load started: %.0f calls/s replicated",
+		n, r.Rate, onB.Round(time.Millisecond), float64(n)/onB.Seconds())
+	haBytes(t, h, n)
 }
