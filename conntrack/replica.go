@@ -164,16 +164,8 @@ func (t *Table) ImportConn(node string, cs ConnSnap) (int, error) {
 	t.lock()
 	defer t.unlock()
 	if c := t.idx.conns[key]; c != nil {
-		if node != "" && c.replica.origin == node && c.newest() > c.replica.seen {
-			// The addresses moved here: the other node's record (e.g.
-			// of its previous life, republished when it came back as
-			// standby) is older than what this node carries.
-			c.replica.origin = ""
-			t.touch(c)
-			return ImportAdopted, nil
-		}
-		if (c.replica.origin != node || node == "") && c.lastSeen > cs.LastSeen {
-			return ImportOlder, nil
+		if res, keep := t.keepCopy(c, node, &cs); keep {
+			return res, nil
 		}
 		if c.replica.origin == "" && node != "" {
 			t.replicaGone(c) // ours no more: its record goes
@@ -193,6 +185,36 @@ func (t *Table) ImportConn(node string, cs ConnSnap) (int, error) {
 		return ImportPartial, nil
 	}
 	return Imported, nil
+}
+
+// keepCopy decides whether the table's copy c of a connection stays
+// against node's record cs (t.mu held).
+func (t *Table) keepCopy(c *Conn, node string, cs *ConnSnap) (int, bool) {
+	switch {
+	case node != "" && c.replica.origin == node && c.newest() > c.replica.seen:
+		// The addresses moved here: the other node's record (e.g. of its
+		// previous life, republished when it came back as standby) is
+		// older than what this node carries.
+		c.replica.origin = ""
+		t.touch(c)
+		return ImportAdopted, true
+	case node != "" && c.replica.origin == node:
+		return 0, false // the owner's update
+	case c.lastSeen > cs.LastSeen:
+		return ImportOlder, true // a later control segment here
+	case node != "" && c.replica.origin == "" && c.newest() > snapNewest(cs):
+		return ImportOlder, true // this node carries newer traffic
+	}
+	return 0, false
+}
+
+// snapNewest is the latest time in record cs.
+func snapNewest(cs *ConnSnap) int64 {
+	n := cs.LastSeen
+	for i := range cs.Calls {
+		n = max(n, cs.Calls[i].LastSeen)
+	}
+	return n
 }
 
 // DropReplica applies the deletion of node's record key: the connection

@@ -180,4 +180,15 @@ func TestReplicaImportDrop(t *testing.T) {
 	if _, id, v := b.GREIn(pac1, pub1, outerA, 10, fa.now); v != conntrack.GREForward || id != 7 {
 		t.Errorf("adopted call's GRE: %v %#04x", v, id)
 	}
+	// a's stale record again (a relisting): b's copy stays b's.
+	for _, r := range recs {
+		if r.Inside == "10.0.0.1:40001" {
+			if res, err := b.ImportConn("a", r); err != nil || res != conntrack.ImportOlder {
+				t.Errorf("a's stale record of b's connection: %d %v, want ImportOlder", res, err)
+			}
+		}
+	}
+	if info, _, _ := b.ConnCalls(ep(cli1, 40001), ep(pac1, 1723)); info.Node != "" {
+		t.Errorf("b's connection now %q's", info.Node)
+	}
 }
