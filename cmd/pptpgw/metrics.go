@@ -18,7 +18,8 @@ func (c statsCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	for name, v := range c.d.Stats() {
 		kind := prometheus.CounterValue
-		if strings.HasSuffix(name, "_active") || strings.HasSuffix(name, "_pending") {
+		if strings.HasSuffix(name, "_active") || strings.HasSuffix(name, "_pending") ||
+			strings.HasSuffix(name, "_ms") || name == "ha_connected" { // a gateway pair's state (nat/ha)
 			kind = prometheus.GaugeValue
 		}
 		desc := prometheus.NewDesc("pptpgw_"+name, "pptpgw "+strings.ReplaceAll(name, "_", " ")+" (see README)", nil, nil)
