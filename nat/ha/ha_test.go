@@ -30,9 +30,14 @@ type node struct {
 
 func startNode(t *testing.T, e *etcdtest.Etcd, name string, ttl time.Duration) *node {
 	t.Helper()
+	return startNodeAt(t, []string{e.URL}, name, ttl)
+}
+
+func startNodeAt(t *testing.T, endpoints []string, name string, ttl time.Duration) *node {
+	t.Helper()
 	n := &node{name: name, tbl: conntrack.New(conntrack.Limits{MaxCalls: 100000}, nil)}
 	var err error
-	n.r, err = ha.New(ha.Config{Endpoints: []string{e.URL}, Node: name, Prefix: "/test/", LeaseTTL: ttl,
+	n.r, err = ha.New(ha.Config{Endpoints: endpoints, Node: name, Prefix: "/test/", LeaseTTL: ttl,
 		OpTimeout: time.Second, Log: zaptest.NewLogger(t).Named(name)}, n.tbl)
 	if err != nil {
 		t.Fatal(err)
@@ -169,6 +174,57 @@ func TestTakeover(t *testing.T) {
 	c1.on(b.tbl).seg(0, false, pptpmsg.NewEchoRQ(7))
 	if got := b.calls(); len(got) != 1 || !strings.HasPrefix(got[0], " ") {
 		t.Errorf("b's calls %v", got)
+	}
+}
+
+// Three etcd members: replication goes on with one lost, and stops with
+// two lost (no majority: why a pair needs a third member, not a second),
+// the gateways working on and catching up when one is back.
+func TestThreeMembers(t *testing.T) {
+	ms := etcdtest.StartCluster(t, 3)
+	a := startNodeAt(t, etcdtest.URLs(ms), "a", 10*time.Second)
+	b := startNodeAt(t, etcdtest.URLs(ms), "b", 10*time.Second)
+	newPNS(t, a.tbl, addr("192.168.1.10"), 40001).call(1, 0x100)
+	eventually(t, 5*time.Second, "b holds the first call", func() bool { return len(b.calls()) == 1 })
+	ms[0].Stop()
+	newPNS(t, a.tbl, addr("192.168.1.11"), 40002).call(1, 0x200)
+	eventually(t, 10*time.Second, "b holds the call set up with one member lost", func() bool { return len(b.calls()) == 2 })
+	ms[1].Stop()
+	newPNS(t, a.tbl, addr("192.168.1.12"), 40003).call(1, 0x300)
+	eventually(t, 10*time.Second, "a counts what waits with two members lost", func() bool {
+		st := a.r.Stats()
+		return st["ha_pending"] > 0 && st["ha_errors"] > 0
+	})
+	if n := len(b.calls()); n != 2 {
+		t.Errorf("b holds %d calls with no majority, want 2", n)
+	}
+	if err := ms[1].Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "b holds the call set up without a majority", func() bool { return len(b.calls()) == 3 })
+}
+
+// TLS to etcd with a client certificate (--ha-etcd-ca/-cert/-key).
+func TestTLS(t *testing.T) {
+	p := etcdtest.NewPKI(t)
+	e := etcdtest.StartTLS(t, p)
+	tbls := map[string]*conntrack.Table{}
+	for _, name := range []string{"a", "b"} {
+		tbls[name] = conntrack.New(conntrack.Limits{}, nil)
+		r, err := ha.New(ha.Config{Endpoints: []string{e.URL}, Node: name, CAFile: p.CA, CertFile: p.ClientCert, KeyFile: p.ClientKey,
+			OpTimeout: time.Second, Log: zaptest.NewLogger(t).Named(name)}, tbls[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { r.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	newPNS(t, tbls["a"], addr("192.168.1.10"), 40001).call(1, 0x100)
+	eventually(t, 5*time.Second, "b holds a's call over TLS", func() bool { return len(tbls["b"].Calls()) == 1 })
+	if _, err := ha.New(ha.Config{Endpoints: []string{e.URL}, Node: "c", CertFile: p.ClientCert}, conntrack.New(conntrack.Limits{}, nil)); err == nil {
+		t.Error("a certificate without its key: no error")
 	}
 }
 

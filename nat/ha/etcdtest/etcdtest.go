@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,20 +26,71 @@ const Binary = "etcd"
 
 // Etcd is one etcd member.
 type Etcd struct {
-	URL  string // client URL
-	Dir  string // data directory
-	peer string
-	bin  string
-	tb   testing.TB
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	Log  *os.File // its output
+	URL     string // client URL
+	Dir     string // data directory
+	name    string
+	peer    string
+	cluster string // --initial-cluster
+	pki     *PKI   // TLS to clients (StartTLS)
+	bin     string
+	tb      testing.TB
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{}
+	Log     *os.File // its output
 }
 
-// Start runs an etcd for tb and stops it at cleanup; it skips tb when
-// the binary is missing.
+// Start runs a one-member etcd for tb and stops it at cleanup; it skips
+// tb when the binary is missing.
 func Start(tb testing.TB) *Etcd {
+	tb.Helper()
+	return StartCluster(tb, 1)[0]
+}
+
+// StartCluster runs an etcd cluster of n members for tb.
+func StartCluster(tb testing.TB, n int) []*Etcd {
+	tb.Helper()
+	bin := lookBinary(tb)
+	dir := tb.TempDir()
+	ms := make([]*Etcd, n)
+	var cluster []string
+	for i := range ms {
+		name := fmt.Sprintf("m%d", i)
+		ms[i] = &Etcd{bin: bin, tb: tb, name: name, Dir: filepath.Join(dir, name),
+			URL: "http://" + freeAddr(tb), peer: "http://" + freeAddr(tb)}
+		cluster = append(cluster, name+"="+ms[i].peer)
+	}
+	errs := make(chan error, n)
+	for _, e := range ms {
+		e.cluster = strings.Join(cluster, ",")
+		var err error
+		if e.Log, err = os.Create(filepath.Join(dir, e.name+".log")); err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() {
+			e.Stop()
+			e.Log.Close()
+		})
+		go func() { errs <- e.Start() }() // the members wait for each other
+	}
+	for range ms {
+		if err := <-errs; err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return ms
+}
+
+// URLs are the members' client URLs.
+func URLs(ms []*Etcd) []string {
+	var u []string
+	for _, e := range ms {
+		u = append(u, e.URL)
+	}
+	return u
+}
+
+func lookBinary(tb testing.TB) string {
 	tb.Helper()
 	bin, err := exec.LookPath(Binary)
 	if err != nil && os.Getenv("PPTPGW_REQUIRE_ETCD") != "" {
@@ -47,29 +99,20 @@ func Start(tb testing.TB) *Etcd {
 	if err != nil {
 		tb.Skipf("etcd server binary not installed (apt-get install -y etcd-server): %v", err)
 	}
-	dir := tb.TempDir()
-	e := &Etcd{bin: bin, tb: tb, Dir: filepath.Join(dir, "data"),
-		URL: "http://" + freeAddr(tb), peer: "http://" + freeAddr(tb)}
-	if e.Log, err = os.Create(filepath.Join(dir, "etcd.log")); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		e.Stop()
-		e.Log.Close()
-	})
-	if err := e.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	return e
+	return bin
 }
 
 // Args are the etcd command line of a one-member cluster at the given
 // URLs (the e2e lab runs the same in a namespace).
 func Args(name, dir, clientURL, peerURL string) []string {
+	return clusterArgs(name, dir, clientURL, peerURL, name+"="+peerURL)
+}
+
+func clusterArgs(name, dir, clientURL, peerURL, cluster string) []string {
 	return []string{"--name", name, "--data-dir", dir,
 		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
 		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-		"--initial-cluster", name + "=" + peerURL, "--initial-cluster-state", "new",
+		"--initial-cluster", cluster, "--initial-cluster-state", "new",
 		"--logger", "zap", "--log-level", "warn"}
 }
 
@@ -81,7 +124,7 @@ func (e *Etcd) Start() error {
 	if e.cmd != nil {
 		return nil
 	}
-	cmd := exec.Command(e.bin, Args("t", e.Dir, e.URL, e.peer)...)
+	cmd := exec.Command(e.bin, append(clusterArgs(e.name, e.Dir, e.URL, e.peer, e.cluster), e.tlsArgs()...)...)
 	cmd.Stdout, cmd.Stderr = e.Log, e.Log
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start etcd: %w", err)
@@ -91,7 +134,11 @@ func (e *Etcd) Start() error {
 		cmd.Wait()
 		close(done)
 	}(e.done)
-	return WaitHealthy(e.URL, 20*time.Second)
+	hc, err := e.healthClient()
+	if err != nil {
+		return err
+	}
+	return waitHealthy(hc, e.URL, 20*time.Second)
 }
 
 // Stop kills the member (SIGKILL: a crash, not a goodbye).
@@ -107,12 +154,14 @@ func (e *Etcd) Stop() {
 }
 
 // WaitHealthy polls url's /health until etcd says it is.
-func WaitHealthy(url string, d time.Duration) error {
+func WaitHealthy(url string, d time.Duration) error { return waitHealthy(http.DefaultClient, url, d) }
+
+func waitHealthy(hc *http.Client, url string, d time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/health", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
+		if resp, err := hc.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
