@@ -177,6 +177,30 @@ func TestTakeover(t *testing.T) {
 	}
 }
 
+// A node started while etcd is away works, and publishes its state once
+// etcd is there.
+func TestStartWithoutEtcd(t *testing.T) {
+	e := etcdtest.Start(t)
+	e.Stop()
+	a := startNode(t, e, "a", 10*time.Second)
+	c1 := newPNS(t, a.tbl, addr("192.168.1.10"), 40001)
+	o1 := c1.call(1, 0x100)
+	c2 := newPNS(t, a.tbl, addr("192.168.1.11"), 40002)
+	c2.call(1, 0x200)
+	c2.seg(0, false, pptpmsg.NewCCRQ(1))
+	c2.seg(1, false, pptpmsg.NewCDN(0x200, 3))
+	eventually(t, 10*time.Second, "a counts etcd's absence", func() bool {
+		st := a.r.Stats()
+		return st["ha_connected"] == 0 && st["ha_errors"] > 0 && st["ha_lag_ms"] > 0
+	})
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	b := startNode(t, e, "b", 10*time.Second)
+	want := fmt.Sprintf("a %d 192.168.1.10:1", o1)
+	eventually(t, 15*time.Second, "b holds a's one call", func() bool { return same(b.calls(), want)() })
+}
+
 // Three etcd members: replication goes on with one lost, and stops with
 // two lost (no majority: why a pair needs a third member, not a second),
 // the gateways working on and catching up when one is back.

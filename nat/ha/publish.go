@@ -34,23 +34,22 @@ type publisher struct {
 	pending map[string][]byte
 }
 
-// publish runs the publisher until ctx ends. It waits for the first
-// listing of the records, which imports this node's own records of a
-// previous life, before it overwrites them.
+// publish runs the publisher until ctx ends. It writes nothing before
+// the first listing of the records, which imports this node's own records
+// of a previous life, but collects the table's changes meanwhile (etcd may
+// be away for long).
 func (r *Replicator) publish(ctx context.Context) {
 	p := &publisher{r: r, full: true, pending: make(map[string][]byte)}
 	defer p.endLease()
-	select {
-	case <-ctx.Done():
-		return
-	case <-r.listed:
-	}
 	tick := time.NewTicker(refresh)
 	defer tick.Stop()
+	listed := r.listed
 	backoff := retryMin
 	for {
 		var retry <-chan time.Time
-		if err := p.step(ctx); err != nil {
+		if listed != nil {
+			p.collect()
+		} else if err := p.step(ctx); err != nil {
 			r.failed("publish", err)
 			retry = time.After(backoff)
 			backoff = min(2*backoff, retryMax)
@@ -60,6 +59,8 @@ func (r *Replicator) publish(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-listed:
+			listed = nil
 		case <-r.changed:
 		case <-p.leaseEnd:
 			r.log.Warn("replication: lease lost, publishing the whole state again")
@@ -91,8 +92,13 @@ func (p *publisher) step(ctx context.Context) error {
 func (p *publisher) collect() {
 	r := p.r
 	if p.full {
-		// The whole state goes anyway: only drain the gone list.
-		_, _, p.since = r.table.ReplicaChanges(math.MaxUint64)
+		// The whole state goes anyway: only drain the gone list (and
+		// let the lag show that something waits).
+		_, _, seq := r.table.ReplicaChanges(math.MaxUint64)
+		if seq != p.since && r.st.pendingSince.Load() == 0 {
+			r.st.pendingSince.Store(time.Now().UnixNano())
+		}
+		p.since = seq
 		return
 	}
 	recs, gone, seq := r.table.ReplicaChanges(p.since)
