@@ -151,6 +151,9 @@ func (t *Table) Expire(now int64) {
 	defer t.unlock()
 	l := t.limits
 	for _, c := range t.idx.conns {
+		if t.repl.on && c.replica.origin != "" {
+			continue // another node's: its record's deletion removes it (replica.go)
+		}
 		if c.ended != 0 {
 			if now-c.ended >= int64(l.CloseLinger) {
 				t.removeConn(c)

@@ -80,11 +80,13 @@ type Conn struct {
 	ended       int64 // when the connection ended (0: alive)
 	lastSeen    int64
 	closing     bool
+	replica     connReplica // replica.go: whose record it is, for nat/ha
 }
 
 // Info describes the connection for logs.
 func (c *Conn) Info() ConnInfo {
-	return ConnInfo{Inside: c.Inside, Outside: c.Outside, Public: c.Public, Role: c.Role, Identity: c.Identity, Local: c.Local, Serial: c.serial}
+	return ConnInfo{Inside: c.Inside, Outside: c.Outside, Public: c.Public, Role: c.Role, Identity: c.Identity, Local: c.Local, Serial: c.serial,
+		Node: c.replica.origin}
 }
 
 // Control walks one control segment: it finds or creates the connection,
@@ -132,6 +134,7 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 	out := seg.Src == c.Inside
 	res := ControlResult{Tracked: true, Outbound: out}
 	c.lastSeen = now
+	t.adopt(c) // replica.go: a connection whose packets this node sees is its own
 	dir, rev := &c.out, &c.in
 	h := &c.hOut
 	if !out {
@@ -238,6 +241,7 @@ func (t *Table) removeConn(c *Conn) {
 		t.release(c, d)
 	}
 	t.idx.delConn(c)
+	t.replicaGone(c)
 	if c.ended == 0 {
 		t.Counters.ConnsClosed.Add(1)
 		t.emitConn(evConnClosed, c.Info(), "removed")

@@ -202,12 +202,14 @@ func (t *Table) refuse(k *Call, reason string, now int64) {
 
 // setState moves k to s at now.
 func (t *Table) setState(k *Call, s CallState, now int64) {
+	t.touch(k.conn)
 	t.idx.setState(k, s)
 	k.since = now
 }
 
 // publish makes k's outbound GRE mapping live and tells the fast path.
 func (t *Table) publish(k *Call) {
+	t.touch(k.conn)
 	old, ok := t.idx.publish(k)
 	if old != nil || ok && fastEligible(k) {
 		t.bump() // fastpath.go
@@ -216,6 +218,7 @@ func (t *Table) publish(k *Call) {
 
 // unpublish takes k's outbound GRE mapping back.
 func (t *Table) unpublish(k *Call) {
+	t.touch(k.conn)
 	if t.idx.unpublish(k) && !k.identity {
 		t.bump() // fastpath.go
 	}
@@ -223,7 +226,7 @@ func (t *Table) unpublish(k *Call) {
 
 // endCall removes k and its GRE mapping at once.
 func (t *Table) endCall(k *Call, reason string) {
-	t.unpublish(k)
+	t.unpublish(k) // touches k.conn
 	t.idx.remove(k)
 	t.emitCall(evEnded, k, reason)
 	up := k.State == StateEstablished || k.State == StateClosing

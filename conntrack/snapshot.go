@@ -37,6 +37,8 @@ type ConnSnap struct {
 	Out       alg.StreamState `json:"out"`
 	In        alg.StreamState `json:"in"`
 	Calls     []CallSnap      `json:"calls"`
+	// Origin: the node whose replicated record this is (nat/ha); "" this one.
+	Origin string `json:"origin,omitempty"`
 }
 
 // CallSnap is one call in a Snapshot.
@@ -91,25 +93,30 @@ func (t *Table) Snapshot() Snapshot {
 	defer t.mu.RUnlock()
 	s := Snapshot{Version: SnapshotVersion, Conns: make([]ConnSnap, 0, len(t.idx.conns))}
 	for _, c := range t.idx.conns {
-		cs := ConnSnap{Inside: epString(c.Inside), Outside: epString(c.Outside), Public: epString(c.Public),
-			Identity: c.Identity, Local: c.Local, Role: c.Role, MidStream: c.midStream, Closing: c.closing, Ended: c.ended,
-			LastSeen: c.lastSeen, Unalloc: c.unalloc, Resv: c.resv, Cur: -1,
-			Out: c.out.State(), In: c.in.State(), Calls: make([]CallSnap, 0, len(c.calls))}
-		for i, k := range c.calls {
-			if k == c.cur {
-				cs.Cur = i
-			}
-			cs.Calls = append(cs.Calls, CallSnap{Role: k.Role, State: k.State,
-				Inside: k.Inside.String(), InsideID: k.InsideID, HasInside: k.hasInside,
-				Public: k.Public.String(), OuterID: k.OuterID, Peer: k.Peer.String(), PeerID: k.PeerID,
-				HasPeer: k.hasPeer, Identity: k.identity, PickedUp: k.pickedUp, Created: k.created,
-				Since: k.since, LastSeen: k.lastSeen.Load(), PktsIn: k.pktsIn.Load(), PktsOut: k.pktsOut.Load(),
-				BytesIn: k.bytesIn.Load(), BytesOut: k.bytesOut.Load(),
-				Auth: k.Auth().String(), MPPE: k.mppeString(), Negotiating: k.ppp.watch.Load()})
-		}
-		s.Conns = append(s.Conns, cs)
+		s.Conns = append(s.Conns, c.snap())
 	}
 	return s
+}
+
+// snap is c as a Snapshot keeps it (t.mu held).
+func (c *Conn) snap() ConnSnap {
+	cs := ConnSnap{Inside: epString(c.Inside), Outside: epString(c.Outside), Public: epString(c.Public),
+		Identity: c.Identity, Local: c.Local, Role: c.Role, MidStream: c.midStream, Closing: c.closing, Ended: c.ended,
+		LastSeen: c.lastSeen, Unalloc: c.unalloc, Resv: c.resv, Cur: -1,
+		Out: c.out.State(), In: c.in.State(), Calls: make([]CallSnap, 0, len(c.calls)), Origin: c.replica.origin}
+	for i, k := range c.calls {
+		if k == c.cur {
+			cs.Cur = i
+		}
+		cs.Calls = append(cs.Calls, CallSnap{Role: k.Role, State: k.State,
+			Inside: k.Inside.String(), InsideID: k.InsideID, HasInside: k.hasInside,
+			Public: k.Public.String(), OuterID: k.OuterID, Peer: k.Peer.String(), PeerID: k.PeerID,
+			HasPeer: k.hasPeer, Identity: k.identity, PickedUp: k.pickedUp, Created: k.created,
+			Since: k.since, LastSeen: k.lastSeen.Load(), PktsIn: k.pktsIn.Load(), PktsOut: k.pktsOut.Load(),
+			BytesIn: k.bytesIn.Load(), BytesOut: k.bytesOut.Load(),
+			Auth: k.Auth().String(), MPPE: k.mppeString(), Negotiating: k.ppp.watch.Load()})
+	}
+	return cs
 }
 
 // Restore loads a snapshot into an empty table. Entries that do not parse
@@ -144,6 +151,7 @@ func (t *Table) restoreConn(cs ConnSnap) (skipped int) {
 	c := t.newConn(key, ConnSpec{Inside: in, Outside: out, Public: pub, Identity: cs.Identity, Local: cs.Local})
 	t.Counters.ConnsOpened.Add(^uint64(0))
 	c.Role, c.midStream, c.closing, c.ended, c.lastSeen, c.unalloc = cs.Role, cs.MidStream, cs.Closing, cs.Ended, cs.LastSeen, cs.Unalloc
+	c.replica.origin = cs.Origin
 	c.out.SetState(cs.Out)
 	c.in.SetState(cs.In)
 	for i, ks := range cs.Calls {

@@ -172,4 +172,7 @@ type ConnInfo struct {
 	// Serial numbers the table's connections from 1 (0: not one of
 	// them), telling apart connections that reuse the same ports.
 	Serial uint64
+	// Node: the gateway whose record of the connection this is, imported
+	// by replication (nat/ha); "" this one.
+	Node string
 }

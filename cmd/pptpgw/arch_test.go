@@ -34,6 +34,7 @@ var importLayers = []struct {
 	{"nat/events", []string{"conntrack", "nat/events"}},
 	{"nat/nft", []string{"alg", "conntrack", "nat/fastpath", "nat/internal"}},
 	{"nat/bpf", []string{"alg", "conntrack", "nat/fastpath", "nat/internal"}},
+	{"nat/ha", []string{"conntrack", "nat/ha"}},
 	{"nat/replay", []string{"alg", "conntrack", "=nat"}},
 	{"nat/gateway", []string{"alg", "conntrack", "nat"}},
 	{"cmd", []string{"alg", "conntrack", "nat", "cmd"}},

@@ -19,6 +19,7 @@ import (
 	"github.com/pptpgw/pptpgw/nat/bpf"
 	"github.com/pptpgw/pptpgw/nat/fastpath"
 	"github.com/pptpgw/pptpgw/nat/gateway"
+	"github.com/pptpgw/pptpgw/nat/ha"
 	"github.com/pptpgw/pptpgw/nat/nft"
 	"github.com/pptpgw/pptpgw/nat/rules"
 	"github.com/pptpgw/pptpgw/nat/silence"
@@ -51,8 +52,14 @@ func gatewayConfig(cfg *config.Config, log *zap.Logger) gateway.Config {
 		Limits: limitsOf(cfg.Reloadable), Policy: policyOf(cfg.Policy),
 		PublicIPs: cfg.PublicIPs, LocalGREAccept: cfg.LocalGRE == config.LocalGREAccept,
 		GREPath: cfg.GREPath, BPFInterfaces: cfg.BPFInterfaces, SnapshotInterval: cfg.SnapshotInterval,
+		HA:       haConfig(cfg.HA),
 		Observer: newCallLog(log.Named("calls")), Log: log,
 	}
+}
+
+func haConfig(c config.HA) ha.Config {
+	return ha.Config{Endpoints: c.Etcd, Node: c.Node, Prefix: c.Prefix, LeaseTTL: c.LeaseTTL,
+		CAFile: c.CA, CertFile: c.Cert, KeyFile: c.Key}
 }
 
 // gatewayDeps are the real host: iptables, the state file, the kernel

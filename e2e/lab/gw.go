@@ -201,6 +201,7 @@ type GWCall struct {
 	PacketsOut   uint64    `json:"packets_out"`
 	BytesIn      uint64    `json:"bytes_in"`
 	BytesOut     uint64    `json:"bytes_out"`
+	Node         string    `json:"node,omitempty"` // a gateway pair's (--ha-node)
 }
 
 func (c GWCall) String() string {

@@ -7,7 +7,7 @@
 //
 // Goroutines, each named for its job (pprof label "goroutine") and each
 // ending with Run's context: expireCalls, writeState, reconcileFastPath,
-// repairRules, plus the queue sources' own receive loops. The packet path
+// repairRules, replicate (ha.go), plus the queue sources' own receive loops. The packet path
 // (handle) runs on the queue sources' goroutines and takes no lock of its
 // own: the workers are per queue, the interface set is copy-on-write.
 package gateway
@@ -28,6 +28,7 @@ import (
 	"github.com/pptpgw/pptpgw/nat"
 	"github.com/pptpgw/pptpgw/nat/events"
 	"github.com/pptpgw/pptpgw/nat/fastpath"
+	"github.com/pptpgw/pptpgw/nat/ha"
 	"github.com/pptpgw/pptpgw/nat/nfq"
 	"github.com/pptpgw/pptpgw/nat/rules"
 )
@@ -66,6 +67,7 @@ type Config struct {
 	// ExpireInterval is how often idle calls and connections are expired
 	// (default 1 s).
 	ExpireInterval time.Duration
+	HA             ha.Config // replication of a gateway pair (ha.go); off without endpoints
 	Observer       conntrack.Observer
 	Log            *zap.Logger
 }
@@ -127,6 +129,7 @@ type Gateway struct {
 	fast       []*fastpath.Reconciler // by tier; none: GRE through the queues
 	pathChoice PathChoice
 	ifaces     ifaceSet
+	ha         *ha.Replicator // nil: no pair
 
 	health healthTracker // what Health remembers between calls
 
@@ -185,6 +188,9 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	g.restore()
 	if g.cfg.Policy != nil {
 		g.table.SetPolicy(g.cfg.Policy, time.Now().UnixNano()) // after restore: restored calls are judged too
+	}
+	if err := g.startHA(); err != nil { // after restore: the records of a previous life are the older
+		return err
 	}
 	res := g.deps.Resolver
 	if res == nil {
@@ -279,6 +285,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	if g.keeper != nil {
 		g.spawn(ctx, &wg, "repairRules", g.repairRules)
+	}
+	if g.ha != nil {
+		g.spawn(ctx, &wg, "replicate", g.ha.Run)
 	}
 	select {
 	case <-ctx.Done():
@@ -376,7 +385,7 @@ func (g *Gateway) Stop() {
 func (g *Gateway) Table() *conntrack.Table { return g.table }
 
 // Calls returns the mapping table.
-func (g *Gateway) Calls() []conntrack.CallInfo { return g.table.Calls() }
+func (g *Gateway) Calls() []conntrack.CallInfo { return g.withNode(g.table.Calls()) }
 
 // ErrNoCall: DeleteCall found no such call.
 var ErrNoCall = conntrack.ErrNoCall

@@ -11,6 +11,12 @@ import (
 // plain data for Judge (`/healthz`, the systemd watchdog).
 type HealthFacts struct {
 	At time.Time
+	// Replication: a gateway pair is configured (--ha-etcd); its node
+	// reaches etcd; the replication's state in words.
+	Replication struct {
+		Configured, Connected bool
+		Detail                string
+	}
 	// QueuesBound: both queue sets are bound and receiving.
 	QueuesBound bool
 	// QueueDrops: packets the kernel dropped at the queues plus ENOBUFS
@@ -120,6 +126,7 @@ func (g *Gateway) Health(now time.Time) HealthFacts {
 	f.QueueDropsGrew = grew(&h.queueDrops, &h.queueDropsGrew, f.QueueDrops, now)
 	f.EventsDroppedGrew = grew(&h.eventsDropped, &h.eventsDroppedGrew, f.EventsDropped, now)
 	f.StateWritten, f.StateError = h.stateWritten, h.stateErr
+	f.Replication.Configured, f.Replication.Connected, f.Replication.Detail = g.replicationHealth()
 	return f
 }
 
@@ -157,6 +164,7 @@ const (
 	PartState    = "state-file"
 	PartCalls    = "call-table"
 	PartEvents   = "events"
+	PartReplica  = "replication"
 )
 
 // OverflowWindow is how long a queue or the events buffer counts as
@@ -188,6 +196,9 @@ func Judge(f HealthFacts) []Problem {
 	if f.MaxCalls > 0 && (f.CallsActive >= f.MaxCalls || f.CallsPending >= f.MaxCalls) {
 		add(PartCalls, false, "the call table is full (%d up, %d pending, --max-calls %d): new calls are refused",
 			f.CallsActive, f.CallsPending, f.MaxCalls)
+	}
+	if r := f.Replication; r.Configured && !r.Connected {
+		add(PartReplica, false, "etcd is not reachable: calls set up now are published when it returns (%s)", r.Detail)
 	}
 	if recent(f.At, f.EventsDroppedGrew) {
 		add(PartEvents, false, "call events dropped %s ago (%d since start): the log sink does not keep up",

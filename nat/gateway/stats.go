@@ -21,6 +21,7 @@ func (g *Gateway) Stats() map[string]uint64 {
 	s["gre_dropped_refused_call"] = e.Count(nat.ReasonRefusedCall)
 	g.fastPathStats(s)
 	g.eventStats(s)
+	g.haStats(s)
 	if g.keeper != nil {
 		g.keeper.Stats(s)
 	}

@@ -24,13 +24,19 @@ func printCalls(w io.Writer, calls []CallView, now time.Time) error {
 	calls = slices.Clone(calls)
 	slices.SortFunc(calls, func(a, b CallView) int { return strings.Compare(a.ID, b.ID) })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tROLE\tINSIDE\tPUBLIC\tPEER\tAGE\tIDLE\tPKTS-IN\tPKTS-OUT\tBYTES-IN\tBYTES-OUT\tAUTH\tMPPE")
+	// A gateway pair's calls name their node in a last column.
+	nodes := slices.ContainsFunc(calls, func(c CallView) bool { return c.Node != "" })
+	head := "ID\tSTATE\tROLE\tINSIDE\tPUBLIC\tPEER\tAGE\tIDLE\tPKTS-IN\tPKTS-OUT\tBYTES-IN\tBYTES-OUT\tAUTH\tMPPE"
+	if nodes {
+		head += "\tNODE"
+	}
+	fmt.Fprintln(tw, head)
 	for _, c := range calls {
 		// In a pending call one end has not answered yet. When it is the inside end, its Call ID
 		// and so the outer one are open (the id says pending-); otherwise the peer's is.
 		insideKnown := !strings.Contains(c.ID, "/pending-")
 		peerKnown := c.State != "pending" || !insideKnown
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s",
 			c.ID, c.State, c.Role,
 			endpoint(c.InsideAddr, c.InsideCallID, insideKnown),
 			endpoint(c.PublicAddr, c.OuterCallID, insideKnown),
@@ -38,6 +44,10 @@ func printCalls(w io.Writer, calls []CallView, now time.Time) error {
 			since(now, c.Created), since(now, c.LastSeen),
 			c.PacketsIn, c.PacketsOut, c.BytesIn, c.BytesOut,
 			word(c.Auth), word(c.MPPE))
+		if nodes {
+			fmt.Fprintf(tw, "\t%s", word(c.Node))
+		}
+		fmt.Fprintln(tw)
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("print calls: %w", err)

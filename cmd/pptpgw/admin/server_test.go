@@ -15,6 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/pptpgw/pptpgw/conntrack"
 )
 
 // fakeBackend holds a fixed table and records deletions.
@@ -289,5 +291,19 @@ func TestServeMetrics(t *testing.T) {
 	}
 	if err := NewServer(&fakeBackend{}, nil, nil).ServeMetrics("127.0.0.1:http-alt-bad"); err == nil || !strings.HasPrefix(err.Error(), "metrics listener 127.0.0.1:http-alt-bad: ") {
 		t.Errorf("bad address: %v", err)
+	}
+}
+
+func TestViewNode(t *testing.T) {
+	var c conntrack.CallInfo
+	c.Conn.Node = "gw-b"
+	v := ViewOf(c)
+	b, _ := json.Marshal(v)
+	if v.Node != "gw-b" || !strings.HasSuffix(string(b), `"node":"gw-b"}`) {
+		t.Errorf("view %s", b)
+	}
+	b, _ = json.Marshal(ViewOf(conntrack.CallInfo{}))
+	if strings.Contains(string(b), `"node"`) {
+		t.Errorf("a single gateway's call names a node: %s", b)
 	}
 }

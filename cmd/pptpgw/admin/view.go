@@ -32,6 +32,9 @@ type CallView struct {
 	// "mschapv2" and "128-bit stateless"; "" until known.
 	Auth string `json:"auth"`
 	MPPE string `json:"mppe"`
+	// Node: the gateway of a pair whose call it is (--ha-node); omitted
+	// without a pair.
+	Node string `json:"node,omitempty"`
 }
 
 // CallsBody is the body of GET /v1/calls.
@@ -57,6 +60,7 @@ func ViewOf(c conntrack.CallInfo) CallView {
 		BytesIn: c.BytesIn, BytesOut: c.BytesOut,
 		PickedUp: c.PickedUp,
 		Auth:     c.Auth.String(), MPPE: c.MPPE,
+		Node: c.Conn.Node,
 	}
 }
 

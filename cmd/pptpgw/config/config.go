@@ -106,6 +106,7 @@ type Config struct {
 	// MetricsListen is the TCP address of the read-only /metrics listener; "" for none.
 	MetricsListen string
 	StateFile     string // --state-file
+	HA            HA     // ha.go: --ha-*
 	LogFormat     string // --log-format: json or console
 	JSON          bool   // --json (calls, stats, health, check): flag only
 	Live          bool   // --live (health): flag only
@@ -136,6 +137,7 @@ func Default() Config {
 		MarkBit:     DefaultMarkBit,
 		AdminSocket: DefaultAdminSocket,
 		StateFile:   DefaultStateFile,
+		HA:          HA{Prefix: DefaultHAPrefix, LeaseTTL: DefaultHALease},
 		LogFormat:   "json",
 	}
 }

@@ -144,6 +144,13 @@ admin-socket: /tmp/a.sock
 admin-group: pptpgw
 metrics-listen: "127.0.0.1:9747"
 state-file: /tmp/state.json
+ha-etcd: [http://10.9.0.1:2379, "https://10.9.0.2:2379,https://10.9.0.3:2379"]
+ha-node: gw-a
+ha-prefix: /edge/
+ha-etcd-ca: /etc/pptpgw/etcd-ca.pem
+ha-etcd-cert: /etc/pptpgw/etcd.pem
+ha-etcd-key: /etc/pptpgw/etcd.key
+ha-lease: 45s
 log-level: debug
 log-format: console
 `)
@@ -157,6 +164,8 @@ log-format: console
 		Subcommand: CmdRun, ConfigFile: p, Queue: 10, Queues: 4, InstallRules: true, FailOpen: true, Force: true,
 		GREPath: "kernel", BPFInterfaces: []string{"eth0", "lan0"}, BPFPinDir: "/sys/fs/bpf/gw1", PublicIPs: addrs("192.0.2.1", "192.0.2.2"), LocalGRE: "accept", MarkBit: 0x100,
 		AdminSocket: "/tmp/a.sock", AdminGroup: "pptpgw", MetricsListen: "127.0.0.1:9747", StateFile: "/tmp/state.json",
+		HA: HA{Etcd: []string{"http://10.9.0.1:2379", "https://10.9.0.2:2379", "https://10.9.0.3:2379"}, Node: "gw-a", Prefix: "/edge/",
+			CA: "/etc/pptpgw/etcd-ca.pem", Cert: "/etc/pptpgw/etcd.pem", Key: "/etc/pptpgw/etcd.key", LeaseTTL: 45 * time.Second},
 		LogFormat: "console",
 	}
 	if d := cmp.Diff(want, c, cmpConfig...); d != "" {

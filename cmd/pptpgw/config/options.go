@@ -150,6 +150,7 @@ var options = []*option{
 	{name: "state-file", arg: "PATH", usage: "where calls survive a restart", cmds: allRun, from: fromAll,
 		set: func(c *Config, v string) (err error) { c.StateFile, err = parseNonEmpty(v); return err },
 		get: func(c *Config) string { return c.StateFile }},
+	optHAEtcd, optHANode, optHAPrefix, optHACA, optHACert, optHAKey, optHALease, // ha.go
 	{name: "log-level", arg: "L", usage: "debug, info, warn or error", cmds: allRun, from: fromAll, reloadable: true,
 		set: func(c *Config, v string) (err error) {
 			c.LogLevel, err = parseEnum(v, "debug", "info", "warn", "error")
