@@ -31,7 +31,7 @@ type Table struct {
 
 	// obsDetail: the observer is a DetailObserver (events.go).
 	obsDetail bool
-	repl    tableReplica // replica.go: replication's change tracking
+	repl      tableReplica // replica.go: replication's change tracking
 }
 
 // New returns an empty table. obs (nil: none) hears its events after the

@@ -1,8 +1,8 @@
 package gateway
 
 import (
-	"strings"
 	"go.uber.org/zap"
+	"strings"
 
 	"github.com/pptpgw/pptpgw/conntrack"
 	"github.com/pptpgw/pptpgw/nat/ha"
