@@ -3,8 +3,6 @@ package check
 import (
 	"context"
 	"fmt"
-	"maps"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -126,30 +124,27 @@ func repairCounters(s map[string]uint64) Result {
 	return ok("")
 }
 
-// Replication's counters, as the HA replication reports them in the
-// daemon's stats (the hook this check reads; HA is built apart):
-// replication_configured 1 when a peer is configured, then
-// replication_connected 1 while its stream is up.
-const (
-	statReplicationConfigured = "replication_configured"
-	statReplicationConnected  = "replication_connected"
-)
+// statReplicationConnected is in the daemon's stats only when it runs as
+// one of a gateway pair (--ha-etcd, nat/ha): 1 while it reaches etcd.
+const statReplicationConnected = "ha_connected"
 
-// checkReplication: HA replication, when configured, is connected.
+// checkReplication: a gateway pair's node reaches etcd, so that its calls
+// reach its standby.
 func checkReplication(f *Facts) Result {
 	s := f.Daemon.Stats
-	if s == nil || s[statReplicationConfigured] == 0 {
+	connected, configured := s[statReplicationConnected]
+	if !configured {
 		return ok("not configured")
 	}
 	var more []string
-	for _, k := range slices.Sorted(maps.Keys(s)) {
-		if strings.HasPrefix(k, "replication_") && k != statReplicationConfigured && k != statReplicationConnected {
-			more = append(more, fmt.Sprintf("%s %d", k, s[k]))
+	for _, k := range []string{"ha_lag_ms", "ha_pending", "ha_errors"} {
+		if v, ok := s[k]; ok {
+			more = append(more, fmt.Sprintf("%s %d", k, v))
 		}
 	}
-	if s[statReplicationConnected] == 0 {
-		return fail("replication is configured but not connected to its peer: a failover would lose the calls ("+strings.Join(more, ", ")+")",
-			"check that the peer runs and is reachable (see the daemon's log)")
+	if connected == 0 {
+		return fail("this node of the gateway pair does not reach etcd: calls set up now would be lost on a failover until it does ("+strings.Join(more, ", ")+")",
+			"check --ha-etcd and that etcd runs and is reachable (see the daemon's log)")
 	}
 	return ok("replication connected (" + strings.Join(more, ", ") + ")")
 }

@@ -76,13 +76,13 @@ func TestPathsAndDaemon(t *testing.T) {
 		{"older daemon without settings", func(f *Facts) { f.Daemon.Settings = nil }, "rules-running", OK, "does not say its settings", ""},
 		{"no daemon", func(f *Facts) { f.Daemon = DaemonFacts{Socket: "/x.sock", Err: "connection refused"} }, "rules-running", OK, "no daemon answers on /x.sock", ""},
 		{"replication down", func(f *Facts) {
-			f.Daemon.Stats["replication_configured"] = 1
-			f.Daemon.Stats["replication_errors_total"] = 4
-		}, "replication", Fail, "not connected to its peer: a failover would lose the calls (replication_errors_total 4)", "peer"},
+			f.Daemon.Stats["ha_connected"] = 0
+			f.Daemon.Stats["ha_errors"] = 4
+		}, "replication", Fail, "does not reach etcd: calls set up now would be lost on a failover until it does (ha_errors 4)", "etcd"},
 		{"replication up", func(f *Facts) {
-			f.Daemon.Stats["replication_configured"] = 1
-			f.Daemon.Stats["replication_connected"] = 1
-		}, "replication", OK, "replication connected", ""},
+			f.Daemon.Stats["ha_connected"] = 1
+			f.Daemon.Stats["ha_lag_ms"] = 0
+		}, "replication", OK, "replication connected (ha_lag_ms 0)", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
