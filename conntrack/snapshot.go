@@ -145,6 +145,9 @@ func (t *Table) restoreConn(cs ConnSnap) (skipped int) {
 	c.Role, c.midStream, c.closing, c.ended, c.lastSeen, c.unalloc = cs.Role, cs.MidStream, cs.Closing, cs.Ended, cs.LastSeen, cs.Unalloc
 	c.out.SetState(cs.Out)
 	c.in.SetState(cs.In)
+	if c.ended == 0 {
+		c.unconfirmed, c.restoredAt, c.stale = true, t.clock(), [2]bool{true, true} // state.go
+	}
 	for i, ks := range cs.Calls {
 		k, ok := t.restoreCall(c, ks)
 		if !ok {

@@ -27,6 +27,11 @@ type Table struct {
 	// translate, and its signal.
 	gen     atomic.Uint64
 	changed chan struct{}
+	// state.go: the generation of what the state file must keep, and its
+	// signal; stateSeen is idx.changes when it last grew.
+	stateGen     atomic.Uint64
+	stateSeen    uint64
+	stateChanged chan struct{}
 }
 
 // New returns an empty table. obs (nil: none) hears its events after the
@@ -43,6 +48,8 @@ func New(l Limits, obs Observer) *Table {
 		obsEnd:  end,
 		clock:   func() int64 { return time.Now().UnixNano() },
 		changed: make(chan struct{}, 1),
+
+		stateChanged: make(chan struct{}, 1),
 	}
 }
 
