@@ -20,6 +20,7 @@ func (g *Gateway) Stats() map[string]uint64 {
 	s["gre_dropped_unknown_call"] = e.Count(nat.ReasonUnknownCall)
 	s["gre_dropped_refused_call"] = e.Count(nat.ReasonRefusedCall)
 	g.fastPathStats(s)
+	g.stateStats(s)
 	if g.keeper != nil {
 		g.keeper.Stats(s)
 	}

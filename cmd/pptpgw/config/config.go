@@ -51,6 +51,7 @@ const (
 	DefaultControlIdle       = conntrack.DefaultControlIdle
 	DefaultSetupTimeout      = conntrack.DefaultSetupTimeout
 	DefaultCloseLinger       = conntrack.DefaultCloseLinger
+	DefaultRestoreGrace      = conntrack.DefaultRestoreGrace
 	// DefaultSnapshotInterval bounds what a crash loses (DESIGN.md).
 	DefaultSnapshotInterval = 10 * time.Second
 	// DefaultMarkBit is the packet mark bit set on rewritten GRE (DESIGN.md), above the low bits
@@ -73,6 +74,7 @@ type Reloadable struct {
 	ControlIdle       time.Duration // --control-idle: a control connection silent this long ends
 	SetupTimeout      time.Duration // --setup-timeout: a call not set up by then ends
 	CloseLinger       time.Duration // --close-linger: rewrite records kept after a close
+	RestoreGrace      time.Duration // --restore-grace: a restored connection not shown alive by then ends
 	SnapshotInterval  time.Duration // --snapshot-interval: state file written this often
 	LogLevel          string        // --log-level: debug, info, warn or error
 }
@@ -121,6 +123,7 @@ func Default() Config {
 			ControlIdle:       DefaultControlIdle,
 			SetupTimeout:      DefaultSetupTimeout,
 			CloseLinger:       DefaultCloseLinger,
+			RestoreGrace:      DefaultRestoreGrace,
 			SnapshotInterval:  DefaultSnapshotInterval,
 			LogLevel:          "info",
 		},
