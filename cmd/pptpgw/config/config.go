@@ -52,7 +52,8 @@ const (
 	DefaultSetupTimeout      = conntrack.DefaultSetupTimeout
 	DefaultCloseLinger       = conntrack.DefaultCloseLinger
 	DefaultRestoreGrace      = conntrack.DefaultRestoreGrace
-	// DefaultSnapshotInterval bounds what a crash loses (DESIGN.md).
+	// DefaultSnapshotInterval: the periodic write of the stream positions;
+	// calls set up and torn down are written within DefaultStateWriteGap.
 	DefaultSnapshotInterval = 10 * time.Second
 	// DefaultMarkBit is the packet mark bit set on rewritten GRE (DESIGN.md), above the low bits
 	// operators usually give to policy routing.
