@@ -7,7 +7,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 BIN      := bin/pptpgw
 
-.PHONY: all build test vet unit race fuzz-seeds fuzz bench e2e flood-e2e bench-scale clean demo demo-down deploy-check release docs
+.PHONY: all build test vet unit race fuzz-seeds fuzz bench e2e flood-e2e bench-scale soak clean demo demo-down deploy-check release docs
 
 all: build
 
@@ -66,6 +66,18 @@ bench-e2e: build
 bench-scale: build
 	PPTPGW_E2E_SCALE=1 PPTPGW_E2E_SCALE_OUT=$(CURDIR)/bench-scale.md PPTPGW_E2E_BIN=$(CURDIR)/$(BIN) \
 	  $(GO) test -tags e2e -count=1 -timeout 20m -run '^TestScale$$' -v ./e2e/
+
+# root: the soak (e2e/soak_test.go): pptpload/pacsim call churn (300 calls
+# at a time), GRE on the live calls, the daemon restarted every 2 minutes
+# (a third of the run if shorter; SIGTERM and SIGKILL in turn), the
+# firewall reloaded once; no call may die but by its own teardown, and
+# goroutines, fds, heap and RSS may not grow. Prints a summary table
+# (also in soak.md). SOAK_GRE_PATH: queue, kernel (default), bpf, auto.
+SOAK_DURATION ?= 10m
+SOAK_GRE_PATH ?= kernel
+soak: build
+	E2E_SOAK_DURATION=$(SOAK_DURATION) E2E_SOAK_GRE_PATH=$(SOAK_GRE_PATH) E2E_SOAK_OUT=$(CURDIR)/soak.md \
+	  PPTPGW_E2E_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -timeout 3h -run '^TestSoak$$' -v ./e2e/
 
 clean:
 	rm -rf bin dist

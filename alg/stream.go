@@ -212,6 +212,19 @@ func (s *Stream) Expect(next uint32) {
 	s.msg = Msg{Start: next}
 }
 
+// Resume moves a tracker whose position is older than its stream (restored
+// from a state file written before the last segments passed) on to seq, the
+// start of a segment beyond it: the bytes in between passed already, and the
+// walk looks for the next header by its magic cookie. It does nothing when
+// seq is not beyond the position.
+func (s *Stream) Resume(seq uint32) {
+	if !s.started || int32(seq-s.next) <= 0 {
+		return
+	}
+	s.next, s.inSync, s.finSeen = seq, false, false
+	s.msg = Msg{Start: seq}
+}
+
 // Ack prunes the rewrite records the receiver has acknowledged: it drops
 // retransmitted bytes below its ack anyway.
 func (s *Stream) Ack(ack uint32) {

@@ -164,6 +164,10 @@ func (t *Table) Expire(now int64) {
 			t.endConn(c, now, "control-idle")
 			continue
 		}
+		if c.unconfirmed && now-c.restoredAt >= int64(l.RestoreGrace) {
+			t.endConn(c, now, "unconfirmed") // state.go
+			continue
+		}
 		t.expireCalls(c, now)
 	}
 }

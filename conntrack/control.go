@@ -81,6 +81,12 @@ type Conn struct {
 	lastSeen    int64
 	closing     bool
 	replica     connReplica // replica.go: whose record it is, for nat/ha
+	// state.go: restored from the state file and not confirmed yet by
+	// the kernel's conntrack table or a segment; stale: a direction's
+	// position may be older than the stream (a write before a crash).
+	unconfirmed bool
+	restoredAt  int64
+	stale       [2]bool
 }
 
 // Info describes the connection for logs.
@@ -104,7 +110,7 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 	// A SYN or SYN-ACK on the ports of an ended connection starts a new
 	// one (ports are reused, e.g. after a RST): the SYN usually cannot be
 	// resolved yet (its kernel entry is unconfirmed), the SYN-ACK can.
-	if c == nil || (c.ended != 0 && seg.SYN) {
+	if c == nil || (c.replaceable() && seg.SYN) {
 		if seg.RST || (seg.FIN && len(seg.Payload) == 0) {
 			return ControlResult{}
 		}
@@ -118,8 +124,9 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 	t.lock()
 	defer t.unlock()
 	c = t.idx.conns[key]
-	if c != nil && c.ended != 0 && seg.SYN && resolved && !(seg.ACK && c.synDup(seg)) {
-		// A new connection on the same ports after the old one ended.
+	if c != nil && c.replaceable() && seg.SYN && resolved && !(seg.ACK && c.synDup(seg)) {
+		// A new connection on the same ports after the old one ended
+		// (or one restored from before a reboot).
 		t.removeConn(c)
 		c = nil
 	}
@@ -144,7 +151,8 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 	if seg.ACK {
 		rev.Ack(seg.Ack)
 	}
-	sr := dir.Segment(seg.Seq, seg.SYN, seg.FIN, seg.Payload, h)
+	c.unconfirmed = false // state.go: it is alive
+	sr := t.walkSegment(c, out, dir, seg, h)
 	if sr.Gap {
 		t.Counters.OutOfOrder.Add(1)
 		res.Drop = true
@@ -212,6 +220,9 @@ func (t *Table) newConn(key connKey, spec ConnSpec) *Conn {
 
 // closing marks every call of c closing (one FIN, CCRQ, StopCCRQ).
 func (t *Table) closing(c *Conn) {
+	if !c.closing {
+		t.idx.changes++
+	}
 	c.closing = true
 	for _, k := range c.calls {
 		if k.State == StateEstablished {
@@ -228,6 +239,7 @@ func (t *Table) endConn(c *Conn, now int64, reason string) {
 	}
 	if c.ended == 0 {
 		c.ended = now
+		t.idx.changes++
 		t.Counters.ConnsClosed.Add(1)
 		t.emitConn(evConnClosed, c.Info(), reason)
 	}

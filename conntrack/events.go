@@ -120,6 +120,7 @@ func (t *Table) emitConn(kind eventKind, c ConnInfo, reason string) {
 func (t *Table) lock() { t.mu.Lock() }
 
 func (t *Table) unlock() {
+	t.markState()     // state.go
 	if t.evs == nil { // the usual case: nothing to deliver
 		t.mu.Unlock()
 		return

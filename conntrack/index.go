@@ -25,6 +25,9 @@ type index struct {
 	active   int          // established and closing calls
 	pending  int
 	unbound  int // picked-up calls whose peer Call ID is not known yet
+	// changes counts every change the state file must keep soon: calls
+	// and connections coming and going, calls changing state (state.go).
+	changes uint64
 }
 
 func newIndex() index {
@@ -104,12 +107,16 @@ func (x *index) room(peer Addr, hi byte) bool { return x.buckets[bucketKey{peer,
 
 // Connections.
 
-func (x *index) addConn(c *Conn) { x.conns[c.key] = c }
+func (x *index) addConn(c *Conn) {
+	x.conns[c.key] = c
+	x.changes++
+}
 
 // delConn removes c, which must hold no calls and no reservations.
 func (x *index) delConn(c *Conn) {
 	if x.conns[c.key] == c {
 		delete(x.conns, c.key)
+		x.changes++
 	}
 }
 
@@ -147,6 +154,7 @@ func (x *index) insert(k *Call) {
 	}
 	x.count(k, +1)
 	k.conn.calls = append(k.conn.calls, k)
+	x.changes++
 }
 
 // remove takes k out of everything; it must be unpublished first. Its
@@ -173,6 +181,7 @@ func (x *index) remove(k *Call) {
 		x.unbound--
 	}
 	x.count(k, -1)
+	x.changes++
 }
 
 // bind gives picked-up call k the peer Call ID id.
@@ -181,6 +190,7 @@ func (x *index) bind(k *Call, id uint16) {
 		x.unbound--
 	}
 	k.PeerID, k.hasPeer = id, true
+	x.changes++
 }
 
 // setState moves k to s, keeping the counts the limits read.
@@ -188,6 +198,7 @@ func (x *index) setState(k *Call, s CallState) {
 	x.count(k, -1)
 	k.State = s
 	x.count(k, +1)
+	x.changes++
 }
 
 func (x *index) count(k *Call, d int) {

@@ -211,6 +211,11 @@ func (t *Table) setState(k *Call, s CallState, now int64) {
 func (t *Table) publish(k *Call) {
 	t.touch(k.conn)
 	old, ok := t.idx.publish(k)
+	if old != nil && old.conn.unconfirmed {
+		// A call from before a reboot (state.go): the peer numbers its
+		// calls afresh, the new one with the same IDs replaces it.
+		t.endCall(old, "replaced")
+	}
 	if old != nil || ok && fastEligible(k) {
 		t.bump() // fastpath.go
 	}

@@ -154,6 +154,9 @@ func (t *Table) restoreConn(cs ConnSnap) (skipped int) {
 	c.replica.origin = cs.Origin
 	c.out.SetState(cs.Out)
 	c.in.SetState(cs.In)
+	if c.ended == 0 {
+		c.unconfirmed, c.restoredAt, c.stale = true, t.clock(), [2]bool{true, true} // state.go
+	}
 	for i, ks := range cs.Calls {
 		k, ok := t.restoreCall(c, ks)
 		if !ok {

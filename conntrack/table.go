@@ -32,6 +32,11 @@ type Table struct {
 	// obsDetail: the observer is a DetailObserver (events.go).
 	obsDetail bool
 	repl      tableReplica // replica.go: replication's change tracking
+	// state.go: the generation of what the state file must keep, and its
+	// signal; stateSeen is idx.changes when it last grew.
+	stateGen     atomic.Uint64
+	stateSeen    uint64
+	stateChanged chan struct{}
 }
 
 // New returns an empty table. obs (nil: none) hears its events after the
@@ -48,6 +53,8 @@ func New(l Limits, obs Observer) *Table {
 		obs:    obs,
 		obsEnd: end,
 		clock:  func() int64 { return time.Now().UnixNano() },
+
+		stateChanged: make(chan struct{}, 1),
 	}
 	t.obsDetail = detail
 	return t

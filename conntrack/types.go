@@ -116,6 +116,10 @@ type Limits struct {
 	ControlIdle       time.Duration // a control connection with no segment
 	SetupTimeout      time.Duration // a pending call or a tombstone
 	CloseLinger       time.Duration // an ended control connection's rewrite records
+	// RestoreGrace: a connection restored from the state file that
+	// neither the kernel's conntrack table knows nor shows a segment
+	// within it is gone (a reboot, the peer gone meanwhile).
+	RestoreGrace time.Duration
 }
 
 // Defaults for Limits. The timeouts are chosen against PPTP's own clocks
@@ -138,6 +142,9 @@ const (
 	DefaultSetupTimeout = 60 * time.Second
 	// DefaultCloseLinger keeps a closed connection's rewrite records for retransmissions.
 	DefaultCloseLinger = 10 * time.Second
+	// DefaultRestoreGrace outlasts one echo interval (60 s): a live
+	// connection shows a segment within it.
+	DefaultRestoreGrace = 90 * time.Second
 )
 
 func (l Limits) withDefaults() Limits {
@@ -158,6 +165,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.CloseLinger <= 0 {
 		l.CloseLinger = DefaultCloseLinger
+	}
+	if l.RestoreGrace <= 0 {
+		l.RestoreGrace = DefaultRestoreGrace
 	}
 	return l
 }

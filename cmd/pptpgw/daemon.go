@@ -38,7 +38,8 @@ type daemon struct {
 
 func limitsOf(r config.Reloadable) conntrack.Limits {
 	return conntrack.Limits{MaxCalls: r.MaxCalls, MaxCallsPerInside: r.MaxCallsPerInside, GREIdle: r.GREIdle,
-		ControlIdle: r.ControlIdle, SetupTimeout: r.SetupTimeout, CloseLinger: r.CloseLinger}
+		ControlIdle: r.ControlIdle, SetupTimeout: r.SetupTimeout, CloseLinger: r.CloseLinger,
+		RestoreGrace: r.RestoreGrace}
 }
 
 func rulesConfig(c *config.Config) rules.Config {

@@ -7,7 +7,7 @@ _pptpgw() {
 		return
 	fi
 	case ${COMP_WORDS[1]} in
-	run) opts="--config --queue --queues --install-rules --repair-rules --fail-open --force --gre-path --bpf-interfaces --bpf-pin-dir --public-ip --local-gre --max-calls --max-calls-per-inside --require-auth --require-mppe --allow-inside --allow-peer --gre-idle --control-idle --setup-timeout --close-linger --snapshot-interval --mark-bit --admin-socket --admin-group --metrics-listen --state-file --ha-etcd --ha-node --ha-prefix --ha-etcd-ca --ha-etcd-cert --ha-etcd-key --ha-lease --log-level --log-format" words="" ;;
+	run) opts="--config --queue --queues --install-rules --repair-rules --fail-open --force --gre-path --bpf-interfaces --bpf-pin-dir --public-ip --local-gre --max-calls --max-calls-per-inside --require-auth --require-mppe --allow-inside --allow-peer --gre-idle --control-idle --setup-timeout --close-linger --restore-grace --snapshot-interval --mark-bit --admin-socket --admin-group --metrics-listen --state-file --ha-etcd --ha-node --ha-prefix --ha-etcd-ca --ha-etcd-cert --ha-etcd-key --ha-lease --log-level --log-format" words="" ;;
 	rules) opts="--config --queue --queues --fail-open --bpf-pin-dir --mark-bit" words="install remove show" ;;
 	calls) opts="--config --admin-socket --json --inside --peer --state" words="" ;;
 	stats) opts="--config --admin-socket --json" words="" ;;
@@ -22,7 +22,7 @@ _pptpgw() {
 	--config|--bpf-pin-dir|--admin-socket|--state-file|--ha-prefix|--ha-etcd-ca|--ha-etcd-cert|--ha-etcd-key|--in|--lan-out|--out)
 		mapfile -t COMPREPLY < <(compgen -f -- "$cur")
 		return ;;
-	--queue|--queues|--public-ip|--max-calls|--max-calls-per-inside|--allow-inside|--allow-peer|--gre-idle|--control-idle|--setup-timeout|--close-linger|--snapshot-interval|--mark-bit|--metrics-listen|--ha-etcd|--ha-node|--ha-lease|--inside|--peer|--state|--type)
+	--queue|--queues|--public-ip|--max-calls|--max-calls-per-inside|--allow-inside|--allow-peer|--gre-idle|--control-idle|--setup-timeout|--close-linger|--restore-grace|--snapshot-interval|--mark-bit|--metrics-listen|--ha-etcd|--ha-node|--ha-lease|--inside|--peer|--state|--type)
 		:
 		return ;;
 	--gre-path)

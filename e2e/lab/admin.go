@@ -72,3 +72,27 @@ func (g *Gateway) adminGet(path string) (string, error) {
 	}
 	return string(body), nil
 }
+
+// Goroutines returns the daemon's goroutine count (GET
+// /debug/pprof/goroutine?debug=1: "goroutine profile: total N").
+func (g *Gateway) Goroutines() (int, error) {
+	body, err := g.adminGet("/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(body, "\n")
+	v, ok := strings.CutPrefix(line, "goroutine profile: total ")
+	if !ok {
+		return 0, fmt.Errorf("goroutine profile starts %q", line)
+	}
+	return strconv.Atoi(strings.TrimSpace(v))
+}
+
+// OpenFDs counts the daemon's open file descriptors (/proc/PID/fd).
+func (g *Gateway) OpenFDs() (int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", g.Pid()))
+	if err != nil {
+		return 0, err
+	}
+	return len(ents), nil
+}

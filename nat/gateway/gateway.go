@@ -64,6 +64,9 @@ type Config struct {
 	// SnapshotInterval is how often the state file is written (default
 	// 10 s); it is written at Stop too.
 	SnapshotInterval time.Duration
+	// StateWriteGap is the shortest time between two writes on change
+	// (a call set up or torn down; default DefaultStateWriteGap).
+	StateWriteGap time.Duration
 	// ExpireInterval is how often idle calls and connections are expired
 	// (default 1 s).
 	ExpireInterval time.Duration
@@ -133,6 +136,9 @@ type Gateway struct {
 
 	health healthTracker // what Health remembers between calls
 
+	state    stateWriter // state.go
+	restored bool        // the state file held connections
+
 	mu       sync.Mutex // guards reloadable settings below
 	snapTick *time.Ticker
 	stopOnce sync.Once
@@ -157,6 +163,9 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	}
 	if cfg.SnapshotInterval <= 0 {
 		cfg.SnapshotInterval = 10 * time.Second
+	}
+	if cfg.StateWriteGap <= 0 {
+		cfg.StateWriteGap = DefaultStateWriteGap
 	}
 	if cfg.ExpireInterval <= 0 {
 		cfg.ExpireInterval = time.Second
@@ -198,6 +207,7 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	g.confirmRestored(res) // state.go
 	g.engine = nat.NewEngine(g.table, res, nat.Config{LocalGREAccept: g.cfg.LocalGREAccept})
 	if g.cfg.LocalGREAccept {
 		g.log.Warn("--local-gre accept is deprecated: the router's own PPTP calls are tracked without it, " +
@@ -317,21 +327,6 @@ func (g *Gateway) expireCalls(ctx context.Context) {
 			return
 		case now := <-t.C:
 			g.table.Expire(now.UnixNano())
-		}
-	}
-}
-
-func (g *Gateway) writeState(ctx context.Context) {
-	g.mu.Lock()
-	tick := g.snapTick
-	g.mu.Unlock()
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			g.snapshot()
 		}
 	}
 }

@@ -22,6 +22,7 @@ func (g *Gateway) Stats() map[string]uint64 {
 	g.fastPathStats(s)
 	g.eventStats(s)
 	g.haStats(s)
+	g.stateStats(s)
 	if g.keeper != nil {
 		g.keeper.Stats(s)
 	}

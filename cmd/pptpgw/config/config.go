@@ -53,7 +53,9 @@ const (
 	DefaultControlIdle       = conntrack.DefaultControlIdle
 	DefaultSetupTimeout      = conntrack.DefaultSetupTimeout
 	DefaultCloseLinger       = conntrack.DefaultCloseLinger
-	// DefaultSnapshotInterval bounds what a crash loses (DESIGN.md).
+	DefaultRestoreGrace      = conntrack.DefaultRestoreGrace
+	// DefaultSnapshotInterval: the periodic write of the stream positions;
+	// calls set up and torn down are written within DefaultStateWriteGap.
 	DefaultSnapshotInterval = 10 * time.Second
 	// DefaultMarkBit is the packet mark bit set on rewritten GRE (DESIGN.md), above the low bits
 	// operators usually give to policy routing.
@@ -75,6 +77,7 @@ type Reloadable struct {
 	ControlIdle       time.Duration // --control-idle: a control connection silent this long ends
 	SetupTimeout      time.Duration // --setup-timeout: a call not set up by then ends
 	CloseLinger       time.Duration // --close-linger: rewrite records kept after a close
+	RestoreGrace      time.Duration // --restore-grace: a restored connection not shown alive by then ends
 	SnapshotInterval  time.Duration // --snapshot-interval: state file written this often
 	LogLevel          string        // --log-level: debug, info, warn or error
 }
@@ -126,6 +129,7 @@ func Default() Config {
 			ControlIdle:       DefaultControlIdle,
 			SetupTimeout:      DefaultSetupTimeout,
 			CloseLinger:       DefaultCloseLinger,
+			RestoreGrace:      DefaultRestoreGrace,
 			SnapshotInterval:  DefaultSnapshotInterval,
 			LogLevel:          "info",
 		},

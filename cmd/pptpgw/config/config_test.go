@@ -138,6 +138,7 @@ gre-idle: 10m
 control-idle: 1h
 setup-timeout: 2m
 close-linger: 0s
+restore-grace: 2m
 snapshot-interval: 30s
 mark-bit: 0x100
 admin-socket: /tmp/a.sock
@@ -160,7 +161,7 @@ log-format: console
 	}
 	want := &Config{
 		Reloadable: Reloadable{MaxCalls: 1000, MaxCallsPerInside: 8, GREIdle: 10 * time.Minute, ControlIdle: time.Hour,
-			SetupTimeout: 2 * time.Minute, CloseLinger: 0, SnapshotInterval: 30 * time.Second, LogLevel: "debug"},
+			SetupTimeout: 2 * time.Minute, CloseLinger: 0, RestoreGrace: 2 * time.Minute, SnapshotInterval: 30 * time.Second, LogLevel: "debug"},
 		Subcommand: CmdRun, ConfigFile: p, Queue: 10, Queues: 4, InstallRules: true, FailOpen: true, Force: true,
 		GREPath: "kernel", BPFInterfaces: []string{"eth0", "lan0"}, BPFPinDir: "/sys/fs/bpf/gw1", PublicIPs: addrs("192.0.2.1", "192.0.2.2"), LocalGRE: "accept", MarkBit: 0x100,
 		AdminSocket: "/tmp/a.sock", AdminGroup: "pptpgw", MetricsListen: "127.0.0.1:9747", StateFile: "/tmp/state.json",

@@ -173,7 +173,7 @@ func TestReload(t *testing.T) {
 	}
 	want := Reloadable{MaxCalls: 200, MaxCallsPerInside: 7 /* the flag still wins */, GREIdle: 2 * time.Minute,
 		ControlIdle: DefaultControlIdle, SetupTimeout: 30 * time.Second, CloseLinger: DefaultCloseLinger,
-		SnapshotInterval: DefaultSnapshotInterval, LogLevel: "debug"}
+		RestoreGrace: DefaultRestoreGrace, SnapshotInterval: DefaultSnapshotInterval, LogLevel: "debug"}
 	if next.Reloadable != want {
 		t.Errorf("reloaded %+v\nwant      %+v", next.Reloadable, want)
 	}

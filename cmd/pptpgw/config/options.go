@@ -133,6 +133,8 @@ var options = []*option{
 		func(c *Config) *time.Duration { return &c.SetupTimeout }),
 	durationOption("close-linger", "how long a closed stream's rewrite records are kept for retransmissions", 0,
 		func(c *Config) *time.Duration { return &c.CloseLinger }),
+	durationOption("restore-grace", "a connection restored from the state file that conntrack does not know and that shows no segment this long ends", time.Second,
+		func(c *Config) *time.Duration { return &c.RestoreGrace }),
 	durationOption("snapshot-interval", "how often the state file is written", time.Second,
 		func(c *Config) *time.Duration { return &c.SnapshotInterval }),
 	{name: "mark-bit", arg: "HEX", usage: "packet mark bit set on translated GRE (one bit, e.g. 0x10000000)", cmds: runRules, from: fromAll,

@@ -1,0 +1,205 @@
+package conntrack_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pptpgw/pptpgw/conntrack"
+)
+
+// stateSignalled reports whether StateChanged holds a signal, and drains it.
+func stateSignalled(tbl *conntrack.Table) bool {
+	select {
+	case <-tbl.StateChanged():
+		return true
+	default:
+		return false
+	}
+}
+
+// TestStateGeneration: what the state file must keep soon (connections and
+// calls coming, settling and going) grows the state generation and signals
+// once; control messages that only move stream positions do not.
+func TestStateGeneration(t *testing.T) {
+	tbl := newTable(conntrack.Limits{})
+	res := &fakeResolver{}
+	f := pnsFlow(t, tbl, res, cli1, 40001, pac1)
+	gen := tbl.StateGeneration()
+	step := func(what string, wantChange bool, do func()) {
+		t.Helper()
+		do()
+		g := tbl.StateGeneration()
+		if changed := g != gen; changed != wantChange {
+			t.Errorf("%s: generation %d -> %d, want changed=%v", what, gen, g, wantChange)
+		}
+		if s := stateSignalled(tbl); s != wantChange {
+			t.Errorf("%s: signalled=%v, want %v", what, s, wantChange)
+		}
+		gen = g
+	}
+	step("connection opened", true, f.start)
+	step("echo request and reply", false, func() { f.send(dirOut, echoRQ()); f.send(dirIn, echoRQ()) })
+	var outer uint16
+	step("call request (pending)", true, func() { outer = f.u16(f.send(dirOut, ocrq(0)), 12) })
+	step("call reply (established)", true, func() { f.send(dirIn, ocrp(0x100, outer, 1)) })
+	step("GRE", false, func() { tbl.GREIn(pac1, pub1, outer, 100, f.now); tbl.GREOut(cli1, pac1, 0x100, 100, f.now) })
+	step("expiry with nothing due", false, func() { tbl.Expire(f.now) })
+	step("call cleared", true, func() { f.send(dirIn, cdn(0x100)) })
+	step("FIN", true, func() { f.fin(dirOut) })
+}
+
+func (f *flow) u16(b []byte, off int) uint16 { return u16(b, off) }
+
+// restoredScene is a connection with one call (inside ID 0, PAC ID 0x100),
+// snapshotted, then carried on (echoes both ways) in the original table:
+// the snapshot is older than the streams, as after a crash.
+func restoredScene(t *testing.T) (f *flow, outer uint16, snap conntrack.Snapshot) {
+	tbl := newTable(conntrack.Limits{})
+	f = pnsFlow(t, tbl, &fakeResolver{}, cli1, 40001, pac1)
+	f.start()
+	outer = f.pnsCall(0, 0x100)
+	snap = tbl.Snapshot()
+	f.send(dirOut, echoRQ())
+	f.send(dirIn, echoRQ())
+	return f, outer, snap
+}
+
+func restoreInto(t *testing.T, snap conntrack.Snapshot, l conntrack.Limits) *conntrack.Table {
+	t.Helper()
+	tbl := newTable(l)
+	tbl.SetClock(func() int64 { return t0.UnixNano() })
+	if skipped, err := tbl.Restore(snap); err != nil || skipped != 0 {
+		t.Fatalf("Restore: skipped %d, %v", skipped, err)
+	}
+	return tbl
+}
+
+// TestRestoreStaleStream: a connection restored from a snapshot older than
+// its streams resumes at the next segment in each direction, instead of
+// dropping everything beyond the snapshot's position as a gap for ever.
+func TestRestoreStaleStream(t *testing.T) {
+	f, outer, snap := restoredScene(t)
+	f.tbl = restoreInto(t, snap, conntrack.Limits{})
+	out := f.send(dirOut, ccrq(0))
+	if f.last.Drop || !f.last.Tracked {
+		t.Fatalf("CCRQ after the restore: %+v, want tracked and passed", f.last)
+	}
+	if got := u16(out, 12); got != outer {
+		t.Errorf("CCRQ Call ID rewritten to %#04x, want the outer %#04x", got, outer)
+	}
+	f.send(dirIn, cdn(0x100))
+	if f.last.Drop {
+		t.Fatalf("CDN after the restore dropped")
+	}
+	if r := rows(f.tbl); len(r) != 0 {
+		t.Errorf("calls after CDN: %+v", r)
+	}
+	// A real gap afterwards is still one.
+	f.next[dirOut] += 100
+	f.send(dirOut, echoRQ())
+	if !f.last.Drop {
+		t.Errorf("a gap after the resumed walk passed")
+	}
+}
+
+// TestRestoreUnconfirmed: restored connections the kernel's conntrack
+// table does not know and that show no segment end after RestoreGrace;
+// those it knows, or that show a segment, stay.
+func TestRestoreUnconfirmed(t *testing.T) {
+	const grace = 30 * time.Second
+	l := conntrack.Limits{RestoreGrace: grace}
+	for _, tc := range []struct {
+		name      string
+		known     bool // the kernel has the connection
+		segment   bool // a segment passes after the restore
+		wantConf  int
+		wantLeft  int
+		wantCalls int
+	}{
+		{"gone", false, false, 0, 1, 0},
+		{"known to the kernel", true, false, 1, 0, 1},
+		{"shows a segment", false, true, 0, 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, _, snap := restoredScene(t)
+			tbl := restoreInto(t, snap, l)
+			conf, left := tbl.ConfirmRestored(&fakeResolver{refuse: !tc.known})
+			if conf != tc.wantConf || left != tc.wantLeft {
+				t.Errorf("ConfirmRestored = %d, %d, want %d, %d", conf, left, tc.wantConf, tc.wantLeft)
+			}
+			if tc.segment {
+				f.tbl = tbl
+				f.send(dirOut, echoRQ())
+			}
+			tbl.Expire(t0.Add(grace - time.Second).UnixNano())
+			if n := len(rows(tbl)); n != 1 {
+				t.Fatalf("%d calls before the grace ended, want 1", n)
+			}
+			tbl.Expire(t0.Add(grace).UnixNano())
+			if n := len(rows(tbl)); n != tc.wantCalls {
+				t.Errorf("%d calls after the grace, want %d", n, tc.wantCalls)
+			}
+		})
+	}
+}
+
+// TestRestoredCallReplaced: after a reboot, the peer numbers its calls
+// afresh: a new call with the restored one's inside address, peer and peer
+// Call ID replaces it at once, in the table and in the fast path's desired
+// state; a SYN on a restored connection's ports starts a new connection.
+func TestRestoredCallReplaced(t *testing.T) {
+	_, oldOuter, snap := restoredScene(t)
+	tbl := restoreInto(t, snap, conntrack.Limits{})
+	tbl.ConfirmRestored(&fakeResolver{refuse: true})
+	res := &fakeResolver{}
+	g := pnsFlow(t, tbl, res, cli1, 40002, pac1)
+	g.start()
+	newOuter := g.pnsCall(0, 0x100)
+	r := rows(tbl)
+	if len(r) != 1 || r[0].OuterCallID != newOuter || r[0].State != "established" {
+		t.Fatalf("calls after the new call: %+v, want only the new one (outer %d; old %d)", r, newOuter, oldOuter)
+	}
+	maps, _ := tbl.Desired(nil)
+	if len(maps) != 1 || maps[0].OuterID != newOuter {
+		t.Errorf("desired %+v, want the new call's mapping only", maps)
+	}
+	if err := tbl.CheckIndex(); err != nil {
+		t.Error(err)
+	}
+
+	// The same ports again: the SYN replaces the restored connection.
+	tbl = restoreInto(t, snap, conntrack.Limits{})
+	h := pnsFlow(t, tbl, res, cli1, 40001, pac1)
+	h.next = [2]uint32{5000, 9000}
+	h.start()
+	out := h.send(dirOut, ocrq(7))
+	if h.last.Drop || !h.last.Tracked {
+		t.Fatalf("OCRQ on the new connection: %+v", h.last)
+	}
+	h.send(dirIn, ocrp(0x200, u16(out, 12), 1))
+	if r := rows(tbl); len(r) != 1 || r[0].InsideCallID != 7 || r[0].State != "established" {
+		t.Errorf("calls: %+v, want the new connection's call only", r)
+	}
+}
+
+// BenchmarkSnapshot10k: the state file's snapshot of 10 000 calls, each on
+// its own control connection: the time the control path waits for the
+// read lock per write (the GRE path does not: it takes the read lock too).
+func BenchmarkSnapshot10k(b *testing.B) {
+	tbl := newTable(conntrack.Limits{MaxCalls: 20000})
+	res := &fakeResolver{}
+	for i := range 10000 {
+		f := pnsFlow(b, tbl, res, clientAddr(i), 40000, pac1)
+		f.noCheck = true
+		f.start()
+		f.pnsCall(0, uint16(i))
+		f.send(dirOut, echoRQ())
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		s := tbl.Snapshot()
+		if len(s.Conns) != 10000 {
+			b.Fatal(len(s.Conns))
+		}
+	}
+}
