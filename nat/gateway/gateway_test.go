@@ -12,6 +12,7 @@ import (
 	"github.com/pptpgw/pptpgw/nat"
 	"github.com/pptpgw/pptpgw/nat/fastpath"
 	"github.com/pptpgw/pptpgw/nat/nfq"
+	"github.com/pptpgw/pptpgw/nat/nfq/nfqtest"
 	"github.com/pptpgw/pptpgw/nat/rules"
 )
 
@@ -66,24 +67,6 @@ func (b *memBackend) Counters(func(fastpath.InKey, fastpath.Counters), func(fast
 }
 func (b *memBackend) Close(bool) error { b.closed = true; return nil }
 
-// memQueues stands for a bound queue set.
-type memQueues struct {
-	done chan struct{}
-	err  error
-}
-
-func (q *memQueues) Done() <-chan struct{} { return q.done }
-func (q *memQueues) Wait() error           { <-q.done; return q.err }
-func (q *memQueues) Close() error {
-	select {
-	case <-q.done:
-	default:
-		close(q.done)
-	}
-	return nil
-}
-func (q *memQueues) Stats() nfq.Stats { return nfq.Stats{} }
-
 type noResolver struct{}
 
 func (noResolver) Resolve(src, dst conntrack.Endpoint) (conntrack.ConnSpec, bool) {
@@ -92,21 +75,32 @@ func (noResolver) Resolve(src, dst conntrack.Endpoint) (conntrack.ConnSpec, bool
 
 // testGateway starts a gateway with in-memory queues and the given
 // backends; handlers receives each queue set's handler.
-func testGateway(t *testing.T, cfg Config, backends map[string]*memBackend) (*Gateway, []*memQueues, error) {
+func testGateway(t *testing.T, cfg Config, backends map[string]*memBackend) (*Gateway, []*nfqtest.Queues, error) {
+	return testGatewayDeps(t, cfg, backends, nil)
+}
+
+// testGatewayDeps starts a gateway over in-memory queues (nat/nfq/nfqtest:
+// the packet path runs as over NFQUEUE), with the given backends and deps
+// changed by edit (nil: none); it returns the control queue set and the
+// GRE one.
+func testGatewayDeps(t *testing.T, cfg Config, backends map[string]*memBackend, edit func(*Deps)) (*Gateway, []*nfqtest.Queues, error) {
 	t.Helper()
-	var qs []*memQueues
+	var qs []*nfqtest.Queues
 	deps := Deps{
 		Resolver: noResolver{},
 		OpenQueues: func(ctx context.Context, c nfq.Config, h nfq.Handler) (Queues, error) {
-			q := &memQueues{done: make(chan struct{})}
+			q, err := nfqtest.Open(ctx, c, h)
 			qs = append(qs, q)
-			return q, nil
+			return q, err
 		},
 		Backends:   map[string]func() (fastpath.Backend, error){},
 		QueueDrops: func(first, last uint16) uint64 { return 0 },
 	}
 	for name, b := range backends {
 		deps.Backends[name] = func() (fastpath.Backend, error) { return b, nil }
+	}
+	if edit != nil {
+		edit(&deps)
 	}
 	g, err := New(cfg, deps)
 	if err != nil {
@@ -187,8 +181,7 @@ func TestRunStops(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- g.Run(ctx) }()
 	time.Sleep(10 * time.Millisecond)
-	qs[1].err = errors.New("netlink: socket closed")
-	qs[1].Close()
+	qs[1].Fail(errors.New("netlink: socket closed"))
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "GRE queues stopped: netlink: socket closed") {

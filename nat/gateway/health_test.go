@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -9,8 +8,6 @@ import (
 	"time"
 
 	"github.com/pptpgw/pptpgw/conntrack"
-	"github.com/pptpgw/pptpgw/nat/fastpath"
-	"github.com/pptpgw/pptpgw/nat/nfq"
 )
 
 func TestJudge(t *testing.T) {
@@ -123,29 +120,4 @@ func TestHealthFacts(t *testing.T) {
 	if ps := Judge(g.Health(now.Add(40 * time.Second))); len(ps) != 1 || ps[0].Part != PartQueues || !ps[0].Restart {
 		t.Errorf("queues closed: %+v", ps)
 	}
-}
-
-// testGatewayDeps is testGateway with deps changed by edit.
-func testGatewayDeps(t *testing.T, cfg Config, backends map[string]*memBackend, edit func(*Deps)) (*Gateway, []*memQueues, error) {
-	t.Helper()
-	var qs []*memQueues
-	deps := Deps{
-		Resolver: noResolver{},
-		OpenQueues: func(ctx context.Context, c nfq.Config, h nfq.Handler) (Queues, error) {
-			q := &memQueues{done: make(chan struct{})}
-			qs = append(qs, q)
-			return q, nil
-		},
-		Backends:   map[string]func() (fastpath.Backend, error){},
-		QueueDrops: func(first, last uint16) uint64 { return 0 },
-	}
-	for name, b := range backends {
-		deps.Backends[name] = func() (fastpath.Backend, error) { return b, nil }
-	}
-	edit(&deps)
-	g, err := New(cfg, deps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return g, qs, g.Start(t.Context())
 }

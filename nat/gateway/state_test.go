@@ -11,6 +11,7 @@ import (
 	"github.com/pptpgw/pptpgw/conntrack"
 	"github.com/pptpgw/pptpgw/nat/fastpath"
 	"github.com/pptpgw/pptpgw/nat/nfq"
+	"github.com/pptpgw/pptpgw/nat/nfq/nfqtest"
 )
 
 // memState is a StateStore in memory that records every write.
@@ -59,7 +60,7 @@ func stateGateway(t *testing.T, st *memState, gap time.Duration) *Gateway {
 		Resolver: insideResolver{},
 		State:    st,
 		OpenQueues: func(ctx context.Context, c nfq.Config, h nfq.Handler) (Queues, error) {
-			return &memQueues{done: make(chan struct{})}, nil
+			return nfqtest.Open(ctx, c, h)
 		},
 		Backends:   map[string]func() (fastpath.Backend, error){},
 		QueueDrops: func(first, last uint16) uint64 { return 0 },
