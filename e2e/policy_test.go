@@ -39,7 +39,8 @@ func policyCalls(g *lab.Gateway) ([]policyCall, error) {
 // --require-auth pap lets the call up and shows "pap" in `calls`; one run
 // with --require-auth mschapv2 clears the call on that Configure-Ack: its
 // GRE is dropped from then on, `calls` no longer lists it established, and
-// stats count calls_cleared_policy 1.
+// stats count calls_cleared_policy 1. With --gre-path bpf, the allowed
+// call stays off the bpf path while its negotiation is read.
 func TestGWPolicyAuth(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -49,7 +50,7 @@ func TestGWPolicyAuth(t *testing.T) {
 		t.Run(tc.require, func(t *testing.T) {
 			tp := newGWTopo(t, 1)
 			l := tp.l
-			gw := tp.gw.StartGateway(lab.GatewayConfig{InstallRules: true, Args: []string{"--require-auth", tc.require}})
+			gw := tp.gw.StartGateway(lab.GatewayConfig{InstallRules: true, Args: []string{"--require-auth", tc.require, "--gre-path", "bpf"}})
 			srv := tp.srv.StartPPTPD(lab.PPTPDConfig{AuthPAP: true})
 			pc := tp.clients[0].StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(0)})
 			ends := []end{{"pptp1", pc.Status}}
@@ -73,9 +74,19 @@ func TestGWPolicyAuth(t *testing.T) {
 
 			if !tc.cleared {
 				first := waitEchoes(l, "LCP opened and echoes answered on both ends", ends, srv, 2, 20*time.Second)
+				// The policy reads the negotiation: the call stays off the bpf
+				// path, its GRE crossing the queues, until the negotiation is
+				// over (the first data packet; this lab's PPP peers send LCP
+				// only, so it never is: conntrack's TestDesiredWaitsForNegotiation
+				// covers the entry).
+				before := gw.MustStats()
 				waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
 				waitCalls(l, gw, 1, trafficBothWays, 5*time.Second)
 				st := gw.MustStats()
+				if st["gre_bpf_calls"] != 0 || st["gre_in"] <= before["gre_in"] || st["gre_out"] <= before["gre_out"] {
+					t.Errorf("while negotiating: gre_bpf_calls %d, gre_in %d -> %d, gre_out %d -> %d; want 0 and the queues carrying it",
+						st["gre_bpf_calls"], before["gre_in"], st["gre_in"], before["gre_out"], st["gre_out"])
+				}
 				if st["calls_cleared_policy"] != 0 || st["calls_active"] != 1 {
 					t.Errorf("stats calls_cleared_policy %d calls_active %d, want 0 and 1", st["calls_cleared_policy"], st["calls_active"])
 				}
