@@ -18,6 +18,14 @@ type family struct {
 	name, help string
 	kind       prometheus.ValueType
 	label      string
+	scale      float64 // the stats value times scale is the metric's (0: 1): base units
+}
+
+// inSeconds makes f read a stats value of unit (e.g. time.Millisecond) in
+// seconds, the Prometheus base unit.
+func inSeconds(f *family, unit time.Duration) *family {
+	f.scale = unit.Seconds()
+	return f
 }
 
 func counter(name, help, label string) *family {
@@ -69,6 +77,33 @@ var (
 		"rules_check_errors_total":    counter("rules_check_errors_total", "Rules checks that failed to read or repair.", ""),
 		"silence_table_created_total": counter("silence_table_created_total", "Times the nf_tables silence table was (re)created.", ""),
 		"silence_icmp_dropped":        counter("silence_icmp_dropped_total", "ICMP errors quoting GRE dropped by the nf_tables silence table.", ""),
+
+		// The state file (write on change).
+		"state_writes":       counter("state_writes_total", "State file writes.", ""),
+		"state_write_errors": counter("state_write_errors_total", "State file writes that failed.", ""),
+		"state_snapshot_us":  inSeconds(gauge("state_snapshot_seconds", "How long the last snapshot of the call table held its read lock.", ""), time.Microsecond),
+		"state_write_us":     inSeconds(gauge("state_write_seconds", "How long the last state file write took (encode, write, fsync, rename).", ""), time.Microsecond),
+
+		// The event stream (pptpgw events).
+		"event_streams_active": gauge("event_streams_active", "Readers of the event stream.", ""),
+		"events_lost":          counter("events_lost_total", "Events slow readers of the event stream lost.", ""),
+
+		// A gateway pair (--ha-etcd).
+		"ha_connected":        gauge("ha_connected", "1 while this node of a gateway pair reaches etcd.", ""),
+		"ha_pending":          gauge("ha_pending", "Connection records waiting to be published to etcd.", ""),
+		"ha_lag_ms":           inSeconds(gauge("ha_lag_seconds", "Age of the oldest change not yet published to etcd.", ""), time.Millisecond),
+		"ha_publish_ms":       inSeconds(gauge("ha_publish_seconds", "How long the last publish to etcd took.", ""), time.Millisecond),
+		"ha_published":        counter("ha_published_total", "Connection records published to etcd.", ""),
+		"ha_deleted":          counter("ha_deleted_total", "Connection records deleted from etcd.", ""),
+		"ha_imported":         counter("ha_imported_total", "Connection records of other nodes imported.", ""),
+		"ha_import_older":     counter("ha_import_older_total", "Imports skipped: older than what this node holds.", ""),
+		"ha_import_bad":       counter("ha_import_bad_total", "Imports that did not parse.", ""),
+		"ha_import_collision": counter("ha_import_collisions_total", "Imports whose outer Call IDs collided with this node's.", ""),
+		"ha_dropped":          counter("ha_dropped_total", "Other nodes' records dropped (their lease ended).", ""),
+		"ha_adopted":          counter("ha_adopted_total", "Other nodes' records kept because their traffic passes here.", ""),
+		"ha_errors":           counter("ha_errors_total", "etcd requests that failed.", ""),
+		"ha_resyncs":          counter("ha_resyncs_total", "Times this node published its whole state again.", ""),
+		"ha_overflows":        counter("ha_overflows_total", "Pending records dropped for a full queue.", ""),
 	}
 
 	// labelled maps stats keys to a family and its label value.
@@ -114,6 +149,9 @@ func metricOf(key string, v uint64) []metricSample {
 		return nil
 	}
 	if f := statFamilies[key]; f != nil {
+		if f.scale != 0 {
+			x *= f.scale
+		}
 		return []metricSample{{f: f, v: x}}
 	}
 	var out []metricSample

@@ -31,6 +31,11 @@ func allStatKeys() map[string]uint64 {
 		s[k] = 3
 	}
 	s["gre_path_bpf"] = 1
+	for _, k := range []string{"state_writes", "state_write_errors", "state_snapshot_us", "state_write_us", "event_streams_active",
+		"events_lost", "ha_connected", "ha_pending", "ha_lag_ms", "ha_publish_ms", "ha_published", "ha_deleted", "ha_imported",
+		"ha_import_older", "ha_import_bad", "ha_import_collision", "ha_dropped", "ha_adopted", "ha_errors", "ha_resyncs", "ha_overflows"} {
+		s[k] = 5
+	}
 	for _, p := range []string{"bpf", "kernel"} {
 		for _, w := range []string{"in", "out", "calls", "errors"} {
 			s["gre_"+p+"_"+w] = 4
