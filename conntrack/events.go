@@ -64,7 +64,11 @@ type event struct {
 	reason string
 }
 
+// deliver makes the observer call e holds, if o listens to its kind.
 func (e *event) deliver(o Observer) {
+	if !hears(o, e.kind) {
+		return
+	}
 	switch e.kind {
 	case evUp:
 		o.CallUp(e.call)
@@ -75,28 +79,15 @@ func (e *event) deliver(o Observer) {
 	case evMalformed:
 		o.Malformed(e.conn, e.reason)
 	case evDenied:
-		if p, ok := o.(PolicyObserver); ok {
-			p.ControlDenied(e.conn, e.reason)
-		}
+		o.(PolicyObserver).ControlDenied(e.conn, e.reason)
 	case evEnded:
-		if p, ok := o.(EndObserver); ok {
-			p.CallEnded(e.call)
-		}
-	case evConnOpened, evConnClosed, evRequested:
-		if d, ok := o.(DetailObserver); ok {
-			e.deliverDetail(d)
-		}
-	}
-}
-
-func (e *event) deliverDetail(d DetailObserver) {
-	switch e.kind {
+		o.(EndObserver).CallEnded(e.call)
 	case evConnOpened:
-		d.ConnOpened(e.conn)
+		o.(DetailObserver).ConnOpened(e.conn)
 	case evConnClosed:
-		d.ConnClosed(e.conn, e.reason)
+		o.(DetailObserver).ConnClosed(e.conn, e.reason)
 	case evRequested:
-		d.CallRequested(e.call)
+		o.(DetailObserver).CallRequested(e.call)
 	}
 }
 
