@@ -124,6 +124,13 @@ func waitRising(l *lab.Lab, what string, ends []end, srv *lab.PPTPD, since map[s
 
 // waitCalls waits until the gateway lists exactly n calls in state
 // "established" for which ok (nil: any) holds, and returns them.
+// waitPPP waits until every end's PPP link is up with LCP echoes answered
+// on both ends (within timeout), then sees the echo replies keep rising.
+func waitPPP(l *lab.Lab, ends []end, srv *lab.PPTPD, timeout time.Duration) {
+	first := waitEchoes(l, fmt.Sprintf("LCP opened and echoes answered on both ends of %d calls", len(ends)), ends, srv, 2, timeout)
+	waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
+}
+
 func waitCalls(l *lab.Lab, g *lab.Gateway, n int, ok func([]lab.GWCall) error, timeout time.Duration) []lab.GWCall {
 	l.T.Helper()
 	var got []lab.GWCall
@@ -181,6 +188,14 @@ func distinctOuter(calls []lab.GWCall) error {
 	return nil
 }
 
+// distinctFlowing: distinct outer Call IDs and GRE counted both ways.
+func distinctFlowing(calls []lab.GWCall) error {
+	if err := distinctOuter(calls); err != nil {
+		return err
+	}
+	return trafficBothWays(calls)
+}
+
 // healthy checks the counters that must stay zero on a clean run: no
 // framing errors, no verdict the kernel refused, no handler panic, nothing
 // dropped for a full queue.
@@ -226,15 +241,9 @@ func TestGWThreeClients(t *testing.T) {
 		pc := c.StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(i)})
 		ends = append(ends, end{fmt.Sprintf("pptp%d", i+1), pc.Status})
 	}
-	first := waitEchoes(l, "LCP opened and echoes answered on both ends of 3 calls", ends, srv, 2, 20*time.Second)
-	waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
+	waitPPP(l, ends, srv, 20*time.Second)
 
-	calls := waitCalls(l, gw, 3, func(cs []lab.GWCall) error {
-		if err := distinctOuter(cs); err != nil {
-			return err
-		}
-		return trafficBothWays(cs)
-	}, 5*time.Second)
+	calls := waitCalls(l, gw, 3, distinctFlowing, 5*time.Second)
 	insides := map[string]bool{}
 	for _, c := range calls {
 		if c.Role != "pns-inside" || c.PublicAddr != publicIP || c.PeerAddr != serverIP {
@@ -308,8 +317,7 @@ func TestGWSameInsideCallID(t *testing.T) {
 			}, 10*time.Second)
 		}
 	}
-	first := waitEchoes(l, "LCP opened and echoes answered on both ends of 2 calls", ends, srv, 2, 20*time.Second)
-	waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
+	waitPPP(l, ends, srv, 20*time.Second)
 	calls := waitCalls(l, gw, 2, trafficBothWays, 5*time.Second)
 	byInside := map[string]lab.GWCall{}
 	for _, c := range calls {
@@ -384,14 +392,8 @@ func TestGWPACInside(t *testing.T) {
 	c1 := outs[0].StartPPTPClient(lab.PPTPClientConfig{Server: publicIP, LocalBind: outside[0]})
 	c2 := outs[1].StartPPTPCli(lab.PPTPCliConfig{Server: publicIP, Local: outside[1], CallID: 7})
 	ends := []end{{"pptp1", c1.Status}, {"pptpcli1", c2.Status}}
-	first := waitEchoes(l, "LCP opened and echoes answered on both ends of 2 calls", ends, srv, 2, 20*time.Second)
-	waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
-	calls := waitCalls(l, gw, 2, func(cs []lab.GWCall) error {
-		if err := distinctOuter(cs); err != nil {
-			return err
-		}
-		return trafficBothWays(cs)
-	}, 5*time.Second)
+	waitPPP(l, ends, srv, 20*time.Second)
+	calls := waitCalls(l, gw, 2, distinctFlowing, 5*time.Second)
 	peers := map[string]bool{}
 	for _, c := range calls {
 		if c.Role != "pac-inside" || c.InsideAddr != inServer || c.PublicAddr != publicIP {
@@ -467,17 +469,9 @@ func TestGWDoubleNAT(t *testing.T) {
 	established(c3)
 	c1 := clients[0].StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(0)})
 	ends := []end{{"pptp1", c1.Status}, {"pptpcli2", c2.Status}, {"pptpcli3", c3.Status}, {"pptpcli4", c4.Status}}
-	first := waitEchoes(l, "LCP opened and echoes answered on both ends of 4 calls", ends, srv, 2, 20*time.Second)
-	waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
-
-	ok := func(cs []lab.GWCall) error {
-		if err := distinctOuter(cs); err != nil {
-			return err
-		}
-		return trafficBothWays(cs)
-	}
-	calls1 := waitCalls(l, gw1, 3, ok, 5*time.Second)
-	calls2 := waitCalls(l, gw2, 4, ok, 5*time.Second)
+	waitPPP(l, ends, srv, 20*time.Second)
+	calls1 := waitCalls(l, gw1, 3, distinctFlowing, 5*time.Second)
+	calls2 := waitCalls(l, gw2, 4, distinctFlowing, 5*time.Second)
 	for _, c := range calls1 {
 		if c.Role != "pns-inside" || c.PublicAddr != gw1Out || c.PeerAddr != serverIP || !strings.HasPrefix(c.InsideAddr, "192.168.1.") {
 			t.Errorf("pptpgw1: call %s: want public %s, peer %s, inside 192.168.1.*", c, gw1Out, serverIP)

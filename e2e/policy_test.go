@@ -72,8 +72,7 @@ func TestGWPolicyAuth(t *testing.T) {
 			}
 
 			if !tc.cleared {
-				first := waitEchoes(l, "LCP opened and echoes answered on both ends", ends, srv, 2, 20*time.Second)
-				waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
+				waitPPP(l, ends, srv, 20*time.Second)
 				waitCalls(l, gw, 1, trafficBothWays, 5*time.Second)
 				st := gw.MustStats()
 				if st["calls_cleared_policy"] != 0 || st["calls_active"] != 1 {
