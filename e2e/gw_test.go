@@ -124,6 +124,20 @@ func waitRising(l *lab.Lab, what string, ends []end, srv *lab.PPTPD, since map[s
 
 // waitCalls waits until the gateway lists exactly n calls in state
 // "established" for which ok (nil: any) holds, and returns them.
+// waitEstablished waits for c's first call to be established.
+func waitEstablished(l *lab.Lab, c *lab.PPTPCli) {
+	l.MustWaitFor(c.Name+"'s call set up", func() error {
+		s, err := c.Status()
+		if err != nil {
+			return err
+		}
+		if len(s.Calls) == 0 || s.Calls[0].State != "established" {
+			return fmt.Errorf("calls %+v", s.Calls)
+		}
+		return nil
+	}, 10*time.Second)
+}
+
 // waitPPP waits until every end's PPP link is up with LCP echoes answered
 // on both ends (within timeout), then sees the echo replies keep rising.
 func waitPPP(l *lab.Lab, ends []end, srv *lab.PPTPD, timeout time.Duration) {
@@ -300,21 +314,7 @@ func TestGWSameInsideCallID(t *testing.T) {
 		cli := c.StartPPTPCli(lab.PPTPCliConfig{Server: serverIP, Local: clientIP(i), CallID: 1000})
 		ends = append(ends, end{cli.Name, cli.Status})
 		if i == 0 {
-			// One after the other, so which client keeps 1000 is known.
-			l.MustWaitFor("first call set up", func() error {
-				_, err := gw.Calls()
-				if err != nil {
-					return err
-				}
-				s, err := cli.Status()
-				if err != nil {
-					return err
-				}
-				if len(s.Calls) == 0 || s.Calls[0].State != "established" {
-					return fmt.Errorf("pptpcli1 calls %+v", s.Calls)
-				}
-				return nil
-			}, 10*time.Second)
+			waitEstablished(l, cli) // one after the other, so which client keeps 1000 is known
 		}
 	}
 	waitPPP(l, ends, srv, 20*time.Second)
@@ -448,25 +448,12 @@ func TestGWDoubleNAT(t *testing.T) {
 	srv := srvNS.StartPPTPD(lab.PPTPDConfig{})
 
 	// One after the other, so that who keeps which ID is known.
-	established := func(c *lab.PPTPCli) {
-		t.Helper()
-		l.MustWaitFor(c.Name+"'s call set up", func() error {
-			s, err := c.Status()
-			if err != nil {
-				return err
-			}
-			if len(s.Calls) == 0 || s.Calls[0].State != "established" {
-				return fmt.Errorf("calls %+v", s.Calls)
-			}
-			return nil
-		}, 10*time.Second)
-	}
 	c4 := c4NS.StartPPTPCli(lab.PPTPCliConfig{Name: "pptpcli4", Server: serverIP, Local: c4IP, CallID: 1001})
-	established(c4)
+	waitEstablished(l, c4)
 	c2 := clients[1].StartPPTPCli(lab.PPTPCliConfig{Name: "pptpcli2", Server: serverIP, Local: clientIP(1), CallID: 1000})
-	established(c2)
+	waitEstablished(l, c2)
 	c3 := clients[2].StartPPTPCli(lab.PPTPCliConfig{Name: "pptpcli3", Server: serverIP, Local: clientIP(2), CallID: 1000})
-	established(c3)
+	waitEstablished(l, c3)
 	c1 := clients[0].StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(0)})
 	ends := []end{{"pptp1", c1.Status}, {"pptpcli2", c2.Status}, {"pptpcli3", c3.Status}, {"pptpcli4", c4.Status}}
 	waitPPP(l, ends, srv, 20*time.Second)

@@ -151,16 +151,7 @@ func TestGWLocalCallIDShared(t *testing.T) {
 	gw := tp.gw.StartGateway(lab.GatewayConfig{InstallRules: true})
 	srv := tp.srv.StartPPTPD(lab.PPTPDConfig{})
 	lan := tp.clients[0].StartPPTPCli(lab.PPTPCliConfig{Name: "pptpcli-lan", Server: serverIP, Local: clientIP(0), CallID: 1000})
-	l.MustWaitFor("the LAN client's call set up", func() error {
-		s, err := lan.Status()
-		if err != nil {
-			return err
-		}
-		if len(s.Calls) == 0 || s.Calls[0].State != "established" {
-			return fmt.Errorf("calls %+v", s.Calls)
-		}
-		return nil
-	}, 10*time.Second)
+	waitEstablished(l, lan)
 	router := tp.gw.StartPPTPCli(lab.PPTPCliConfig{Name: "pptpcli-router", Server: serverIP, Local: publicIP, CallID: 1000})
 	ends := []end{{"lan", lan.Status}, {"router", router.Status}}
 	waitPPP(l, ends, srv, 20*time.Second)
