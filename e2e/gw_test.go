@@ -30,6 +30,19 @@ type gwTopo struct {
 	clients []*lab.NS
 }
 
+// startClients starts a pptp-linux client towards the server in every
+// client namespace: pptp1, pptp2, ...
+func (tp *gwTopo) startClients() ([]end, []*lab.PPTPClient) {
+	var ends []end
+	var clients []*lab.PPTPClient
+	for i, c := range tp.clients {
+		pc := c.StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(i)})
+		clients = append(clients, pc)
+		ends = append(ends, end{fmt.Sprintf("pptp%d", i+1), pc.Status})
+	}
+	return ends, clients
+}
+
 func newGWTopo(t *testing.T, nClients int) *gwTopo {
 	l := lab.New(t)
 	b := l.Basic(nClients)
@@ -74,29 +87,39 @@ func counters(s ppp.Status) string {
 // replies on both ends, and returns the counters it saw.
 func waitEchoes(l *lab.Lab, what string, ends []end, srv *lab.PPTPD, min uint64, timeout time.Duration) map[string]callPair {
 	l.T.Helper()
-	var got map[string]callPair
-	l.MustWaitFor(what, func() error {
-		p, err := pairsOf(ends, srv)
-		if err != nil {
-			return err
+	return waitPairs(l, what, ends, srv, timeout, func(name string, cp callPair) error {
+		if err := lab.CheckEcho(cp.client, min); err != nil {
+			return fmt.Errorf("%s client side: %w", name, err)
 		}
-		for name, cp := range p {
-			if err := lab.CheckEcho(cp.client, min); err != nil {
-				return fmt.Errorf("%s client side: %w", name, err)
-			}
-			if err := lab.CheckEcho(cp.server, min); err != nil {
-				return fmt.Errorf("%s server side: %w", name, err)
-			}
+		if err := lab.CheckEcho(cp.server, min); err != nil {
+			return fmt.Errorf("%s server side: %w", name, err)
 		}
-		got = p
 		return nil
-	}, timeout)
-	return got
+	})
 }
 
 // waitRising waits until the echo replies received and sent on both ends
 // of every call have gone past those in since.
 func waitRising(l *lab.Lab, what string, ends []end, srv *lab.PPTPD, since map[string]callPair, timeout time.Duration) map[string]callPair {
+	l.T.Helper()
+	return waitPairs(l, what, ends, srv, timeout, func(name string, cp callPair) error {
+		old := since[name]
+		for _, side := range []struct {
+			name     string
+			now, old ppp.Status
+		}{{"client", cp.client, old.client}, {"server", cp.server, old.server}} {
+			if side.now.EchoRepRecv <= side.old.EchoRepRecv || side.now.EchoRepSent <= side.old.EchoRepSent {
+				return fmt.Errorf("%s %s side: echo_rep_recv %d -> %d, echo_rep_sent %d -> %d: not rising",
+					name, side.name, side.old.EchoRepRecv, side.now.EchoRepRecv, side.old.EchoRepSent, side.now.EchoRepSent)
+			}
+		}
+		return nil
+	})
+}
+
+// waitPairs waits until check passes for the client and server status of
+// every call, and returns the statuses it saw.
+func waitPairs(l *lab.Lab, what string, ends []end, srv *lab.PPTPD, timeout time.Duration, check func(name string, cp callPair) error) map[string]callPair {
 	l.T.Helper()
 	var got map[string]callPair
 	l.MustWaitFor(what, func() error {
@@ -105,15 +128,8 @@ func waitRising(l *lab.Lab, what string, ends []end, srv *lab.PPTPD, since map[s
 			return err
 		}
 		for name, cp := range p {
-			old := since[name]
-			for _, side := range []struct {
-				name     string
-				now, old ppp.Status
-			}{{"client", cp.client, old.client}, {"server", cp.server, old.server}} {
-				if side.now.EchoRepRecv <= side.old.EchoRepRecv || side.now.EchoRepSent <= side.old.EchoRepSent {
-					return fmt.Errorf("%s %s side: echo_rep_recv %d -> %d, echo_rep_sent %d -> %d: not rising",
-						name, side.name, side.old.EchoRepRecv, side.now.EchoRepRecv, side.old.EchoRepSent, side.now.EchoRepSent)
-				}
+			if err := check(name, cp); err != nil {
+				return err
 			}
 		}
 		got = p
@@ -250,11 +266,7 @@ func TestGWThreeClients(t *testing.T) {
 	l := tp.l
 	gw := tp.gw.StartGateway(lab.GatewayConfig{InstallRules: true, Args: []string{"--gre-path", "queue"}}) // counts GRE the queues see
 	srv := tp.srv.StartPPTPD(lab.PPTPDConfig{})
-	var ends []end
-	for i, c := range tp.clients {
-		pc := c.StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(i)})
-		ends = append(ends, end{fmt.Sprintf("pptp%d", i+1), pc.Status})
-	}
+	ends, _ := tp.startClients()
 	waitPPP(l, ends, srv, 20*time.Second)
 
 	calls := waitCalls(l, gw, 3, distinctFlowing, 5*time.Second)
