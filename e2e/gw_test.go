@@ -154,6 +154,18 @@ func waitEstablished(l *lab.Lab, c *lab.PPTPCli) {
 	}, 10*time.Second)
 }
 
+// shutdownCall makes srv end c's call with a CDN (PPTPD.ShutdownCall).
+func shutdownCall(t *testing.T, srv *lab.PPTPD, c *lab.PPTPCli) {
+	t.Helper()
+	s, err := c.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.ShutdownCall(s.Magic); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // waitPPP waits until every end's PPP link is up with LCP echoes answered
 // on both ends (within timeout), then sees the echo replies keep rising.
 func waitPPP(l *lab.Lab, ends []end, srv *lab.PPTPD, timeout time.Duration) {
@@ -586,13 +598,7 @@ func TestGWTeardown(t *testing.T) {
 	gone := []lab.GWCall{callFrom(t, calls, clientIP(0)), callFrom(t, calls, clientIP(1)), callFrom(t, calls, clientIP(2))}
 
 	// CDN: pptpd shuts the pptpcli call down.
-	s1, err := c1.Status()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.ShutdownCall(s1.Magic); err != nil {
-		t.Fatal(err)
-	}
+	shutdownCall(t, srv, c1)
 	callGone(l, gw, clientIP(0), 5*time.Second)
 	if !logHas(gw, "call torn down", gone[0].ID, `"reason": "cdn"`) {
 		t.Errorf("call %s was not torn down by its CDN", gone[0].ID)
@@ -796,13 +802,7 @@ func TestGWRestart(t *testing.T) {
 	}
 	// The control streams carry on where the state file left them: a CDN
 	// after the restart is parsed and ends its call.
-	s2, err := c2.Status()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.ShutdownCall(s2.Magic); err != nil {
-		t.Fatal(err)
-	}
+	shutdownCall(t, srv, c2)
 	callGone(l, gw, clientIP(1), 5*time.Second)
 	if id := callFrom(t, before, clientIP(1)).ID; !logHas(gw, "call torn down", id, `"reason": "cdn"`) {
 		t.Errorf("call %s was not torn down by its CDN after the restart", id)
