@@ -436,30 +436,48 @@ func (h *handler) Message(m *alg.Msg) {
 }
 
 // callByOwn finds the call a message's own Call ID field names, in the
-// direction the message travels.
-func (h *handler) callByOwn(id uint16) *Call {
+// direction the message travels: the inside's ID going out, the peer's
+// coming in.
+func (h *handler) callByOwn(id uint16) *Call { return h.findCall(id, insideID, peerID) }
+
+// callByOther finds a call by the other end's ID as it travels here: the
+// peer's going out, ours (the outer ID) coming in.
+func (h *handler) callByOther(id uint16) *Call { return h.findCall(id, peerID, outerID) }
+
+// callIDKind names one of a call's Call IDs.
+type callIDKind uint8
+
+const (
+	insideID callIDKind = iota // the inside PNS's or PAC's own
+	peerID                     // the peer's
+	outerID                    // the one we give the peer for the inside's
+)
+
+// findCall finds the call whose ID of kind out (a message going out) or
+// in (coming in) is id.
+func (h *handler) findCall(id uint16, out, in callIDKind) *Call {
+	kind := in
+	if h.out {
+		kind = out
+	}
 	for _, k := range h.c.calls {
-		if h.out && k.hasInside && k.InsideID == id {
-			return k
-		}
-		if !h.out && k.hasPeer && k.PeerID == id {
+		if k.hasID(kind, id) {
 			return k
 		}
 	}
 	return nil
 }
 
-// callByOther finds a call by the other end's ID as it travels here.
-func (h *handler) callByOther(id uint16) *Call {
-	for _, k := range h.c.calls {
-		if h.out && k.hasPeer && k.PeerID == id {
-			return k
-		}
-		if !h.out && k.hasInside && k.OuterID == id {
-			return k
-		}
+// hasID reports whether the call's ID of that kind is known and is id.
+func (k *Call) hasID(kind callIDKind, id uint16) bool {
+	switch kind {
+	case insideID:
+		return k.hasInside && k.InsideID == id
+	case peerID:
+		return k.hasPeer && k.PeerID == id
+	default:
+		return k.hasInside && k.OuterID == id
 	}
-	return nil
 }
 
 func (h *handler) Framing(r alg.Reason) {

@@ -64,7 +64,11 @@ type event struct {
 	reason string
 }
 
+// deliver makes the observer call e holds, if o listens to its kind.
 func (e *event) deliver(o Observer) {
+	if !hears(o, e.kind) {
+		return
+	}
 	switch e.kind {
 	case evUp:
 		o.CallUp(e.call)
@@ -75,28 +79,15 @@ func (e *event) deliver(o Observer) {
 	case evMalformed:
 		o.Malformed(e.conn, e.reason)
 	case evDenied:
-		if p, ok := o.(PolicyObserver); ok {
-			p.ControlDenied(e.conn, e.reason)
-		}
+		o.(PolicyObserver).ControlDenied(e.conn, e.reason)
 	case evEnded:
-		if p, ok := o.(EndObserver); ok {
-			p.CallEnded(e.call)
-		}
-	case evConnOpened, evConnClosed, evRequested:
-		if d, ok := o.(DetailObserver); ok {
-			e.deliverDetail(d)
-		}
-	}
-}
-
-func (e *event) deliverDetail(d DetailObserver) {
-	switch e.kind {
+		o.(EndObserver).CallEnded(e.call)
 	case evConnOpened:
-		d.ConnOpened(e.conn)
+		o.(DetailObserver).ConnOpened(e.conn)
 	case evConnClosed:
-		d.ConnClosed(e.conn, e.reason)
+		o.(DetailObserver).ConnClosed(e.conn, e.reason)
 	case evRequested:
-		d.CallRequested(e.call)
+		o.(DetailObserver).CallRequested(e.call)
 	}
 }
 
@@ -175,12 +166,33 @@ func (b *EventBuffer) Run(ctx context.Context) {
 // Dropped is the number of events dropped for a full buffer.
 func (b *EventBuffer) Dropped() uint64 { return b.dropped.Load() }
 
+// put queues e, unless the wrapped observer does not listen to its kind.
 func (b *EventBuffer) put(e event) {
+	if !hears(b.obs, e.kind) {
+		return
+	}
 	select {
 	case b.ch <- e:
 	default:
 		b.dropped.Add(1)
 	}
+}
+
+// hears says whether o listens to events of kind k: the optional ones
+// only when o implements their interface.
+func hears(o Observer, k eventKind) bool {
+	var ok bool
+	switch k {
+	case evDenied:
+		_, ok = o.(PolicyObserver)
+	case evEnded:
+		_, ok = o.(EndObserver)
+	case evConnOpened, evConnClosed, evRequested:
+		_, ok = o.(DetailObserver)
+	default:
+		ok = true
+	}
+	return ok
 }
 
 func (b *EventBuffer) CallUp(c CallInfo) { b.put(event{kind: evUp, call: c}) }
@@ -197,28 +209,16 @@ func (b *EventBuffer) Malformed(c ConnInfo, reason string) {
 // ControlDenied implements PolicyObserver, forwarded when the wrapped
 // observer is one.
 func (b *EventBuffer) ControlDenied(c ConnInfo, reason string) {
-	if _, ok := b.obs.(PolicyObserver); ok {
-		b.put(event{kind: evDenied, conn: c, reason: reason})
-	}
+	b.put(event{kind: evDenied, conn: c, reason: reason})
 }
 
 // ConnOpened, ConnClosed and CallRequested implement DetailObserver,
 // forwarded when the wrapped observer is one.
-func (b *EventBuffer) ConnOpened(c ConnInfo) {
-	if _, ok := b.obs.(DetailObserver); ok {
-		b.put(event{kind: evConnOpened, conn: c})
-	}
-}
+func (b *EventBuffer) ConnOpened(c ConnInfo) { b.put(event{kind: evConnOpened, conn: c}) }
 func (b *EventBuffer) ConnClosed(c ConnInfo, reason string) {
-	if _, ok := b.obs.(DetailObserver); ok {
-		b.put(event{kind: evConnClosed, conn: c, reason: reason})
-	}
+	b.put(event{kind: evConnClosed, conn: c, reason: reason})
 }
-func (b *EventBuffer) CallRequested(c CallInfo) {
-	if _, ok := b.obs.(DetailObserver); ok {
-		b.put(event{kind: evRequested, call: c})
-	}
-}
+func (b *EventBuffer) CallRequested(c CallInfo) { b.put(event{kind: evRequested, call: c}) }
 
 // eventsDropped is what the table's observer dropped, if it counts that.
 func (t *Table) eventsDropped() uint64 {

@@ -100,29 +100,21 @@ func stopRQ() []byte { b := msg(alg.StopCCRQ); b[12] = 1; return b }
 func stopRP() []byte { b := msg(alg.StopCCRP); b[12] = 1; return b }
 func echoRQ() []byte { return msg(alg.EchoRQ) }
 
-func ocrq(id uint16) []byte {
-	b := msg(alg.OCRQ)
+func ocrq(id uint16) []byte                    { return callRQ(alg.OCRQ, id) }
+func ocrp(id, peer uint16, result byte) []byte { return callRP(alg.OCRP, id, peer, result) }
+func icrq(id uint16) []byte                    { return callRQ(alg.ICRQ, id) }
+func icrp(id, peer uint16, result byte) []byte { return callRP(alg.ICRP, id, peer, result) }
+
+// callRQ is an OCRQ or ICRQ with its Call ID; callRP a reply with its
+// Call ID, Peer's Call ID and result code.
+func callRQ(typ alg.MsgType, id uint16) []byte {
+	b := msg(typ)
 	put16(b, 12, id)
 	return b
 }
 
-func ocrp(id, peer uint16, result byte) []byte {
-	b := msg(alg.OCRP)
-	put16(b, 12, id)
-	put16(b, 14, peer)
-	b[16] = result
-	return b
-}
-
-func icrq(id uint16) []byte {
-	b := msg(alg.ICRQ)
-	put16(b, 12, id)
-	return b
-}
-
-func icrp(id, peer uint16, result byte) []byte {
-	b := msg(alg.ICRP)
-	put16(b, 12, id)
+func callRP(typ alg.MsgType, id, peer uint16, result byte) []byte {
+	b := callRQ(typ, id)
 	put16(b, 14, peer)
 	b[16] = result
 	return b
@@ -419,6 +411,18 @@ func wantEmpty(tb testing.TB, tbl *conntrack.Table) {
 }
 
 func newTable(l conntrack.Limits) *conntrack.Table { return conntrack.New(l, nil) }
+
+// twoPNS is a table with two PNS behind the gateway talking to one PAC:
+// a with call 5 up (Peer's Call ID 0x100), b connected with no call.
+func twoPNS(tb testing.TB, res *fakeResolver) (tbl *conntrack.Table, a, b *flow) {
+	tbl = newTable(conntrack.Limits{})
+	a = pnsFlow(tb, tbl, res, cli1, 40001, pac1)
+	a.start()
+	a.pnsCall(5, 0x100)
+	b = pnsFlow(tb, tbl, res, cli2, 40002, pac1)
+	b.start()
+	return tbl, a, b
+}
 
 // nowAt is t0 plus d, as the table's int64 clock.
 func nowAt(d time.Duration) int64 { return t0.Add(d).UnixNano() }

@@ -310,9 +310,17 @@ func (t *Table) bindPickedUp(src, peer Addr, peerID uint16) *Call {
 
 // Finding a connection's calls by the Call ID fields of its messages.
 
-func (c *Conn) findInsideHi(hi byte) *Call {
+func (c *Conn) findInsideHi(hi byte) *Call { return c.findHi(hi, false) }
+
+// findHi finds a call whose inside Call ID (with outer, its outer Call
+// ID) has the high byte hi.
+func (c *Conn) findHi(hi byte, outer bool) *Call {
 	for _, k := range c.calls {
-		if k.inIndex && byte(k.InsideID>>8) == hi {
+		id := k.InsideID
+		if outer {
+			id = k.OuterID
+		}
+		if k.inIndex && byte(id>>8) == hi {
 			return k
 		}
 	}
@@ -332,14 +340,7 @@ func (c *Conn) findInside(id uint16, outerHi byte) *Call {
 	return any
 }
 
-func (c *Conn) findOuterHi(hi byte) *Call {
-	for _, k := range c.calls {
-		if k.inIndex && byte(k.OuterID>>8) == hi {
-			return k
-		}
-	}
-	return nil
-}
+func (c *Conn) findOuterHi(hi byte) *Call { return c.findHi(hi, true) }
 
 func (c *Conn) findOuter(id uint16) *Call {
 	k, _ := c.findOuterOK(id)

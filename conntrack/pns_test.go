@@ -237,13 +237,7 @@ func TestResolverNotReady(t *testing.T) {
 // Identity connections: the kernel does not NAT them, so IDs pass
 // unchanged and their GRE passes untouched.
 func TestIdentityConnection(t *testing.T) {
-	tbl := newTable(conntrack.Limits{})
-	res := &fakeResolver{identity: map[conntrack.Addr]bool{cli2: true}}
-	a := pnsFlow(t, tbl, res, cli1, 40001, pac1)
-	a.start()
-	a.pnsCall(5, 0x100)
-	b := pnsFlow(t, tbl, res, cli2, 40002, pac1)
-	b.start()
+	tbl, _, b := twoPNS(t, &fakeResolver{identity: map[conntrack.Addr]bool{cli2: true}})
 	out := b.send(dirOut, ocrq(5)) // the same inside ID: kept on an identity connection
 	if got := u16(out, 12); got != 5 || b.last.Modified {
 		t.Fatalf("identity OCRQ Call ID %#04x modified %v", got, b.last.Modified)

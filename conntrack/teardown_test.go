@@ -149,13 +149,8 @@ func TestTeardownHalfClose(t *testing.T) {
 
 // A failed OCRP leaves nothing and frees the outer ID.
 func TestTeardownFailedOCRP(t *testing.T) {
-	tbl := newTable(conntrack.Limits{})
 	res := &fakeResolver{}
-	a := pnsFlow(t, tbl, res, cli1, 40001, pac1)
-	a.start()
-	a.pnsCall(5, 0x100)
-	b := pnsFlow(t, tbl, res, cli2, 40002, pac1)
-	b.start()
+	tbl, _, b := twoPNS(t, res)
 	out := b.send(dirOut, ocrq(5))
 	if u16(out, 12) != 6 {
 		t.Fatalf("outer %#04x", u16(out, 12))
@@ -239,13 +234,7 @@ func TestTeardownRetransmittedCDN(t *testing.T) {
 // A segment beyond a gap is dropped and counted; the stream goes on when
 // the missing bytes come.
 func TestControlGap(t *testing.T) {
-	tbl := newTable(conntrack.Limits{})
-	res := &fakeResolver{}
-	a := pnsFlow(t, tbl, res, cli1, 40001, pac1)
-	a.start()
-	a.pnsCall(5, 0x100)
-	b := pnsFlow(t, tbl, res, cli2, 40002, pac1)
-	b.start()
+	tbl, _, b := twoPNS(t, &fakeResolver{})
 	req := ocrq(5)
 	seq := b.next[dirOut]
 	b.next[dirOut] += 20
@@ -269,13 +258,7 @@ func TestControlGap(t *testing.T) {
 // Framing errors are counted and the stream resynchronises on the next
 // header.
 func TestControlMalformed(t *testing.T) {
-	tbl := newTable(conntrack.Limits{})
-	res := &fakeResolver{}
-	a := pnsFlow(t, tbl, res, cli1, 40001, pac1)
-	a.start()
-	a.pnsCall(5, 0x100)
-	b := pnsFlow(t, tbl, res, cli2, 40002, pac1)
-	b.start()
+	tbl, _, b := twoPNS(t, &fakeResolver{})
 	bad := ocrq(5)
 	put16(bad, 0, 100) // wrong length for an OCRQ
 	out := b.send(dirOut, cat(bad, ocrq(5)))

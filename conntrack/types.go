@@ -148,28 +148,21 @@ const (
 )
 
 func (l Limits) withDefaults() Limits {
-	if l.MaxCalls <= 0 {
-		l.MaxCalls = DefaultMaxCalls
-	}
-	if l.MaxCallsPerInside <= 0 {
-		l.MaxCallsPerInside = DefaultMaxCallsPerInside
-	}
-	if l.GREIdle <= 0 {
-		l.GREIdle = DefaultGREIdle
-	}
-	if l.ControlIdle <= 0 {
-		l.ControlIdle = DefaultControlIdle
-	}
-	if l.SetupTimeout <= 0 {
-		l.SetupTimeout = DefaultSetupTimeout
-	}
-	if l.CloseLinger <= 0 {
-		l.CloseLinger = DefaultCloseLinger
-	}
-	if l.RestoreGrace <= 0 {
-		l.RestoreGrace = DefaultRestoreGrace
-	}
+	orDefault(&l.MaxCalls, DefaultMaxCalls)
+	orDefault(&l.MaxCallsPerInside, DefaultMaxCallsPerInside)
+	orDefault(&l.GREIdle, DefaultGREIdle)
+	orDefault(&l.ControlIdle, DefaultControlIdle)
+	orDefault(&l.SetupTimeout, DefaultSetupTimeout)
+	orDefault(&l.CloseLinger, DefaultCloseLinger)
+	orDefault(&l.RestoreGrace, DefaultRestoreGrace)
 	return l
+}
+
+// orDefault sets a limit left zero (or negative) to its default.
+func orDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // ConnInfo names a control connection in logs.

@@ -77,13 +77,7 @@ func TestGWKernelPath(t *testing.T) {
 	tp.gw.MustPptpgw("rules", "install")
 	gw := tp.gw.StartGateway(lab.GatewayConfig{Args: []string{"--gre-path", "kernel"}})
 	srv := tp.srv.StartPPTPD(lab.PPTPDConfig{})
-	var ends []end
-	var clients []*lab.PPTPClient
-	for i, c := range tp.clients {
-		pc := c.StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(i)})
-		clients = append(clients, pc)
-		ends = append(ends, end{fmt.Sprintf("pptp%d", i+1), pc.Status})
-	}
+	ends, clients := tp.startClients()
 	waitEchoes(l, "LCP opened and echoes answered on both ends of 2 calls", ends, srv, 1, 20*time.Second)
 	calls := waitCalls(l, gw, 2, distinctOuter, 5*time.Second)
 	for _, c := range calls {

@@ -30,6 +30,19 @@ type gwTopo struct {
 	clients []*lab.NS
 }
 
+// startClients starts a pptp-linux client towards the server in every
+// client namespace: pptp1, pptp2, ...
+func (tp *gwTopo) startClients() ([]end, []*lab.PPTPClient) {
+	var ends []end
+	var clients []*lab.PPTPClient
+	for i, c := range tp.clients {
+		pc := c.StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(i)})
+		clients = append(clients, pc)
+		ends = append(ends, end{fmt.Sprintf("pptp%d", i+1), pc.Status})
+	}
+	return ends, clients
+}
+
 func newGWTopo(t *testing.T, nClients int) *gwTopo {
 	l := lab.New(t)
 	b := l.Basic(nClients)
@@ -74,29 +87,39 @@ func counters(s ppp.Status) string {
 // replies on both ends, and returns the counters it saw.
 func waitEchoes(l *lab.Lab, what string, ends []end, srv *lab.PPTPD, min uint64, timeout time.Duration) map[string]callPair {
 	l.T.Helper()
-	var got map[string]callPair
-	l.MustWaitFor(what, func() error {
-		p, err := pairsOf(ends, srv)
-		if err != nil {
-			return err
+	return waitPairs(l, what, ends, srv, timeout, func(name string, cp callPair) error {
+		if err := lab.CheckEcho(cp.client, min); err != nil {
+			return fmt.Errorf("%s client side: %w", name, err)
 		}
-		for name, cp := range p {
-			if err := lab.CheckEcho(cp.client, min); err != nil {
-				return fmt.Errorf("%s client side: %w", name, err)
-			}
-			if err := lab.CheckEcho(cp.server, min); err != nil {
-				return fmt.Errorf("%s server side: %w", name, err)
-			}
+		if err := lab.CheckEcho(cp.server, min); err != nil {
+			return fmt.Errorf("%s server side: %w", name, err)
 		}
-		got = p
 		return nil
-	}, timeout)
-	return got
+	})
 }
 
 // waitRising waits until the echo replies received and sent on both ends
 // of every call have gone past those in since.
 func waitRising(l *lab.Lab, what string, ends []end, srv *lab.PPTPD, since map[string]callPair, timeout time.Duration) map[string]callPair {
+	l.T.Helper()
+	return waitPairs(l, what, ends, srv, timeout, func(name string, cp callPair) error {
+		old := since[name]
+		for _, side := range []struct {
+			name     string
+			now, old ppp.Status
+		}{{"client", cp.client, old.client}, {"server", cp.server, old.server}} {
+			if side.now.EchoRepRecv <= side.old.EchoRepRecv || side.now.EchoRepSent <= side.old.EchoRepSent {
+				return fmt.Errorf("%s %s side: echo_rep_recv %d -> %d, echo_rep_sent %d -> %d: not rising",
+					name, side.name, side.old.EchoRepRecv, side.now.EchoRepRecv, side.old.EchoRepSent, side.now.EchoRepSent)
+			}
+		}
+		return nil
+	})
+}
+
+// waitPairs waits until check passes for the client and server status of
+// every call, and returns the statuses it saw.
+func waitPairs(l *lab.Lab, what string, ends []end, srv *lab.PPTPD, timeout time.Duration, check func(name string, cp callPair) error) map[string]callPair {
 	l.T.Helper()
 	var got map[string]callPair
 	l.MustWaitFor(what, func() error {
@@ -105,15 +128,8 @@ func waitRising(l *lab.Lab, what string, ends []end, srv *lab.PPTPD, since map[s
 			return err
 		}
 		for name, cp := range p {
-			old := since[name]
-			for _, side := range []struct {
-				name     string
-				now, old ppp.Status
-			}{{"client", cp.client, old.client}, {"server", cp.server, old.server}} {
-				if side.now.EchoRepRecv <= side.old.EchoRepRecv || side.now.EchoRepSent <= side.old.EchoRepSent {
-					return fmt.Errorf("%s %s side: echo_rep_recv %d -> %d, echo_rep_sent %d -> %d: not rising",
-						name, side.name, side.old.EchoRepRecv, side.now.EchoRepRecv, side.old.EchoRepSent, side.now.EchoRepSent)
-				}
+			if err := check(name, cp); err != nil {
+				return err
 			}
 		}
 		got = p
@@ -124,6 +140,39 @@ func waitRising(l *lab.Lab, what string, ends []end, srv *lab.PPTPD, since map[s
 
 // waitCalls waits until the gateway lists exactly n calls in state
 // "established" for which ok (nil: any) holds, and returns them.
+// waitEstablished waits for c's first call to be established.
+func waitEstablished(l *lab.Lab, c *lab.PPTPCli) {
+	l.MustWaitFor(c.Name+"'s call set up", func() error {
+		s, err := c.Status()
+		if err != nil {
+			return err
+		}
+		if len(s.Calls) == 0 || s.Calls[0].State != "established" {
+			return fmt.Errorf("calls %+v", s.Calls)
+		}
+		return nil
+	}, 10*time.Second)
+}
+
+// shutdownCall makes srv end c's call with a CDN (PPTPD.ShutdownCall).
+func shutdownCall(t *testing.T, srv *lab.PPTPD, c *lab.PPTPCli) {
+	t.Helper()
+	s, err := c.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.ShutdownCall(s.Magic); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitPPP waits until every end's PPP link is up with LCP echoes answered
+// on both ends (within timeout), then sees the echo replies keep rising.
+func waitPPP(l *lab.Lab, ends []end, srv *lab.PPTPD, timeout time.Duration) {
+	first := waitEchoes(l, fmt.Sprintf("LCP opened and echoes answered on both ends of %d calls", len(ends)), ends, srv, 2, timeout)
+	waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
+}
+
 func waitCalls(l *lab.Lab, g *lab.Gateway, n int, ok func([]lab.GWCall) error, timeout time.Duration) []lab.GWCall {
 	l.T.Helper()
 	var got []lab.GWCall
@@ -181,6 +230,14 @@ func distinctOuter(calls []lab.GWCall) error {
 	return nil
 }
 
+// distinctFlowing: distinct outer Call IDs and GRE counted both ways.
+func distinctFlowing(calls []lab.GWCall) error {
+	if err := distinctOuter(calls); err != nil {
+		return err
+	}
+	return trafficBothWays(calls)
+}
+
 // healthy checks the counters that must stay zero on a clean run: no
 // framing errors, no verdict the kernel refused, no handler panic, nothing
 // dropped for a full queue.
@@ -221,20 +278,10 @@ func TestGWThreeClients(t *testing.T) {
 	l := tp.l
 	gw := tp.gw.StartGateway(lab.GatewayConfig{InstallRules: true, Args: []string{"--gre-path", "queue"}}) // counts GRE the queues see
 	srv := tp.srv.StartPPTPD(lab.PPTPDConfig{})
-	var ends []end
-	for i, c := range tp.clients {
-		pc := c.StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(i)})
-		ends = append(ends, end{fmt.Sprintf("pptp%d", i+1), pc.Status})
-	}
-	first := waitEchoes(l, "LCP opened and echoes answered on both ends of 3 calls", ends, srv, 2, 20*time.Second)
-	waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
+	ends, _ := tp.startClients()
+	waitPPP(l, ends, srv, 20*time.Second)
 
-	calls := waitCalls(l, gw, 3, func(cs []lab.GWCall) error {
-		if err := distinctOuter(cs); err != nil {
-			return err
-		}
-		return trafficBothWays(cs)
-	}, 5*time.Second)
+	calls := waitCalls(l, gw, 3, distinctFlowing, 5*time.Second)
 	insides := map[string]bool{}
 	for _, c := range calls {
 		if c.Role != "pns-inside" || c.PublicAddr != publicIP || c.PeerAddr != serverIP {
@@ -291,25 +338,10 @@ func TestGWSameInsideCallID(t *testing.T) {
 		cli := c.StartPPTPCli(lab.PPTPCliConfig{Server: serverIP, Local: clientIP(i), CallID: 1000})
 		ends = append(ends, end{cli.Name, cli.Status})
 		if i == 0 {
-			// One after the other, so which client keeps 1000 is known.
-			l.MustWaitFor("first call set up", func() error {
-				_, err := gw.Calls()
-				if err != nil {
-					return err
-				}
-				s, err := cli.Status()
-				if err != nil {
-					return err
-				}
-				if len(s.Calls) == 0 || s.Calls[0].State != "established" {
-					return fmt.Errorf("pptpcli1 calls %+v", s.Calls)
-				}
-				return nil
-			}, 10*time.Second)
+			waitEstablished(l, cli) // one after the other, so which client keeps 1000 is known
 		}
 	}
-	first := waitEchoes(l, "LCP opened and echoes answered on both ends of 2 calls", ends, srv, 2, 20*time.Second)
-	waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
+	waitPPP(l, ends, srv, 20*time.Second)
 	calls := waitCalls(l, gw, 2, trafficBothWays, 5*time.Second)
 	byInside := map[string]lab.GWCall{}
 	for _, c := range calls {
@@ -384,14 +416,8 @@ func TestGWPACInside(t *testing.T) {
 	c1 := outs[0].StartPPTPClient(lab.PPTPClientConfig{Server: publicIP, LocalBind: outside[0]})
 	c2 := outs[1].StartPPTPCli(lab.PPTPCliConfig{Server: publicIP, Local: outside[1], CallID: 7})
 	ends := []end{{"pptp1", c1.Status}, {"pptpcli1", c2.Status}}
-	first := waitEchoes(l, "LCP opened and echoes answered on both ends of 2 calls", ends, srv, 2, 20*time.Second)
-	waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
-	calls := waitCalls(l, gw, 2, func(cs []lab.GWCall) error {
-		if err := distinctOuter(cs); err != nil {
-			return err
-		}
-		return trafficBothWays(cs)
-	}, 5*time.Second)
+	waitPPP(l, ends, srv, 20*time.Second)
+	calls := waitCalls(l, gw, 2, distinctFlowing, 5*time.Second)
 	peers := map[string]bool{}
 	for _, c := range calls {
 		if c.Role != "pac-inside" || c.InsideAddr != inServer || c.PublicAddr != publicIP {
@@ -446,38 +472,17 @@ func TestGWDoubleNAT(t *testing.T) {
 	srv := srvNS.StartPPTPD(lab.PPTPDConfig{})
 
 	// One after the other, so that who keeps which ID is known.
-	established := func(c *lab.PPTPCli) {
-		t.Helper()
-		l.MustWaitFor(c.Name+"'s call set up", func() error {
-			s, err := c.Status()
-			if err != nil {
-				return err
-			}
-			if len(s.Calls) == 0 || s.Calls[0].State != "established" {
-				return fmt.Errorf("calls %+v", s.Calls)
-			}
-			return nil
-		}, 10*time.Second)
-	}
 	c4 := c4NS.StartPPTPCli(lab.PPTPCliConfig{Name: "pptpcli4", Server: serverIP, Local: c4IP, CallID: 1001})
-	established(c4)
+	waitEstablished(l, c4)
 	c2 := clients[1].StartPPTPCli(lab.PPTPCliConfig{Name: "pptpcli2", Server: serverIP, Local: clientIP(1), CallID: 1000})
-	established(c2)
+	waitEstablished(l, c2)
 	c3 := clients[2].StartPPTPCli(lab.PPTPCliConfig{Name: "pptpcli3", Server: serverIP, Local: clientIP(2), CallID: 1000})
-	established(c3)
+	waitEstablished(l, c3)
 	c1 := clients[0].StartPPTPClient(lab.PPTPClientConfig{Server: serverIP, LocalBind: clientIP(0)})
 	ends := []end{{"pptp1", c1.Status}, {"pptpcli2", c2.Status}, {"pptpcli3", c3.Status}, {"pptpcli4", c4.Status}}
-	first := waitEchoes(l, "LCP opened and echoes answered on both ends of 4 calls", ends, srv, 2, 20*time.Second)
-	waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
-
-	ok := func(cs []lab.GWCall) error {
-		if err := distinctOuter(cs); err != nil {
-			return err
-		}
-		return trafficBothWays(cs)
-	}
-	calls1 := waitCalls(l, gw1, 3, ok, 5*time.Second)
-	calls2 := waitCalls(l, gw2, 4, ok, 5*time.Second)
+	waitPPP(l, ends, srv, 20*time.Second)
+	calls1 := waitCalls(l, gw1, 3, distinctFlowing, 5*time.Second)
+	calls2 := waitCalls(l, gw2, 4, distinctFlowing, 5*time.Second)
 	for _, c := range calls1 {
 		if c.Role != "pns-inside" || c.PublicAddr != gw1Out || c.PeerAddr != serverIP || !strings.HasPrefix(c.InsideAddr, "192.168.1.") {
 			t.Errorf("pptpgw1: call %s: want public %s, peer %s, inside 192.168.1.*", c, gw1Out, serverIP)
@@ -593,13 +598,7 @@ func TestGWTeardown(t *testing.T) {
 	gone := []lab.GWCall{callFrom(t, calls, clientIP(0)), callFrom(t, calls, clientIP(1)), callFrom(t, calls, clientIP(2))}
 
 	// CDN: pptpd shuts the pptpcli call down.
-	s1, err := c1.Status()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.ShutdownCall(s1.Magic); err != nil {
-		t.Fatal(err)
-	}
+	shutdownCall(t, srv, c1)
 	callGone(l, gw, clientIP(0), 5*time.Second)
 	if !logHas(gw, "call torn down", gone[0].ID, `"reason": "cdn"`) {
 		t.Errorf("call %s was not torn down by its CDN", gone[0].ID)
@@ -803,13 +802,7 @@ func TestGWRestart(t *testing.T) {
 	}
 	// The control streams carry on where the state file left them: a CDN
 	// after the restart is parsed and ends its call.
-	s2, err := c2.Status()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.ShutdownCall(s2.Magic); err != nil {
-		t.Fatal(err)
-	}
+	shutdownCall(t, srv, c2)
 	callGone(l, gw, clientIP(1), 5*time.Second)
 	if id := callFrom(t, before, clientIP(1)).ID; !logHas(gw, "call torn down", id, `"reason": "cdn"`) {
 		t.Errorf("call %s was not torn down by its CDN after the restart", id)

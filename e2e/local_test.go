@@ -36,8 +36,7 @@ func localPNS(t *testing.T, path string) {
 	router := tp.gw.StartPPTPClient(lab.PPTPClientConfig{Name: "pptp-router", Server: serverIP})
 	lan := tp.clients[0].StartPPTPClient(lab.PPTPClientConfig{Name: "pptp-lan", Server: serverIP, LocalBind: clientIP(0)})
 	ends := []end{{"router", router.Status}, {"lan", lan.Status}}
-	first := waitEchoes(l, "LCP opened and echoes answered on both ends of both calls", ends, srv, 2, 25*time.Second)
-	waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
+	waitPPP(l, ends, srv, 25*time.Second)
 
 	calls := waitCalls(l, gw, 2, func(cs []lab.GWCall) error {
 		if err := distinctOuter(cs); err != nil {
@@ -117,8 +116,7 @@ func TestGWLocalPAC(t *testing.T) {
 	outside := tp.srv.StartPPTPClient(lab.PPTPClientConfig{Name: "pptp-warrior", Server: publicIP})
 	lan := tp.clients[0].StartPPTPClient(lab.PPTPClientConfig{Name: "pptp-lan", Server: lab.LANGateway, LocalBind: clientIP(0)})
 	ends := []end{{"outside", outside.Status}, {"lan", lan.Status}}
-	first := waitEchoes(l, "LCP opened and echoes answered on both ends of both calls", ends, pptpd, 2, 25*time.Second)
-	waitRising(l, "echo replies rising on both ends", ends, pptpd, first, 5*time.Second)
+	waitPPP(l, ends, pptpd, 25*time.Second)
 
 	calls := waitCalls(l, gw, 2, trafficBothWays, 5*time.Second)
 	local := map[string]string{serverIP: publicIP, clientIP(0): lab.LANGateway} // peer -> the gateway's address
@@ -153,20 +151,10 @@ func TestGWLocalCallIDShared(t *testing.T) {
 	gw := tp.gw.StartGateway(lab.GatewayConfig{InstallRules: true})
 	srv := tp.srv.StartPPTPD(lab.PPTPDConfig{})
 	lan := tp.clients[0].StartPPTPCli(lab.PPTPCliConfig{Name: "pptpcli-lan", Server: serverIP, Local: clientIP(0), CallID: 1000})
-	l.MustWaitFor("the LAN client's call set up", func() error {
-		s, err := lan.Status()
-		if err != nil {
-			return err
-		}
-		if len(s.Calls) == 0 || s.Calls[0].State != "established" {
-			return fmt.Errorf("calls %+v", s.Calls)
-		}
-		return nil
-	}, 10*time.Second)
+	waitEstablished(l, lan)
 	router := tp.gw.StartPPTPCli(lab.PPTPCliConfig{Name: "pptpcli-router", Server: serverIP, Local: publicIP, CallID: 1000})
 	ends := []end{{"lan", lan.Status}, {"router", router.Status}}
-	first := waitEchoes(l, "LCP opened and echoes answered on both ends of both calls", ends, srv, 2, 20*time.Second)
-	waitRising(l, "echo replies rising on both ends", ends, srv, first, 5*time.Second)
+	waitPPP(l, ends, srv, 20*time.Second)
 	calls := waitCalls(l, gw, 2, distinctOuter, 5*time.Second)
 	for _, c := range calls {
 		t.Logf("call %s", c)

@@ -188,13 +188,9 @@ func malformedGRECases(callID uint16) []greCase {
 // sendGREPayloads sends each payload reps times from ns (address src) to
 // dst through a raw GRE socket.
 func sendGREPayloads(ns *lab.NS, src, dst string, cases []greCase, reps int) error {
-	var c *net.IPConn
-	err := ns.Do(func() (err error) {
-		c, err = net.ListenIP("ip4:gre", &net.IPAddr{IP: net.ParseIP(src)})
-		return err
-	})
+	c, err := greSocket(ns, src)
 	if err != nil {
-		return fmt.Errorf("GRE socket in %s: %w", ns.Name, err)
+		return err
 	}
 	defer c.Close()
 	to := &net.IPAddr{IP: net.ParseIP(dst)}

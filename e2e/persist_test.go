@@ -113,13 +113,7 @@ func testCrash(t *testing.T, path string) {
 			return nil
 		}, 10*time.Second)
 	}
-	s2, err := c2.Status()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.ShutdownCall(s2.Magic); err != nil {
-		t.Fatal(err)
-	}
+	shutdownCall(t, srv, c2)
 	callGone(l, gw, clientIP(1), 10*time.Second)
 	if id := callFrom(t, restored, clientIP(1)).ID; !logHas(gw, "call torn down", id, `"reason": "cdn"`) {
 		t.Errorf("call %s was not torn down by its CDN after the crash", id)

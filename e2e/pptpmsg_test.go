@@ -130,16 +130,25 @@ func greV1(callID uint16, seq uint16) []byte {
 	return pptpmsg.GRE(callID, greMarker<<16|uint32(seq), payload)
 }
 
-// sendGRE sends n crafted GRE v1 packets for callID from ns (address src)
-// to dst through a raw socket.
-func sendGRE(ns *lab.NS, src, dst string, callID uint16, n int) error {
+// greSocket is a raw GRE socket in ns bound to src.
+func greSocket(ns *lab.NS, src string) (*net.IPConn, error) {
 	var c *net.IPConn
 	err := ns.Do(func() (err error) {
 		c, err = net.ListenIP("ip4:gre", &net.IPAddr{IP: net.ParseIP(src)})
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("GRE socket in %s: %w", ns.Name, err)
+		return nil, fmt.Errorf("GRE socket in %s: %w", ns.Name, err)
+	}
+	return c, nil
+}
+
+// sendGRE sends n crafted GRE v1 packets for callID from ns (address src)
+// to dst through a raw socket.
+func sendGRE(ns *lab.NS, src, dst string, callID uint16, n int) error {
+	c, err := greSocket(ns, src)
+	if err != nil {
+		return err
 	}
 	defer c.Close()
 	to := &net.IPAddr{IP: net.ParseIP(dst)}

@@ -19,7 +19,7 @@ func lookTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		if os.Getenv("PPTPGW_REQUIRE_ETCD") != "" { // CI installs the pair's tools (.ci/run)
+		if os.Getenv("PPTPGW_TEST_REQUIRE_ETCD") != "" { // CI installs the pair's tools (.ci/run)
 			t.Fatalf("%s not installed", name)
 		}
 		t.Skipf("%s not installed (apt-get install -y %s)", name, name)

@@ -3,10 +3,7 @@
 package lab
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -54,23 +51,17 @@ func (g *Gateway) HeapProfile(file string) error {
 	return os.WriteFile(file, []byte(body), 0o644)
 }
 
+// adminGet GETs path and returns the body; a status other than 200 is an
+// error.
 func (g *Gateway) adminGet(path string) (string, error) {
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", g.AdminSocket)
-		}}}
-	defer hc.CloseIdleConnections()
-	resp, err := hc.Get("http://pptpgw" + path)
+	code, body, err := g.adminDo(path)
 	if err != nil {
-		return "", fmt.Errorf("GET %s: %w", path, err)
+		return "", err
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET %s: %s %v", path, resp.Status, err)
+	if code != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %d %s", path, code, http.StatusText(code))
 	}
-	return string(body), nil
+	return body, nil
 }
 
 // Goroutines returns the daemon's goroutine count (GET

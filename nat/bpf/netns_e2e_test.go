@@ -80,15 +80,7 @@ func poke(t *testing.T, ns, addr string) {
 
 func rawGRE(t *testing.T, ns string) int {
 	t.Helper()
-	var fd int
-	var err error
-	nstest.InNS(t, ns, func() { fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_GRE) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	tv := unix.NsecToTimeval(int64(300 * time.Millisecond))
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	fd := nstest.RawGRE(t, ns)
 	// DF on, as pptp-linux and Windows send GRE: too big means ICMP,
 	// never fragments.
 	unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_PROBE)

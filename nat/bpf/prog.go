@@ -219,20 +219,24 @@ func parse() asm.Instructions {
 // lookup: the inbound map, then the outbound one; rVal and rDir are set
 // on a hit.
 func lookup() asm.Instructions {
-	return asm.Instructions{
-		asm.Mov.Imm(rDir, 0),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(MapInName),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, fpKey),
-		asm.FnMapLookupElem.Call(),
-		asm.JNE.Imm(asm.R0, 0, "found"),
-		asm.Mov.Imm(rDir, 1),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(MapOutName),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, fpKey),
-		asm.FnMapLookupElem.Call(),
+	insns := asm.Instructions{asm.Mov.Imm(rDir, 0)}
+	insns = append(insns, lookupKey(MapInName)...)
+	insns = append(insns, asm.JNE.Imm(asm.R0, 0, "found"), asm.Mov.Imm(rDir, 1))
+	insns = append(insns, lookupKey(MapOutName)...)
+	return append(insns,
 		asm.JEq.Imm(asm.R0, 0, "pass"),
 		asm.Mov.Reg(rVal, asm.R0).WithSymbol("found"),
+	)
+}
+
+// lookupKey looks the key on the stack up in the map named m: R0 is the
+// value or 0.
+func lookupKey(m string) asm.Instructions {
+	return asm.Instructions{
+		asm.LoadMapPtr(asm.R1, 0).WithReference(m),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, fpKey),
+		asm.FnMapLookupElem.Call(),
 	}
 }
 

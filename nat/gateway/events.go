@@ -15,11 +15,13 @@ func (g *Gateway) Events() *events.Hub { return g.hub }
 // and so needs no buffer and goroutine of its own, and a stuck log sink
 // does not starve the stream.
 func (g *Gateway) observer() conntrack.Observer {
-	f := &fanout{hub: g.hub}
+	f := &fanout{}
 	if g.cfg.Observer != nil {
 		g.events = conntrack.NewEventBuffer(g.cfg.Observer, 0)
 		f.buf = g.events
+		f.sinks = append(f.sinks, f.buf)
 	}
+	f.sinks = append(f.sinks, g.hub)
 	return f
 }
 
@@ -30,66 +32,45 @@ func (g *Gateway) eventStats(s map[string]uint64) {
 	s["events_lost"] = g.hub.LostTotal()
 }
 
+// eventSink hears every event of the table: the log's buffer and the hub.
+type eventSink interface {
+	conntrack.Observer
+	conntrack.PolicyObserver
+	conntrack.DetailObserver
+}
+
 // fanout hands every event of the table to the log's buffer and the hub.
 type fanout struct {
-	buf *conntrack.EventBuffer // nil: no log
-	hub *events.Hub
+	buf   *conntrack.EventBuffer // nil: no log
+	sinks []eventSink            // buf when there is a log, then the hub
 }
 
-func (f *fanout) CallUp(c conntrack.CallInfo) {
-	if f.buf != nil {
-		f.buf.CallUp(c)
+// each hands one event to every sink, in order.
+func (f *fanout) each(hear func(eventSink)) {
+	for _, s := range f.sinks {
+		hear(s)
 	}
-	f.hub.CallUp(c)
 }
 
+func (f *fanout) CallUp(c conntrack.CallInfo) { f.each(func(s eventSink) { s.CallUp(c) }) }
 func (f *fanout) CallRefused(c conntrack.CallInfo, reason string) {
-	if f.buf != nil {
-		f.buf.CallRefused(c, reason)
-	}
-	f.hub.CallRefused(c, reason)
+	f.each(func(s eventSink) { s.CallRefused(c, reason) })
 }
-
 func (f *fanout) CallDown(c conntrack.CallInfo, reason string) {
-	if f.buf != nil {
-		f.buf.CallDown(c, reason)
-	}
-	f.hub.CallDown(c, reason)
+	f.each(func(s eventSink) { s.CallDown(c, reason) })
 }
-
 func (f *fanout) Malformed(c conntrack.ConnInfo, reason string) {
-	if f.buf != nil {
-		f.buf.Malformed(c, reason)
-	}
-	f.hub.Malformed(c, reason)
+	f.each(func(s eventSink) { s.Malformed(c, reason) })
 }
-
 func (f *fanout) ControlDenied(c conntrack.ConnInfo, reason string) {
-	if f.buf != nil {
-		f.buf.ControlDenied(c, reason)
-	}
-	f.hub.ControlDenied(c, reason)
+	f.each(func(s eventSink) { s.ControlDenied(c, reason) })
 }
-
-func (f *fanout) ConnOpened(c conntrack.ConnInfo) {
-	if f.buf != nil {
-		f.buf.ConnOpened(c)
-	}
-	f.hub.ConnOpened(c)
-}
-
+func (f *fanout) ConnOpened(c conntrack.ConnInfo) { f.each(func(s eventSink) { s.ConnOpened(c) }) }
 func (f *fanout) ConnClosed(c conntrack.ConnInfo, reason string) {
-	if f.buf != nil {
-		f.buf.ConnClosed(c, reason)
-	}
-	f.hub.ConnClosed(c, reason)
+	f.each(func(s eventSink) { s.ConnClosed(c, reason) })
 }
-
 func (f *fanout) CallRequested(c conntrack.CallInfo) {
-	if f.buf != nil {
-		f.buf.CallRequested(c)
-	}
-	f.hub.CallRequested(c)
+	f.each(func(s eventSink) { s.CallRequested(c) })
 }
 
 // Dropped is what the log's buffer dropped (the table's events_dropped).

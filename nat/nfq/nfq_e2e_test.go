@@ -75,9 +75,7 @@ func readProc(t *testing.T, ns string) []QueueStats {
 // accepted, dropped, rewritten and marked packets do what the verdict
 // said, then that cancelling the context unbinds cleanly.
 func TestE2EVerdicts(t *testing.T) {
-	needRoot(t)
-	a, b := newNS(t, "nfqa"), newNS(t, "nfqb")
-	link(t, a, "va", "198.51.100.1/24", b, "vb", "198.51.100.2/24")
+	a, b := twoNS(t, "nfq")
 	ipt := func(args ...string) { sh(t, append([]string{"ip", "netns", "exec", b, "iptables"}, args...)...) }
 	ipt("-t", "mangle", "-A", "INPUT", "-p", "udp", "--dport", "9000", "-j", "NFQUEUE", "--queue-balance", "3:4")
 	// filter INPUT runs after mangle INPUT: it sees the verdict's mark.
@@ -181,13 +179,27 @@ func TestE2EVerdicts(t *testing.T) {
 	}
 }
 
+// twoNS is two namespaces <tag>a and <tag>b on one veth: a has
+// 198.51.100.1, b 198.51.100.2.
+func twoNS(t *testing.T, tag string) (a, b string) {
+	t.Helper()
+	needRoot(t)
+	a, b = newNS(t, tag+"a"), newNS(t, tag+"b")
+	link(t, a, "va", "198.51.100.1/24", b, "vb", "198.51.100.2/24")
+	return a, b
+}
+
+// queueUDP queues the UDP to port arriving in ns to NFQUEUE queue.
+func queueUDP(t *testing.T, ns, port, queue string) {
+	t.Helper()
+	sh(t, "ip", "netns", "exec", ns, "iptables", "-A", "INPUT", "-p", "udp", "--dport", port, "-j", "NFQUEUE", "--queue-num", queue)
+}
+
 // TestE2EFailOpen holds one packet in a queue of length 1: with the
 // fail-open flag the kernel accepts the packets that overflow it.
 func TestE2EFailOpen(t *testing.T) {
-	needRoot(t)
-	a, b := newNS(t, "foa"), newNS(t, "fob")
-	link(t, a, "va", "198.51.100.1/24", b, "vb", "198.51.100.2/24")
-	sh(t, "ip", "netns", "exec", b, "iptables", "-A", "INPUT", "-p", "udp", "--dport", "9001", "-j", "NFQUEUE", "--queue-num", "9")
+	a, b := twoNS(t, "fo")
+	queueUDP(t, b, "9001", "9")
 	release := make(chan struct{})
 	h := func(q uint16, pkt []byte, mark uint32, _ Meta) (Verdict, uint32, bool) {
 		<-release
@@ -223,10 +235,8 @@ func TestE2EFailOpen(t *testing.T) {
 // TestE2EBurst sends bursts that the queue takes in batches: every packet
 // is rewritten and arrives once, in order.
 func TestE2EBurst(t *testing.T) {
-	needRoot(t)
-	a, b := newNS(t, "bua"), newNS(t, "bub")
-	link(t, a, "va", "198.51.100.1/24", b, "vb", "198.51.100.2/24")
-	sh(t, "ip", "netns", "exec", b, "iptables", "-A", "INPUT", "-p", "udp", "--dport", "9002", "-j", "NFQUEUE", "--queue-num", "11")
+	a, b := twoNS(t, "bu")
+	queueUDP(t, b, "9002", "11")
 	h := func(q uint16, pkt []byte, mark uint32, _ Meta) (Verdict, uint32, bool) {
 		ihl := int(pkt[0]&0x0f) * 4
 		pkt[ihl+8] = 'B'
@@ -260,9 +270,7 @@ func TestE2EBurst(t *testing.T) {
 // the hook and the interface each came in on or goes out through, and
 // Close unbinds the queue.
 func TestE2EMeta(t *testing.T) {
-	needRoot(t)
-	a, b := newNS(t, "mea"), newNS(t, "meb")
-	link(t, a, "va", "198.51.100.1/24", b, "vb", "198.51.100.2/24")
+	a, b := twoNS(t, "me")
 	ipt := func(args ...string) { sh(t, append([]string{"ip", "netns", "exec", b, "iptables"}, args...)...) }
 	ipt("-A", "INPUT", "-p", "udp", "--dport", "9003", "-j", "NFQUEUE", "--queue-num", "13")
 	ipt("-A", "OUTPUT", "-p", "udp", "--dport", "9004", "-j", "NFQUEUE", "--queue-num", "13")
@@ -308,10 +316,8 @@ func TestE2EMeta(t *testing.T) {
 // TestE2ECloseUnderLoad closes the runner while packets keep coming: Close
 // returns promptly, the queue is unbound, and the stop logs no warnings.
 func TestE2ECloseUnderLoad(t *testing.T) {
-	needRoot(t)
-	a, b := newNS(t, "cla"), newNS(t, "clb")
-	link(t, a, "va", "198.51.100.1/24", b, "vb", "198.51.100.2/24")
-	sh(t, "ip", "netns", "exec", b, "iptables", "-A", "INPUT", "-p", "udp", "--dport", "9005", "-j", "NFQUEUE", "--queue-num", "15")
+	a, b := twoNS(t, "cl")
+	queueUDP(t, b, "9005", "15")
 	core, logs := observer.New(zapcore.DebugLevel)
 	var seen atomic.Uint64
 	h := func(q uint16, pkt []byte, mark uint32, _ Meta) (Verdict, uint32, bool) {

@@ -114,22 +114,27 @@ func (b *Backend) plan(m conntrack.GREMap, add bool) error {
 // Counters implements fastpath.Backend: a dump of the two sets that
 // count (the kernel keeps no last-use time; Last stays zero).
 func (b *Backend) Counters(in func(fastpath.InKey, fastpath.Counters), out func(fastpath.OutKey, fastpath.Counters)) error {
-	ins, err := b.conn.GetSetElements(b.rs.inAddr)
+	err := b.dumpCounters(b.rs.inAddr, MapInAddr, func(k parsedKey, c fastpath.Counters) {
+		in(fastpath.InKey{Peer: k.src, Public: k.dst, OuterID: k.id}, c)
+	})
 	if err != nil {
-		return fmt.Errorf("nf_tables: read %s: %w", MapInAddr, err)
+		return err
 	}
-	for _, el := range ins {
-		if k, ok := parseKey(el); ok {
-			in(fastpath.InKey{Peer: k.src, Public: k.dst, OuterID: k.id}, fastpath.Counters{Packets: el.Counter.Packets, Bytes: el.Counter.Bytes})
-		}
-	}
-	outs, err := b.conn.GetSetElements(b.rs.outCalls)
+	return b.dumpCounters(b.rs.outCalls, SetOutCalls, func(k parsedKey, c fastpath.Counters) {
+		out(fastpath.OutKey{Inside: k.src, Peer: k.dst, PeerID: k.id}, c)
+	})
+}
+
+// dumpCounters reads the set named name and calls each with every
+// element's key and counter.
+func (b *Backend) dumpCounters(set *nftables.Set, name string, each func(parsedKey, fastpath.Counters)) error {
+	els, err := b.conn.GetSetElements(set)
 	if err != nil {
-		return fmt.Errorf("nf_tables: read %s: %w", SetOutCalls, err)
+		return fmt.Errorf("nf_tables: read %s: %w", name, err)
 	}
-	for _, el := range outs {
+	for _, el := range els {
 		if k, ok := parseKey(el); ok {
-			out(fastpath.OutKey{Inside: k.src, Peer: k.dst, PeerID: k.id}, fastpath.Counters{Packets: el.Counter.Packets, Bytes: el.Counter.Bytes})
+			each(k, fastpath.Counters{Packets: el.Counter.Packets, Bytes: el.Counter.Bytes})
 		}
 	}
 	return nil

@@ -40,20 +40,6 @@ func greV1(callID uint16, seq, ack bool) []byte {
 	return b
 }
 
-func rawGRE(t *testing.T, ns string) int {
-	t.Helper()
-	var fd int
-	var err error
-	nstest.InNS(t, ns, func() { fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_GRE) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	tv := unix.NsecToTimeval(int64(300 * time.Millisecond))
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	return fd
-}
-
 func send(t *testing.T, fd int, dst string, pkt []byte) {
 	t.Helper()
 	if err := unix.Sendto(fd, pkt, 0, &unix.SockaddrInet4{Addr: netip.MustParseAddr(dst).As4()}); err != nil {
@@ -102,7 +88,7 @@ func TestFastPathKernel(t *testing.T) {
 		}
 	}
 	t.Logf("nft list table ip %s:\n%s", TableName, list)
-	cfd, sfd := rawGRE(t, c), rawGRE(t, srv)
+	cfd, sfd := nstest.RawGRE(t, c), nstest.RawGRE(t, srv)
 	send(t, sfd, "198.51.100.1", greV1(16384, true, true))
 	send(t, sfd, "198.51.100.1", greV1(16384, false, true))
 	send(t, sfd, "198.51.100.1", greV1(16384, true, false))
@@ -171,8 +157,8 @@ func TestFastPathManyCalls(t *testing.T) {
 			t.Errorf("%s %s holds %d elements, want %d", m.kind, m.name, got, n)
 		}
 	}
-	cfd := rawGRE(t, c)
-	send(t, rawGRE(t, srv), "198.51.100.1", greV1(n-1, true, true))
+	cfd := nstest.RawGRE(t, c)
+	send(t, nstest.RawGRE(t, srv), "198.51.100.1", greV1(n-1, true, true))
 	if got, want := strings.Join(recvGRE(cfd), " "), fmt.Sprintf("198.51.100.2>192.168.1.10/%d", (n-1)^0x8000); got != want {
 		t.Errorf("inside received %q, want %q", got, want)
 	}

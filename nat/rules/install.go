@@ -25,19 +25,27 @@ func (r Report) Empty() bool { return len(r.Chains) == 0 && len(r.Rules) == 0 }
 // and returns an error wrapping ErrMismatch that names the differences;
 // Remove then Install replaces them. After a nil error, Verify is empty.
 func Install(ipt IPTables, cfg Config) (Report, error) {
-	var rep Report
+	st, d, err := inspect(ipt, cfg)
+	if err != nil {
+		return Report{}, err
+	}
+	if d.conflicts() {
+		return Report{}, fmt.Errorf("%w: %s", ErrMismatch, strings.Join(d.lines(), "; "))
+	}
+	return add(ipt, cfg, st, d)
+}
+
+// inspect validates cfg, reads the installed rules and compares them with
+// what cfg wants: the first step of Install and Repair alike.
+func inspect(ipt IPTables, cfg Config) (*state, *diff, error) {
 	if err := cfg.Validate(); err != nil {
-		return rep, err
+		return nil, nil, err
 	}
 	st, err := readState(ipt)
 	if err != nil {
-		return rep, err
+		return nil, nil, err
 	}
-	d := compare(st, cfg)
-	if d.conflicts() {
-		return rep, fmt.Errorf("%w: %s", ErrMismatch, strings.Join(d.lines(), "; "))
-	}
-	return add(ipt, cfg, st, d)
+	return st, compare(st, cfg), nil
 }
 
 // add puts in what d says is missing from st, which it updates.

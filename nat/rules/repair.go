@@ -33,14 +33,10 @@ func (r RepairReport) Restored() int { return len(r.Added.Chains) + len(r.Added.
 // never touched. It is idempotent; after a nil error Verify is empty.
 func Repair(ipt IPTables, cfg Config) (RepairReport, error) {
 	var rep RepairReport
-	if err := cfg.Validate(); err != nil {
-		return rep, err
-	}
-	st, err := readState(ipt)
+	st, d, err := inspect(ipt, cfg)
 	if err != nil {
 		return rep, err
 	}
-	d := compare(st, cfg)
 	rep.Differences = d.lines()
 	if len(rep.Differences) == 0 {
 		return rep, nil

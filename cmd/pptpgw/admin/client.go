@@ -45,15 +45,7 @@ func NewClient(path string) *Client {
 // Calls returns the mapping table: the raw GET /v1/calls body (what `calls --json` prints,
 // byte for byte) and its decoded calls.
 func (c *Client) Calls(ctx context.Context) (raw []byte, calls []CallView, err error) {
-	raw, err = c.do(ctx, http.MethodGet, "/v1/calls")
-	if err != nil {
-		return nil, nil, err
-	}
-	var body CallsBody
-	if err := json.Unmarshal(raw, &body); err != nil {
-		return nil, nil, fmt.Errorf("admin socket %s: GET /v1/calls: bad answer: %w", c.path, err)
-	}
-	return raw, body.Calls, nil
+	return c.CallsWhere(ctx, nil)
 }
 
 // Stats returns the counters: the raw GET /v1/stats body (what `stats --json` prints) and the

@@ -2,7 +2,7 @@
 // tests: on 127.0.0.1 random ports, with a temporary data directory, and
 // stopped and started again at will (a node keeps working while etcd is
 // gone). Tests skip, saying why, when the binary is missing, unless
-// PPTPGW_REQUIRE_ETCD is set (.ci/run installs etcd and sets it, so CI
+// PPTPGW_TEST_REQUIRE_ETCD is set (.ci/run installs etcd and sets it, so CI
 // never skips).
 package etcdtest
 
@@ -93,8 +93,8 @@ func URLs(ms []*Etcd) []string {
 func lookBinary(tb testing.TB) string {
 	tb.Helper()
 	bin, err := exec.LookPath(Binary)
-	if err != nil && os.Getenv("PPTPGW_REQUIRE_ETCD") != "" {
-		tb.Fatalf("etcd server binary not installed (apt-get install -y etcd-server), and PPTPGW_REQUIRE_ETCD is set: %v", err)
+	if err != nil && os.Getenv("PPTPGW_TEST_REQUIRE_ETCD") != "" {
+		tb.Fatalf("etcd server binary not installed (apt-get install -y etcd-server), and PPTPGW_TEST_REQUIRE_ETCD is set: %v", err)
 	}
 	if err != nil {
 		tb.Skipf("etcd server binary not installed (apt-get install -y etcd-server): %v", err)

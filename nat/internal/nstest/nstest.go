@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -128,4 +129,21 @@ func Wrapper(t testing.TB, ns, bin string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// RawGRE is a raw GRE socket in ns (closed at cleanup) whose reads time
+// out after 300 ms, so that a test waiting for a packet that never comes
+// fails instead of hanging.
+func RawGRE(t testing.TB, ns string) int {
+	t.Helper()
+	var fd int
+	var err error
+	InNS(t, ns, func() { fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_GRE) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	tv := unix.NsecToTimeval(int64(300 * time.Millisecond))
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	return fd
 }
