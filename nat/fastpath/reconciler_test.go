@@ -293,3 +293,14 @@ func TestOnMapping(t *testing.T) {
 	r.Converge()
 	want("re-sync", "-2", "-3", "+4")
 }
+
+func TestConvergeGap(t *testing.T) {
+	for _, tt := range []struct{ took, want time.Duration }{
+		{0, time.Millisecond}, {50 * time.Microsecond, time.Millisecond},
+		{2 * time.Millisecond, 20 * time.Millisecond}, {time.Second, time.Second},
+	} {
+		if got := fastpath.ConvergeGap(tt.took); got != tt.want {
+			t.Errorf("convergeGap(%v) = %v, want %v", tt.took, got, tt.want)
+		}
+	}
+}

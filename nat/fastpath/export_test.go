@@ -1,0 +1,3 @@
+package fastpath
+
+var ConvergeGap = convergeGap
