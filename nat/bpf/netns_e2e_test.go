@@ -115,19 +115,14 @@ type received struct {
 // recvGRE returns the GRE packets fd receives until it times out.
 func recvGRE(fd int) []received {
 	var got []received
-	buf := make([]byte, 4096)
-	for {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil {
-			return got
-		}
-		p := buf[:n]
+	for _, p := range nstest.RecvAll(fd) {
 		ihl := int(p[0]&0xf) * 4
 		got = append(got, received{
 			src: netip.AddrFrom4([4]byte(p[12:16])).String(), dst: netip.AddrFrom4([4]byte(p[16:20])).String(),
-			callID: binary.BigEndian.Uint16(p[ihl+6:]), ttl: p[8], csumOK: ipCsum(p[:ihl]) == 0, length: n,
+			callID: binary.BigEndian.Uint16(p[ihl+6:]), ttl: p[8], csumOK: ipCsum(p[:ihl]) == 0, length: len(p),
 		})
 	}
+	return got
 }
 
 func counters(t *testing.T, b *Backend) (fastpath.Counters, fastpath.Counters) {

@@ -51,17 +51,12 @@ func send(t *testing.T, fd int, dst string, pkt []byte) {
 // fd receives until it times out.
 func recvGRE(fd int) []string {
 	var got []string
-	buf := make([]byte, 2048)
-	for {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil {
-			return got
-		}
-		p := buf[:n]
+	for _, p := range nstest.RecvAll(fd) {
 		ihl := int(p[0]&0xf) * 4
 		src, dst := netip.AddrFrom4([4]byte(p[12:16])), netip.AddrFrom4([4]byte(p[16:20]))
 		got = append(got, src.String()+">"+dst.String()+"/"+strconv.Itoa(int(binary.BigEndian.Uint16(p[ihl+6:]))))
 	}
+	return got
 }
 
 // TestFastPathKernel: the table Start creates translates the GRE of a

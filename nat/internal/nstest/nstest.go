@@ -147,3 +147,17 @@ func RawGRE(t testing.TB, ns string) int {
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	return fd
 }
+
+// RecvAll returns the packets fd receives (copies) until its receive
+// timeout passes with none.
+func RecvAll(fd int) [][]byte {
+	var got [][]byte
+	buf := make([]byte, 4096)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			return got
+		}
+		got = append(got, append([]byte(nil), buf[:n]...))
+	}
+}
