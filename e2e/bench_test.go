@@ -143,6 +143,9 @@ func TestBenchGRE(t *testing.T) {
 	const runs = 3
 	sizes := []int{64, 1400}
 	dirs := []string{"inbound", "outbound"}
+	if d := os.Getenv("PPTPGW_E2E_BENCH_DIRS"); d != "" {
+		dirs = strings.Split(d, ",") // one direction, for profiling
+	}
 	res := map[string]*benchCell{}
 	key := func(p, d string, size int) string { return fmt.Sprintf("%s|%s|%d", p, d, size) }
 	sender := lab.Build(t, lab.Module+"/e2e/cmd/gresend")
@@ -161,7 +164,7 @@ func TestBenchGRE(t *testing.T) {
 		// comma-separated words; the reference path is kept for the ratios
 		paths = nil
 		for i, p := range benchPaths {
-			keep := i == 1
+			keep := i == 1 && os.Getenv("PPTPGW_E2E_BENCH_NOREF") == ""
 			for _, w := range strings.Split(f, ",") {
 				keep = keep || strings.Contains(p.name, w)
 			}
