@@ -37,15 +37,18 @@ func (b *Backend) SetInterfaces(ifindexes []int) error {
 }
 
 func (b *Backend) setInterfaces(ifindexes []int) error {
-	var errs []error
+	ls, err := readLinks()
+	if err != nil {
+		return err
+	}
+	want, err := ls.attachPoints(ifindexes)
+	errs := []error{err}
 	// Attach first, detach after: an interface changing from cls_bpf to
-	// tcx has both for a moment (tcx runs first), never neither.
-	for _, ifi := range ifindexes {
+	// tcx has both for a moment (tcx runs first), never neither. The
+	// device map learns a new interface before the program runs on it.
+	errs = append(errs, b.syncDevs(ls, want))
+	for _, ifi := range want {
 		if b.useTCX && b.tcx[ifi] != nil || !b.useTCX && b.cls[ifi] {
-			continue
-		}
-		if err := checkEthernet(ifi); err != nil {
-			errs = append(errs, err)
 			continue
 		}
 		if b.useTCX {
@@ -60,28 +63,29 @@ func (b *Backend) setInterfaces(ifindexes []int) error {
 		errs = append(errs, b.attachCls(ifi))
 	}
 	for ifi := range b.tcx {
-		if !slices.Contains(ifindexes, ifi) || !b.useTCX {
+		if !slices.Contains(want, ifi) || !b.useTCX {
 			errs = append(errs, b.detachTCX(ifi))
 		}
 	}
 	for ifi := range b.cls {
-		if !slices.Contains(ifindexes, ifi) || b.useTCX {
+		if !slices.Contains(want, ifi) || b.useTCX {
 			errs = append(errs, b.detachCls(ifi))
 		}
 	}
-	return errors.Join(append(errs, b.syncDevs())...)
+	return errors.Join(append(errs, b.syncDevs(ls, b.Interfaces()))...)
 }
 
-// syncDevs makes the redirect allow-list hold exactly the interfaces the
-// program is attached to (an interface being detached may stay in it a
-// moment: it is still Ethernet).
-func (b *Backend) syncDevs() error {
-	want := b.Interfaces()
+// syncDevs makes the device map hold exactly the interfaces ifindexes,
+// each with what the program needs to know of it (links.devInfo): the
+// program redirects only to interfaces in it, and takes frames only
+// from those.
+func (b *Backend) syncDevs(ls links, ifindexes []int) error {
 	var stale []uint32
-	var ifi, one uint32
+	var ifi uint32
+	var info devInfo
 	it := b.dev.Iterate()
-	for it.Next(&ifi, &one) {
-		if !slices.Contains(want, int(ifi)) {
+	for it.Next(&ifi, &info) {
+		if !slices.Contains(ifindexes, int(ifi)) {
 			stale = append(stale, ifi)
 		}
 	}
@@ -91,8 +95,8 @@ func (b *Backend) syncDevs() error {
 			errs = append(errs, err)
 		}
 	}
-	for _, ifi := range want {
-		errs = append(errs, b.dev.Put(uint32(ifi), uint32(1)))
+	for _, ifi := range ifindexes {
+		errs = append(errs, b.dev.Put(uint32(ifi), ls.devInfo(ifi)))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("bpf: map %s: %w", MapDevName, err)
@@ -111,32 +115,6 @@ func (b *Backend) Interfaces() []int {
 	}
 	slices.Sort(out)
 	return slices.Compact(out) // both ways at once while switching modes
-}
-
-// checkEthernet refuses interfaces whose frames are not Ethernet (the
-// program parses an Ethernet header and writes MACs).
-func checkEthernet(ifindex int) error {
-	ifi, err := net.InterfaceByIndex(ifindex)
-	if err != nil {
-		return fmt.Errorf("bpf: interface %d: %w", ifindex, err)
-	}
-	// Not sysfs: it shows the namespace it was mounted in.
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("bpf: interface %s: %w", ifi.Name, err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(ifi.Name)
-	if err != nil {
-		return fmt.Errorf("bpf: interface %s: %w", ifi.Name, err)
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFHWADDR, ifr); err != nil {
-		return fmt.Errorf("bpf: interface %s: %w", ifi.Name, err)
-	}
-	if fam := ifr.Uint16(); fam != unix.ARPHRD_ETHER {
-		return fmt.Errorf("bpf: interface %s is not Ethernet (ARPHRD %d): its GRE stays on the nft/queue path", ifi.Name, fam)
-	}
-	return nil
 }
 
 func tcxPin(dir string, ifindex int) string {
@@ -308,7 +286,11 @@ func (b *Backend) adopt() error {
 				return err
 			}
 		}
-		return b.syncDevs()
+		ls, err := readLinks()
+		if err != nil {
+			return err
+		}
+		return b.syncDevs(ls, b.Interfaces())
 	})
 }
 

@@ -86,6 +86,13 @@ const (
 	fibSmac    = 52
 	fibDmac    = 58
 	fpKey      = -16 // the 12-byte map key
+	fpIfindex  = -88 // the ingress interface, then the one the FIB is asked from
+)
+
+// Device map values (struct devInfo in attach.go).
+const (
+	devL3  = 0
+	devMAC = 4
 )
 
 // GREMask and GREValue select GRE v1 with a key carrying PPP in the first
@@ -129,6 +136,7 @@ func Instructions() asm.Instructions {
 	var p asm.Instructions
 	p = append(p, asm.Mov.Reg(rCtx, asm.R1))
 	p = append(p, parse()...)
+	p = append(p, ingress()...)
 	p = append(p, lookup()...)
 	p = append(p, fibLookup()...)
 	p = append(p, rewrite()...)
@@ -166,12 +174,17 @@ func parse() asm.Instructions {
 		// promiscuous port) is not the stack's to forward.
 		asm.LoadMem(asm.R4, rCtx, skbVLANPresent, asm.Word),
 		asm.JNE.Imm(asm.R4, 0, "pass"),
-		asm.LoadMem(asm.R4, rCtx, skbPktType, asm.Word),
-		asm.JNE.Imm(asm.R4, 0, "pass"), // PACKET_HOST
-		// Headers outside the linear part (a bridge or a GRO'd veth hands
-		// some frames up that way): pull them in, as the stack would.
+		// The Ethernet header is always in the linear part at tc ingress:
+		// only IPv4 frames are worth a pull.
 		asm.LoadMem(asm.R2, rCtx, skbData, asm.Word),
 		asm.LoadMem(asm.R3, rCtx, skbDataEnd, asm.Word),
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, offIP),
+		asm.JGT.Reg(asm.R4, asm.R3, "pass"),
+		asm.LoadMem(asm.R4, asm.R2, offEtherType, asm.Half),
+		asm.JNE.Imm32(asm.R4, ne16(0x0800), "pass"),
+		// Headers outside the linear part (a bridge or a GRO'd veth hands
+		// some frames up that way): pull them in, as the stack would.
 		asm.Add.Imm(asm.R2, minFrame),
 		asm.JLE.Reg(asm.R2, asm.R3, "linear"),
 		asm.Mov.Reg(asm.R1, rCtx),
@@ -183,8 +196,6 @@ func parse() asm.Instructions {
 	pk[0] = pk[0].WithSymbol("linear")
 	p = append(p, pk...)
 	return append(p,
-		asm.LoadMem(asm.R4, asm.R2, offEtherType, asm.Half),
-		asm.JNE.Imm32(asm.R4, ne16(0x0800), "pass"),
 		asm.LoadMem(asm.R4, asm.R2, offIP, asm.Byte),
 		asm.JNE.Imm(asm.R4, 0x45, "pass"),
 		asm.LoadMem(asm.R4, asm.R2, offFrag, asm.Half),
@@ -214,6 +225,41 @@ func parse() asm.Instructions {
 		asm.StoreMem(asm.RFP, fpKey+8, asm.R4, asm.Half),
 		asm.StoreImm(asm.RFP, fpKey+10, 0, asm.Half),
 	)
+}
+
+// ingress checks the frame is the stack's to route, from the ingress
+// interface's entry in the device map: addressed to the interface
+// itself, or, on a port of a bridge (whose frames the program sees
+// before the bridge and br_netfilter do), to the bridge. The interface
+// the FIB is asked from (the bridge for its ports) goes on the stack.
+func ingress() asm.Instructions {
+	return asm.Instructions{
+		asm.LoadMem(asm.R4, rCtx, skbIfindex, asm.Word),
+		asm.StoreMem(asm.RFP, fpIfindex, asm.R4, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(MapDevName),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, fpIfindex),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "pass"),
+		asm.LoadMem(asm.R4, asm.R0, devL3, asm.Word),
+		asm.StoreMem(asm.RFP, fpIfindex, asm.R4, asm.Word),
+		asm.LoadMem(asm.R5, rCtx, skbPktType, asm.Word),
+		asm.JEq.Imm(asm.R5, 0, "to_us"), // PACKET_HOST
+		asm.LoadMem(asm.R5, rCtx, skbIfindex, asm.Word),
+		asm.JEq.Reg(asm.R4, asm.R5, "pass"), // not a bridge port
+		asm.LoadMem(asm.R2, rCtx, skbData, asm.Word),
+		asm.LoadMem(asm.R3, rCtx, skbDataEnd, asm.Word),
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, offIP),
+		asm.JGT.Reg(asm.R4, asm.R3, "pass"),
+		asm.LoadMem(asm.R4, asm.R2, 0, asm.Word),
+		asm.LoadMem(asm.R5, asm.R0, devMAC, asm.Word),
+		asm.JNE.Reg(asm.R4, asm.R5, "pass"),
+		asm.LoadMem(asm.R4, asm.R2, 4, asm.Half),
+		asm.LoadMem(asm.R5, asm.R0, devMAC+4, asm.Half),
+		asm.JNE.Reg(asm.R4, asm.R5, "pass"),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol("to_us"),
+	}
 }
 
 // lookup: the inbound map, then the outbound one; rVal and rDir are set
@@ -257,7 +303,7 @@ func fibLookup() asm.Instructions {
 		asm.LoadMem(asm.R4, asm.R2, offTotLen, asm.Half),
 		asm.HostTo(asm.BE, asm.R4, asm.Half),
 		asm.StoreMem(asm.RFP, fpFib+fibTotLen, asm.R4, asm.Half),
-		asm.LoadMem(asm.R4, rCtx, skbIfindex, asm.Word),
+		asm.LoadMem(asm.R4, asm.RFP, fpIfindex, asm.Word),
 		asm.StoreMem(asm.RFP, fpFib+fibIfindex, asm.R4, asm.Word),
 		asm.LoadMem(asm.R4, asm.R2, offTOS, asm.Byte),
 		asm.StoreMem(asm.RFP, fpFib+fibTOS, asm.R4, asm.Byte),
@@ -373,7 +419,7 @@ func collectionSpec(maxCalls uint32, pinned bool) *ebpf.CollectionSpec {
 	}
 	return &ebpf.CollectionSpec{
 		Maps: map[string]*ebpf.MapSpec{MapInName: mapSpec(MapInName), MapOutName: mapSpec(MapOutName),
-			MapDevName: {Name: MapDevName, Type: ebpf.Hash, KeySize: 4, ValueSize: 4, MaxEntries: maxDevs, Pinning: pin}},
+			MapDevName: {Name: MapDevName, Type: ebpf.Hash, KeySize: 4, ValueSize: devInfoSize, MaxEntries: maxDevs, Pinning: pin}},
 		Programs: map[string]*ebpf.ProgramSpec{ProgName: {
 			Name: ProgName, Type: ebpf.SchedCLS, License: "GPL", Instructions: Instructions(),
 		}},

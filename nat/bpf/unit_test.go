@@ -21,7 +21,7 @@ var testMap = conntrack.GREMap{Peer: addr("203.0.113.5"), OuterID: 40001, Public
 	Inside: addr("192.168.1.10"), InsideID: 7, PeerID: 555}
 
 // The instruction stream assembles: every jump finds its label, and only
-// the two maps are left for the loader to resolve.
+// the maps are left for the loader to resolve.
 func TestInstructionsAssemble(t *testing.T) {
 	insns := Instructions()
 	var buf bytes.Buffer
@@ -34,7 +34,7 @@ func TestInstructionsAssemble(t *testing.T) {
 			refs[ins.Reference()]++
 		}
 	}
-	if refs[MapInName] != 1 || refs[MapOutName] != 1 || refs[MapDevName] != 1 || len(refs) != 3 {
+	if refs[MapInName] != 1 || refs[MapOutName] != 1 || refs[MapDevName] != 2 || len(refs) != 3 {
 		t.Fatalf("map references %v", refs)
 	}
 	if n := len(insns); n > 200 {
@@ -46,7 +46,7 @@ func TestInstructionsAssemble(t *testing.T) {
 			calls = append(calls, asm.BuiltinFunc(ins.Constant))
 		}
 	}
-	want := []asm.BuiltinFunc{asm.FnSkbPullData, asm.FnMapLookupElem, asm.FnMapLookupElem, asm.FnFibLookup, asm.FnMapLookupElem, asm.FnL3CsumReplace,
+	want := []asm.BuiltinFunc{asm.FnSkbPullData, asm.FnMapLookupElem, asm.FnMapLookupElem, asm.FnMapLookupElem, asm.FnFibLookup, asm.FnMapLookupElem, asm.FnL3CsumReplace,
 		asm.FnL3CsumReplace, asm.FnKtimeGetNs, asm.FnRedirect}
 	if len(calls) != len(want) {
 		t.Fatalf("helper calls %v, want %v", calls, want)

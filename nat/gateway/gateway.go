@@ -293,6 +293,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	for _, r := range g.fast {
 		g.spawn(ctx, &wg, "reconcileFastPath/"+r.Backend().Name(), r.Run)
 	}
+	if g.ifaces.be != nil {
+		g.spawn(ctx, &wg, "attachFastPath", func(ctx context.Context) { g.ifaces.resync(ctx, interfaceResync) })
+	}
 	if g.keeper != nil {
 		g.spawn(ctx, &wg, "repairRules", g.repairRules)
 	}

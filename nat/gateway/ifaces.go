@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"context"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -30,6 +32,8 @@ type ifaceSet struct {
 	fixed bool
 	known atomic.Pointer[[]int]
 	mu    sync.Mutex // serialises additions and SetInterfaces
+	// lastErr is the last SetInterfaces error, logged once.
+	lastErr string
 }
 
 // attach starts telling be: a fixed list at once; else what an earlier
@@ -81,11 +85,38 @@ func (s *ifaceSet) add(idx ...int) {
 }
 
 func (s *ifaceSet) apply(ifindexes []int) {
-	if err := s.be.SetInterfaces(ifindexes); err != nil {
+	before := s.be.Interfaces()
+	err := s.be.SetInterfaces(ifindexes)
+	if err != nil && err.Error() != s.lastErr {
 		s.log.Warn("attach the GRE fast path", zap.Ints("ifindexes", ifindexes), zap.Error(err))
-		return
 	}
-	s.log.Info("GRE fast path attached", zap.Ints("ifindexes", ifindexes))
+	s.lastErr = ""
+	if err != nil {
+		s.lastErr = err.Error()
+	}
+	if after := s.be.Interfaces(); !slices.Equal(before, after) {
+		s.log.Info("GRE fast path attached", zap.Ints("ifindexes", ifindexes), zap.Ints("attached", after))
+	}
+}
+
+// interfaceResync is how often the attachments are converged again.
+const interfaceResync = 10 * time.Second
+
+// resync converges the attachments again: a bridge's ports and MAC
+// change, an interface comes back with a new ifindex.
+func (s *ifaceSet) resync(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.mu.Lock()
+			s.apply(*s.known.Load())
+			s.mu.Unlock()
+		}
+	}
 }
 
 // list returns the interfaces known now.

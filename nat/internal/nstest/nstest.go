@@ -67,12 +67,16 @@ func sweep() {
 	}
 }
 
-// Link joins two namespaces with a veth pair, addresses given as CIDR.
+// Link joins two namespaces with a veth pair, addresses given as CIDR
+// ("" for none).
 func Link(t testing.TB, a, ifa, addrA, b, ifb, addrB string) {
 	t.Helper()
 	Sh(t, "ip", "link", "add", ifa, "netns", a, "type", "veth", "peer", "name", ifb, "netns", b)
-	Sh(t, "ip", "-n", a, "addr", "add", addrA, "dev", ifa)
-	Sh(t, "ip", "-n", b, "addr", "add", addrB, "dev", ifb)
+	for _, e := range [][3]string{{a, ifa, addrA}, {b, ifb, addrB}} {
+		if e[2] != "" { // a bridge port has none
+			Sh(t, "ip", "-n", e[0], "addr", "add", e[2], "dev", e[1])
+		}
+	}
 	Sh(t, "ip", "-n", a, "link", "set", ifa, "up")
 	Sh(t, "ip", "-n", b, "link", "set", ifb, "up")
 }
