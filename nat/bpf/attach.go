@@ -78,23 +78,18 @@ func (b *Backend) setInterfaces(ifindexes []int) error {
 // syncDevs makes the device map hold exactly the interfaces ifindexes,
 // each with what the program needs to know of it (links.devInfo): the
 // program redirects only to interfaces in it, and takes frames only
-// from those.
+// from those. The map is an array by ifindex: a zero entry is none.
 func (b *Backend) syncDevs(ls links, ifindexes []int) error {
-	var stale []uint32
+	var errs []error
 	var ifi uint32
 	var info devInfo
 	it := b.dev.Iterate()
 	for it.Next(&ifi, &info) {
-		if !slices.Contains(ifindexes, int(ifi)) {
-			stale = append(stale, ifi)
+		if info != (devInfo{}) && !slices.Contains(ifindexes, int(ifi)) {
+			errs = append(errs, b.dev.Put(ifi, devInfo{}))
 		}
 	}
-	errs := []error{it.Err()}
-	for _, ifi := range stale {
-		if err := b.dev.Delete(ifi); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, err)
-		}
-	}
+	errs = append(errs, it.Err())
 	for _, ifi := range ifindexes {
 		errs = append(errs, b.dev.Put(uint32(ifi), ls.devInfo(ifi)))
 	}

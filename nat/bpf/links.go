@@ -87,13 +87,16 @@ func (ls links) attachPoints(wanted []int) ([]int, error) {
 		case !l.ether:
 			errs = append(errs, fmt.Errorf("bpf: interface %s is not Ethernet: its GRE stays on the nft/queue path", l.name))
 			continue
+		case ifi >= maxIfindex:
+			errs = append(errs, fmt.Errorf("bpf: interface %s has ifindex %d, the program takes below %d: its GRE stays on the nft/queue path", l.name, ifi, maxIfindex))
+			continue
 		}
 		out = append(out, ifi)
 		if !l.bridge {
 			continue
 		}
 		for port, pl := range ls {
-			if pl.master == ifi && pl.ether {
+			if pl.master == ifi && pl.ether && port < maxIfindex {
 				out = append(out, port)
 			}
 		}
