@@ -45,18 +45,16 @@ type Config struct {
 // Backend is the tc-eBPF fast path, a fastpath.Backend. Its methods must
 // not be called concurrently (the Reconciler calls it from one goroutine).
 type Backend struct {
-	cfg     Config
-	log     *zap.Logger
-	prog    *ebpf.Program
-	in, out *ebpf.Map
-	dev     *ebpf.Map         // ifindexes the program may redirect to: those it is attached to
-	tcx     map[int]link.Link // ifindex -> pinned tcx link
-	cls     map[int]bool      // ifindexes with our cls_bpf filter
-	useTCX  bool
-	ncpu    int
-	scratch []value // one value per CPU
-	keys    []key   // Counters' and Replace's batch buffers
-	vals    []value
+	cfg    Config
+	log    *zap.Logger
+	prog   *ebpf.Program
+	calls  *ebpf.Map         // both directions of every call
+	dev    *ebpf.Map         // by ifindex: the interfaces it is attached to (and may redirect to)
+	tcx    map[int]link.Link // ifindex -> pinned tcx link
+	cls    map[int]bool      // ifindexes with our cls_bpf filter
+	useTCX bool
+	keys   []key // Counters' and Replace's batch buffers
+	vals   []value
 	// onDelete hears the last counters of deleted mappings.
 	onDelete func(m conntrack.GREMap, in bool, c fastpath.Counters)
 }
@@ -81,20 +79,16 @@ func Open(cfg Config) (*Backend, error) {
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; where
 	// it cannot be raised the load fails with a clearer error.
 	_ = rlimit.RemoveMemlock()
-	ncpu, err := ebpf.PossibleCPU()
-	if err != nil {
-		return nil, fmt.Errorf("bpf: %w", err)
-	}
 	if err := ensurePinDir(cfg.PinDir); err != nil {
 		return nil, err
 	}
-	b := &Backend{cfg: cfg, log: cfg.Log, tcx: map[int]link.Link{}, cls: map[int]bool{}, ncpu: ncpu,
-		scratch: make([]value, ncpu), useTCX: !cfg.ForceClsBPF && haveTCX()}
+	b := &Backend{cfg: cfg, log: cfg.Log, tcx: map[int]link.Link{}, cls: map[int]bool{},
+		useTCX: !cfg.ForceClsBPF && haveTCX()}
 	coll, err := b.load()
 	if err != nil {
 		return nil, err
 	}
-	b.prog, b.in, b.out, b.dev = coll.Programs[ProgName], coll.Maps[MapInName], coll.Maps[MapOutName], coll.Maps[MapDevName]
+	b.prog, b.calls, b.dev = coll.Programs[ProgName], coll.Maps[MapCallsName], coll.Maps[MapDevName]
 	pin := filepath.Join(cfg.PinDir, progPin)
 	_ = os.Remove(pin)
 	if err := b.prog.Pin(pin); err != nil {
@@ -116,7 +110,7 @@ func (b *Backend) load() (*ebpf.Collection, error) {
 	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
 	if errors.Is(err, ebpf.ErrMapIncompatible) {
 		b.log.Info("bpf: pinned maps differ from this configuration, replacing them", zap.Error(err))
-		for _, n := range []string{MapInName, MapOutName, MapDevName} {
+		for _, n := range []string{MapCallsName, MapDevName, oldMapInName, oldMapOutName} {
 			_ = os.Remove(filepath.Join(b.cfg.PinDir, n))
 		}
 		coll, err = ebpf.NewCollectionWithOptions(spec, opts)
@@ -132,8 +126,7 @@ func (b *Backend) closeFDs() {
 		l.Close()
 	}
 	b.prog.Close()
-	b.in.Close()
-	b.out.Close()
+	b.calls.Close()
 	b.dev.Close()
 }
 
@@ -204,65 +197,62 @@ func unpinLink(path string) error {
 	return l.Unpin()
 }
 
-// Replace implements fastpath.Backend: the maps hold exactly maps
+// Replace implements fastpath.Backend: the map holds exactly maps
 // afterwards; entries that already translate the same way keep their
 // counters.
 func (b *Backend) Replace(maps []conntrack.GREMap) error {
-	wantIn := make(map[key]value, len(maps))
-	wantOut := make(map[key]value, len(maps))
+	want := make(map[key]value, 2*len(maps))
 	for _, m := range maps {
-		wantIn[inKey(m)] = inValue(m)
-		wantOut[outKey(m)] = outValue(m)
+		want[inKey(m)] = inValue(m)
+		want[outKey(m)] = outValue(m)
 	}
-	return errors.Join(b.converge(b.in, MapInName, wantIn), b.converge(b.out, MapOutName, wantOut))
-}
-
-// converge deletes what m holds that want does not (or maps otherwise),
-// then adds what is missing.
-func (b *Backend) converge(m *ebpf.Map, name string, want map[key]value) error {
 	var stale []key
-	err := b.walk(m, func(k key, cpus []value) {
-		if w, ok := want[k]; ok && sameMapping(w, cpus[0]) {
+	err := b.walk(func(k key, v value) {
+		if w, ok := want[k]; ok && sameMapping(w, v) {
 			delete(want, k)
 			return
 		}
 		stale = append(stale, k)
 	})
 	if err != nil {
-		return fmt.Errorf("bpf: read map %s: %w", name, err)
+		return fmt.Errorf("bpf: read map %s: %w", MapCallsName, err)
 	}
 	var errs firstErrors
 	for _, k := range stale {
-		if err := m.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs.add(fmt.Errorf("bpf: delete from %s: %w", name, err))
+		if err := b.calls.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs.add(fmt.Errorf("bpf: delete from %s: %w", MapCallsName, err))
 		}
 	}
-	b.addMissing(m, name, want, &errs)
+	b.addMissing(maps, want, &errs)
 	return errs.err()
 }
 
-// addMissing adds entries known to be missing (this goroutine is the only
-// writer), in batches where the kernel has them; after a batch fails (a
-// full map, an old kernel) its keys are added one by one, which keeps
-// what went in and names the error. Batches take no BPF_NOEXIST: the
-// kernel allows only BPF_F_LOCK there.
-func (b *Backend) addMissing(m *ebpf.Map, name string, want map[key]value, errs *firstErrors) {
+// addMissing adds the entries of want known to be missing (this
+// goroutine is the only writer), a call's two together in the order of
+// maps, so that a full map leaves whole calls out. It goes in batches
+// where the kernel has them; after a batch fails (a full map, an old
+// kernel) its entries are added one by one, which keeps what went in and
+// names the error. Batches take no BPF_NOEXIST: the kernel allows only
+// BPF_F_LOCK there.
+func (b *Backend) addMissing(maps []conntrack.GREMap, want map[key]value, errs *firstErrors) {
 	keys := make([]key, 0, batch)
-	vals := make([]value, 0, batch*b.ncpu)
+	vals := make([]value, 0, batch)
 	flush := func() {
-		if _, err := m.BatchUpdate(keys, vals, nil); err != nil {
+		if _, err := b.calls.BatchUpdate(keys, vals, nil); err != nil {
 			for i := range keys {
-				errs.add(b.put(m, name, keys[i], vals[i*b.ncpu]))
+				errs.add(b.put(keys[i], vals[i]))
 			}
 		}
 		keys, vals = keys[:0], vals[:0]
 	}
-	for k, v := range want {
-		keys = append(keys, k)
-		for range b.ncpu {
-			vals = append(vals, v)
+	for _, m := range maps {
+		for _, k := range [2]key{inKey(m), outKey(m)} {
+			if v, ok := want[k]; ok {
+				keys, vals = append(keys, k), append(vals, v)
+				delete(want, k)
+			}
 		}
-		if len(keys) == batch {
+		if len(keys) >= batch-1 {
 			flush()
 		}
 	}
@@ -281,16 +271,16 @@ func (b *Backend) Apply(add, del []conntrack.GREMap) error {
 		clk, _ = Now()
 	}
 	for _, m := range del {
-		if c, ok := b.del(&errs, b.in, MapInName, inKey(m), inValue(m)); ok && b.onDelete != nil {
-			b.onDelete(m, true, c.counters(clk))
+		if v, ok := b.del(&errs, inKey(m), inValue(m)); ok && b.onDelete != nil {
+			b.onDelete(m, true, v.counters(clk))
 		}
-		if c, ok := b.del(&errs, b.out, MapOutName, outKey(m), outValue(m)); ok && b.onDelete != nil {
-			b.onDelete(m, false, c.counters(clk))
+		if v, ok := b.del(&errs, outKey(m), outValue(m)); ok && b.onDelete != nil {
+			b.onDelete(m, false, v.counters(clk))
 		}
 	}
 	for _, m := range add {
-		errs.add(b.put(b.in, MapInName, inKey(m), inValue(m)))
-		errs.add(b.put(b.out, MapOutName, outKey(m), outValue(m)))
+		errs.add(b.put(inKey(m), inValue(m)))
+		errs.add(b.put(outKey(m), outValue(m)))
 	}
 	return errs.err()
 }
@@ -321,28 +311,20 @@ func (f *firstErrors) err() error {
 }
 
 // del removes k if it still maps to v (another mapping may have taken the
-// key since).
-func (b *Backend) del(errs *firstErrors, m *ebpf.Map, name string, k key, v value) (final percpu, ok bool) {
-	err := m.Lookup(&k, b.scratch)
-	if errors.Is(err, ebpf.ErrKeyNotExist) || err == nil && !sameMapping(b.scratch[0], v) {
-		return nil, false
+// key since) and returns its last value.
+func (b *Backend) del(errs *firstErrors, k key, v value) (final value, ok bool) {
+	err := b.calls.Lookup(&k, &final)
+	if errors.Is(err, ebpf.ErrKeyNotExist) || err == nil && !sameMapping(final, v) {
+		return value{}, false
 	}
 	if err == nil {
-		err = m.Delete(&k)
+		err = b.calls.Delete(&k)
 	}
 	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		errs.add(fmt.Errorf("bpf: delete from %s: %w", name, err))
-		return nil, false
+		errs.add(fmt.Errorf("bpf: delete from %s: %w", MapCallsName, err))
+		return value{}, false
 	}
-	return b.scratch, err == nil
-}
-
-// percpu is one entry's values, one per CPU.
-type percpu []value
-
-func (p percpu) counters(clk Clock) fastpath.Counters {
-	pk, by, last := sum(p)
-	return fastpath.Counters{Packets: pk, Bytes: by, Last: clk.WallOf(last)}
+	return final, err == nil
 }
 
 // OnDelete sets fn to hear the final counters of every mapping Apply
@@ -355,43 +337,42 @@ func (b *Backend) OnDelete(fn func(m conntrack.GREMap, in bool, c fastpath.Count
 
 // put adds k -> v with BPF_NOEXIST, so that a live entry keeps its
 // counters; an entry with another mapping is deleted first.
-func (b *Backend) put(m *ebpf.Map, name string, k key, v value) error {
-	for i := range b.scratch {
-		b.scratch[i] = v
-	}
-	err := m.Update(&k, b.scratch, ebpf.UpdateNoExist)
+func (b *Backend) put(k key, v value) error {
+	err := b.calls.Update(&k, &v, ebpf.UpdateNoExist)
 	if errors.Is(err, ebpf.ErrKeyExist) {
-		if err = m.Lookup(&k, b.scratch); err == nil && sameMapping(b.scratch[0], v) {
+		var old value
+		if err = b.calls.Lookup(&k, &old); err == nil && sameMapping(old, v) {
 			return nil
 		}
-		for i := range b.scratch {
-			b.scratch[i] = v
-		}
-		if err = m.Delete(&k); err == nil || errors.Is(err, ebpf.ErrKeyNotExist) {
-			err = m.Update(&k, b.scratch, ebpf.UpdateNoExist)
+		if err = b.calls.Delete(&k); err == nil || errors.Is(err, ebpf.ErrKeyNotExist) {
+			err = b.calls.Update(&k, &v, ebpf.UpdateNoExist)
 		}
 	}
 	if errors.Is(err, unix.E2BIG) {
-		return fmt.Errorf("bpf: map %s is full (max calls %d)", name, b.cfg.MaxCalls)
+		return fmt.Errorf("bpf: map %s is full (max calls %d)", MapCallsName, b.cfg.MaxCalls)
 	}
 	if err != nil {
-		return fmt.Errorf("bpf: add to %s: %w", name, err)
+		return fmt.Errorf("bpf: add to %s: %w", MapCallsName, err)
 	}
 	return nil
 }
 
-// Counters implements fastpath.Backend: every entry's counters summed
-// over the CPUs; Last converted from ktime to wall time.
+// Counters implements fastpath.Backend: every entry's counters, Last
+// converted from the kernel's monotonic clock to wall time.
 func (b *Backend) Counters(in func(fastpath.InKey, fastpath.Counters), out func(fastpath.OutKey, fastpath.Counters)) error {
 	clk, err := Now()
 	if err != nil {
 		return err
 	}
-	if err := b.walk(b.in, func(k key, cpus []value) { in(k.in(), percpu(cpus).counters(clk)) }); err != nil {
-		return fmt.Errorf("bpf: read map %s: %w", MapInName, err)
-	}
-	if err := b.walk(b.out, func(k key, cpus []value) { out(k.out(), percpu(cpus).counters(clk)) }); err != nil {
-		return fmt.Errorf("bpf: read map %s: %w", MapOutName, err)
+	err = b.walk(func(k key, v value) {
+		if v.Dir == dirIn {
+			in(k.in(), v.counters(clk))
+		} else {
+			out(k.out(), v.counters(clk))
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("bpf: read map %s: %w", MapCallsName, err)
 	}
 	return nil
 }
@@ -408,37 +389,36 @@ func Now() (Clock, error) {
 // batch is how many entries one batch lookup reads.
 const batch = 256
 
-// walk calls fn with every entry of m and its per-CPU values (valid only
-// during the call), in batches where the kernel has them (5.6+), else
-// key by key.
-func (b *Backend) walk(m *ebpf.Map, fn func(key, []value)) error {
+// walk calls fn with every entry of the map, in batches where the kernel
+// has them (5.6+), else key by key.
+func (b *Backend) walk(fn func(key, value)) error {
 	if b.keys == nil {
 		b.keys = make([]key, batch)
-		b.vals = make([]value, batch*b.ncpu)
+		b.vals = make([]value, batch)
 	}
 	var cursor ebpf.MapBatchCursor
 	for {
-		n, err := m.BatchLookup(&cursor, b.keys, b.vals, nil)
+		n, err := b.calls.BatchLookup(&cursor, b.keys, b.vals, nil)
 		for i := range n {
-			fn(b.keys[i], b.vals[i*b.ncpu:(i+1)*b.ncpu])
+			fn(b.keys[i], b.vals[i])
 		}
 		switch {
 		case errors.Is(err, ebpf.ErrKeyNotExist):
 			return nil
 		case errors.Is(err, ebpf.ErrNotSupported):
-			return b.iterate(m, fn)
+			return b.iterate(fn)
 		case err != nil:
 			return err
 		}
 	}
 }
 
-func (b *Backend) iterate(m *ebpf.Map, fn func(key, []value)) error {
+func (b *Backend) iterate(fn func(key, value)) error {
 	var k key
-	var cpus []value
-	it := m.Iterate()
-	for it.Next(&k, &cpus) {
-		fn(k, cpus)
+	var v value
+	it := b.calls.Iterate()
+	for it.Next(&k, &v) {
+		fn(k, v)
 	}
 	return it.Err()
 }

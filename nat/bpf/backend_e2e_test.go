@@ -26,17 +26,15 @@ func openT(t testing.TB, cfg Config) *Backend {
 	return b
 }
 
-// setCounters pretends the program counted packets on every CPU.
+// setCounters pretends the program counted packets.
 func setCounters(t *testing.T, m *ebpf.Map, k key, packets uint64) {
 	t.Helper()
-	var cpus []value
-	if err := m.Lookup(&k, &cpus); err != nil {
+	var v value
+	if err := m.Lookup(&k, &v); err != nil {
 		t.Fatal(err)
 	}
-	for i := range cpus {
-		cpus[i].Packets = packets
-	}
-	if err := m.Update(&k, cpus, ebpf.UpdateExist); err != nil {
+	v.Packets = packets
+	if err := m.Update(&k, &v, ebpf.UpdateExist); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -63,22 +61,22 @@ func TestApplyKeepsCounters(t *testing.T) {
 	if err := b.Apply([]conntrack.GREMap{m1}, nil); err != nil {
 		t.Fatal(err)
 	}
-	setCounters(t, b.in, inKey(m1), 5)
+	setCounters(t, b.calls, inKey(m1), 5)
 	if err := b.Apply([]conntrack.GREMap{m1}, nil); err != nil {
 		t.Fatal(err)
 	}
 	in, _ := entries(t, b)
-	if got := in[fastpath.InKeyOf(m1)].Packets; got != uint64(5*b.ncpu) {
-		t.Fatalf("re-added mapping has %d packets, want %d", got, 5*b.ncpu)
+	if got := in[fastpath.InKeyOf(m1)].Packets; got != 5 {
+		t.Fatalf("re-added mapping has %d packets, want %d", got, 5)
 	}
 	m2 := m1
 	m2.InsideID = 9 // the same outer Call ID given to another inside call
 	if err := b.Apply([]conntrack.GREMap{m2}, nil); err != nil {
 		t.Fatal(err)
 	}
-	var cpus []value
-	if err := b.in.Lookup(inKey(m1), &cpus); err != nil || cpus[0].CallID != [2]byte{0, 9} || cpus[0].Packets != 0 {
-		t.Fatalf("changed mapping: %+v %v", cpus, err)
+	var v value
+	if err := b.calls.Lookup(inKey(m1), &v); err != nil || v.CallID != [2]byte{0, 9} || v.Packets != 0 {
+		t.Fatalf("changed mapping: %+v %v", v, err)
 	}
 	if err := b.Apply(nil, []conntrack.GREMap{m1}); err != nil {
 		t.Fatal(err)
@@ -87,7 +85,7 @@ func TestApplyKeepsCounters(t *testing.T) {
 		t.Fatalf("deleting the old mapping: %d inbound entries (want m2's kept), %d outbound", len(in), len(out))
 	}
 	// The last counters of a deleted mapping are handed over.
-	setCounters(t, b.in, inKey(m2), 3)
+	setCounters(t, b.calls, inKey(m2), 3)
 	final := map[bool]fastpath.Counters{}
 	b.OnDelete(func(m conntrack.GREMap, in bool, c fastpath.Counters) {
 		if m != m2 {
@@ -99,7 +97,7 @@ func TestApplyKeepsCounters(t *testing.T) {
 		t.Fatal(err)
 	}
 	// (m2's outbound key is m1's, deleted with m1 above.)
-	if len(final) != 1 || final[true].Packets != uint64(3*b.ncpu) {
+	if len(final) != 1 || final[true].Packets != 3 {
 		t.Fatalf("final counters %+v", final)
 	}
 	b.OnDelete(nil)
@@ -129,7 +127,7 @@ func TestReplaceConverges(t *testing.T) {
 	if err := b.Replace(calls); err != nil {
 		t.Fatal(err)
 	}
-	setCounters(t, b.out, outKey(calls[3]), 2)
+	setCounters(t, b.calls, outKey(calls[3]), 2)
 	if err := b.Replace(calls[2:6]); err != nil {
 		t.Fatal(err)
 	}
@@ -137,16 +135,15 @@ func TestReplaceConverges(t *testing.T) {
 	if len(in) != 4 || len(out) != 4 {
 		t.Fatalf("%d %d entries, want 4", len(in), len(out))
 	}
-	if got := out[fastpath.OutKeyOf(calls[3])].Packets; got != uint64(2*b.ncpu) {
+	if got := out[fastpath.OutKeyOf(calls[3])].Packets; got != 2 {
 		t.Fatalf("kept entry has %d packets", got)
 	}
 	// More calls than room: the batch fails, the entries that fit go in
-	// one by one, the error names the full map.
+	// one by one, whole calls first; the error names the full map.
 	small := openT(t, Config{PinDir: pinDir(t, "replace-full"), MaxCalls: 4})
 	err := small.Replace(manyCalls(6))
-	if err == nil || strings.Count(err.Error(), "pptpgw_gre_in is full") != 1 ||
-		strings.Count(err.Error(), "pptpgw_gre_out is full") != 1 {
-		t.Fatalf("6 calls in maps of 4: %v", err)
+	if err == nil || strings.Count(err.Error(), "pptpgw_gre_call is full") != 1 {
+		t.Fatalf("6 calls in a map for 4: %v", err)
 	}
 	if in, out := entries(t, small); len(in) != 4 || len(out) != 4 {
 		t.Fatalf("%d %d entries, want 4", len(in), len(out))
@@ -236,7 +233,7 @@ func TestModeSwitchAndMaxCalls(t *testing.T) {
 	b.Close(false)
 	cfg.ForceClsBPF, cfg.MaxCalls = true, 16
 	b = openT(t, cfg)
-	if info, err := b.in.Info(); err != nil || info.MaxEntries != 16 {
+	if info, err := b.calls.Info(); err != nil || info.MaxEntries != 32 {
 		t.Fatalf("map after a max-calls change: %+v %v", info, err)
 	}
 	if err := b.SetInterfaces([]int{ifOut, ifIn}); err != nil {

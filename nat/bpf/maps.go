@@ -17,18 +17,28 @@ const (
 	valueSize = 32
 )
 
-// value is one CPU's copy of a map value. Addr is the address to write
-// (inbound: the inside address, the destination; outbound: the public
-// address, the source), CallID the inbound Call ID to write (network
-// order; zero outbound). The counters are the program's; Last is
-// bpf_ktime_get_ns (CLOCK_MONOTONIC) of the last packet.
+// value is a map value. Addr is the address to write (inbound: the
+// inside address, the destination; outbound: the public address, the
+// source), CallID the inbound Call ID to write (network order; zero
+// outbound), Dir which of the two the entry is: one map holds both
+// directions, so a packet costs one lookup whichever way it goes. The
+// counters are the program's (atomic adds: one entry per direction of a
+// call, which one CPU mostly handles); Last is the kernel's monotonic
+// clock (bpf_ktime_get_coarse_ns, or _ns before 5.11) at the last packet.
 type value struct {
 	Addr          [4]byte
 	CallID        [2]byte
-	Pad           [2]byte
+	Dir           uint8
+	Pad           uint8
 	Packets, Byts uint64
 	Last          uint64
 }
+
+// Dir values.
+const (
+	dirIn  = 0
+	dirOut = 1
+)
 
 func makeKey(src, dst conntrack.Addr, callID uint16) key {
 	var k key
@@ -44,14 +54,14 @@ func outKey(m conntrack.GREMap) key { return makeKey(m.Inside, m.Peer, m.PeerID)
 
 // inValue and outValue are m's mappings, counters zero.
 func inValue(m conntrack.GREMap) value {
-	v := value{Addr: m.Inside}
+	v := value{Addr: m.Inside, Dir: dirIn}
 	binary.BigEndian.PutUint16(v.CallID[:], m.InsideID)
 	return v
 }
-func outValue(m conntrack.GREMap) value { return value{Addr: m.Public} }
+func outValue(m conntrack.GREMap) value { return value{Addr: m.Public, Dir: dirOut} }
 
 // sameMapping says whether two values translate alike (counters aside).
-func sameMapping(a, b value) bool { return a.Addr == b.Addr && a.CallID == b.CallID }
+func sameMapping(a, b value) bool { return a.Addr == b.Addr && a.CallID == b.CallID && a.Dir == b.Dir }
 
 func (k key) fields() (src, dst conntrack.Addr, callID uint16) {
 	copy(src[:], k[0:4])
@@ -69,15 +79,9 @@ func (k key) out() fastpath.OutKey {
 	return fastpath.OutKey{Inside: src, Peer: dst, PeerID: id}
 }
 
-// sum adds up the per-CPU copies of one value; last is the latest
-// ktime of any CPU (0: never).
-func sum(cpus []value) (packets, bytes, last uint64) {
-	for i := range cpus {
-		packets += cpus[i].Packets
-		bytes += cpus[i].Byts
-		last = max(last, cpus[i].Last)
-	}
-	return packets, bytes, last
+// counters are v's, Last converted to wall time.
+func (v value) counters(clk Clock) fastpath.Counters {
+	return fastpath.Counters{Packets: v.Packets, Bytes: v.Byts, Last: clk.WallOf(v.Last)}
 }
 
 // Clock is a pair of readings of CLOCK_MONOTONIC (what bpf_ktime_get_ns

@@ -230,7 +230,7 @@ func testLab(t *testing.T, cls bool) {
 		t.Fatal(err)
 	}
 	pins := pinNames(t, cfg.PinDir)
-	want := []string{MapInName, MapOutName, MapDevName, progPin}
+	want := []string{MapCallsName, MapDevName, progPin}
 	if !cls {
 		want = append(want, tcxPinName(l.ifOut), tcxPinName(l.ifIn))
 	}

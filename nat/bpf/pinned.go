@@ -23,35 +23,30 @@ type PinnedTotals struct {
 // os.ErrNotExist means nothing is pinned there.
 func ReadPinned(pinDir string) (PinnedTotals, error) {
 	var t PinnedTotals
-	for _, m := range []struct {
-		name           string
-		packets, bytes *uint64
-		calls          *int
-	}{{MapInName, &t.PacketsIn, &t.BytesIn, &t.Calls}, {MapOutName, &t.PacketsOut, &t.BytesOut, nil}} {
-		path := filepath.Join(pinDir, m.name)
-		if _, err := os.Stat(path); err != nil {
-			return PinnedTotals{}, fmt.Errorf("bpf: %w", err)
+	path := filepath.Join(pinDir, MapCallsName)
+	if _, err := os.Stat(path); err != nil {
+		return PinnedTotals{}, fmt.Errorf("bpf: %w", err)
+	}
+	mp, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		return PinnedTotals{}, fmt.Errorf("bpf: open pinned map %s: %w", path, err)
+	}
+	defer mp.Close()
+	var k key
+	var v value
+	it := mp.Iterate()
+	for it.Next(&k, &v) {
+		if v.Dir == dirIn {
+			t.Calls++
+			t.PacketsIn += v.Packets
+			t.BytesIn += v.Byts
+		} else {
+			t.PacketsOut += v.Packets
+			t.BytesOut += v.Byts
 		}
-		mp, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
-		if err != nil {
-			return PinnedTotals{}, fmt.Errorf("bpf: open pinned map %s: %w", path, err)
-		}
-		var k key
-		var cpus []value
-		it := mp.Iterate()
-		for it.Next(&k, &cpus) {
-			p, b, _ := sum(cpus)
-			*m.packets += p
-			*m.bytes += b
-			if m.calls != nil {
-				*m.calls++
-			}
-		}
-		err = it.Err()
-		mp.Close()
-		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return PinnedTotals{}, fmt.Errorf("bpf: read pinned map %s: %w", path, err)
-		}
+	}
+	if err := it.Err(); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return PinnedTotals{}, fmt.Errorf("bpf: read pinned map %s: %w", path, err)
 	}
 	return t, nil
 }
