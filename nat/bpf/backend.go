@@ -107,10 +107,13 @@ func Open(cfg Config) (*Backend, error) {
 func (b *Backend) load() (*ebpf.Collection, error) {
 	spec := collectionSpec(uint32(b.cfg.MaxCalls), true)
 	opts := ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: b.cfg.PinDir}}
+	for _, n := range []string{oldMapInName, oldMapOutName} {
+		_ = os.Remove(filepath.Join(b.cfg.PinDir, n)) // an older version's
+	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
 	if errors.Is(err, ebpf.ErrMapIncompatible) {
 		b.log.Info("bpf: pinned maps differ from this configuration, replacing them", zap.Error(err))
-		for _, n := range []string{MapCallsName, MapDevName, oldMapInName, oldMapOutName} {
+		for _, n := range []string{MapCallsName, MapDevName} {
 			_ = os.Remove(filepath.Join(b.cfg.PinDir, n))
 		}
 		coll, err = ebpf.NewCollectionWithOptions(spec, opts)
