@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -399,7 +401,9 @@ func TestScale(t *testing.T) {
 			}
 			added := size - s.calls
 			slab0 := slabBytes(t)
+			profiled := s.profileSetup(t, size)
 			_, r := s.addCalls(t, added, s.perConn)
+			profiled()
 			row.setup[size] = r.Rate
 			if n := s.controlConns(t); n != s.conns {
 				t.Errorf("%s: %d tracked control connections, want %d", s.name, n, s.conns)
@@ -651,4 +655,33 @@ func TestLoadCalls(t *testing.T) {
 		}
 		return nil
 	}, 5*time.Second)
+}
+
+// profileSetup takes the daemon's CPU profile and, where perf is
+// installed, the whole machine's (perf record -a -g) during the first 3 s
+// of the step to size calls, into PPTPGW_E2E_SCALE_PROFILES when it is
+// set; the returned function waits for them.
+func (s *scaleLab) profileSetup(t *testing.T, size int) (wait func()) {
+	dir := os.Getenv("PPTPGW_E2E_SCALE_PROFILES")
+	if dir == "" || size < 1000 {
+		return func() {}
+	}
+	name := fmt.Sprintf("%s-%d", strings.Join(strings.Fields(s.name), "_"), size)
+	var wg sync.WaitGroup
+	if s.gw != nil {
+		wg.Go(func() {
+			if err := s.gw.CPUProfile(filepath.Join(dir, "cpu-setup-"+name+".pprof"), 3); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if perf, err := exec.LookPath("perf"); err == nil {
+		wg.Go(func() {
+			out := filepath.Join(dir, "perf-setup-"+name+".data")
+			if o, err := exec.Command(perf, "record", "-a", "-g", "-q", "-o", out, "--", "sleep", "3").CombinedOutput(); err != nil {
+				t.Errorf("perf record: %v: %s", err, o)
+			}
+		})
+	}
+	return wg.Wait
 }

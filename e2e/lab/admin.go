@@ -51,6 +51,15 @@ func (g *Gateway) HeapProfile(file string) error {
 	return os.WriteFile(file, []byte(body), 0o644)
 }
 
+// CPUProfile writes the daemon's CPU profile over the next seconds to file.
+func (g *Gateway) CPUProfile(file string, seconds int) error {
+	body, err := g.adminGet(fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds))
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, []byte(body), 0o644)
+}
+
 // adminGet GETs path and returns the body; a status other than 200 is an
 // error.
 func (g *Gateway) adminGet(path string) (string, error) {

@@ -212,3 +212,25 @@ func TestReadPermissionDenied(t *testing.T) {
 		t.Errorf("file was moved: %v", serr)
 	}
 }
+
+func TestLeadingVersion(t *testing.T) {
+	for _, tc := range []struct {
+		data string
+		ok   bool
+	}{
+		{`{"version":1}`, true},
+		{`{"version":12,"conns":[]}`, true},
+		{`{"version":0}`, false},
+		{`{"version":01}`, false},
+		{`{"version":-1}`, false},
+		{`{"version":"1"}`, false},
+		{`{"version":1`, false},
+		{`{"version":1.5}`, false},
+		{`{"conns":[],"version":1}`, false},
+		{`[{"version":1}]`, false},
+	} {
+		if err := leadingVersion([]byte(tc.data)); (err == nil) != tc.ok {
+			t.Errorf("leadingVersion(%s) = %v, want ok %v", tc.data, err, tc.ok)
+		}
+	}
+}
