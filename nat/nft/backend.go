@@ -27,6 +27,10 @@ type Config struct {
 type Backend struct {
 	rs   *ruleset
 	conn *nftables.Conn
+	// pending are the elements of the next transaction, per map, deletions
+	// apart from additions: one message per map and kind, whatever the
+	// calls (each message costs an acknowledgement to read).
+	pending [2][4][]nftables.SetElement
 }
 
 var _ fastpath.Backend = (*Backend)(nil)
@@ -48,10 +52,10 @@ func New(cfg Config) (*Backend, error) {
 // Name implements fastpath.Backend.
 func (b *Backend) Name() string { return "kernel" }
 
-// maxBatch bounds the calls of one transaction (each is four netlink
-// messages, one per map): a batch of thousands overflows the socket
-// buffers, ENOBUFS on the acks and EMSGSIZE on the send.
-const maxBatch = 64
+// maxBatch bounds the calls of one transaction (at most eight messages,
+// a deletion and an addition per map): a batch of thousands makes messages
+// too big for the socket (EMSGSIZE).
+const maxBatch = 256
 
 // Replace implements fastpath.Backend: the table is replaced by an empty
 // one, committed first (until the elements follow, those calls' GRE takes
@@ -71,9 +75,7 @@ func (b *Backend) Apply(add, del []conntrack.GREMap) error {
 	n := 0
 	for i, batch := range [][]conntrack.GREMap{del, add} {
 		for _, m := range batch {
-			if err := b.plan(m, i == 1); err != nil {
-				return err
-			}
+			b.plan(m, i == 1)
 			if n++; n == maxBatch {
 				if err := b.flush(); err != nil {
 					return err
@@ -89,26 +91,46 @@ func (b *Backend) Apply(add, del []conntrack.GREMap) error {
 }
 
 func (b *Backend) flush() error {
-	if err := b.conn.Flush(); err != nil {
+	var errs []error
+	c, sets := b.conn, b.rs.maps()
+	for kind := range b.pending {
+		for i, elems := range b.pending[kind] {
+			if len(elems) == 0 {
+				continue
+			}
+			if kind == 0 {
+				errs = append(errs, c.SetDeleteElements(sets[i], elems))
+			} else {
+				errs = append(errs, c.SetAddElements(sets[i], elems))
+			}
+			b.pending[kind][i] = elems[:0]
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("nf_tables: update table ip %s: %w", TableName, err)
+	}
+	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nf_tables: update table ip %s: %w", TableName, err)
 	}
 	return nil
 }
 
-// plan queues the elements of m's two keys, added or deleted.
-func (b *Backend) plan(m conntrack.GREMap, add bool) error {
-	ik := []nftables.SetElement{{Key: greKeyBytes(m.Peer, m.Public, m.OuterID)}}
-	ok := []nftables.SetElement{{Key: greKeyBytes(m.Inside, m.Peer, m.PeerID)}}
-	c, rs := b.conn, b.rs
+// plan queues the elements of m's two keys, added or deleted, in the
+// order of ruleset.maps: inAddr, inID, outCalls, outAddr.
+func (b *Backend) plan(m conntrack.GREMap, add bool) {
+	ik := greKeyBytes(m.Peer, m.Public, m.OuterID)
+	ok := greKeyBytes(m.Inside, m.Peer, m.PeerID)
+	p := &b.pending[0]
 	if !add {
-		return errors.Join(c.SetDeleteElements(rs.inAddr, ik), c.SetDeleteElements(rs.inID, ik),
-			c.SetDeleteElements(rs.outCalls, ok), c.SetDeleteElements(rs.outAdr, ok))
+		p[0], p[1] = append(p[0], nftables.SetElement{Key: ik}), append(p[1], nftables.SetElement{Key: ik})
+		p[2], p[3] = append(p[2], nftables.SetElement{Key: ok}), append(p[3], nftables.SetElement{Key: ok})
+		return
 	}
-	return errors.Join(
-		c.SetAddElements(rs.inAddr, []nftables.SetElement{{Key: ik[0].Key, Val: m.Inside[:]}}),
-		c.SetAddElements(rs.inID, []nftables.SetElement{{Key: ik[0].Key, Val: callID(m.InsideID)}}),
-		c.SetAddElements(rs.outCalls, ok),
-		c.SetAddElements(rs.outAdr, []nftables.SetElement{{Key: ok[0].Key, Val: m.Public[:]}}))
+	p = &b.pending[1]
+	p[0] = append(p[0], nftables.SetElement{Key: ik, Val: m.Inside[:]})
+	p[1] = append(p[1], nftables.SetElement{Key: ik, Val: callID(m.InsideID)})
+	p[2] = append(p[2], nftables.SetElement{Key: ok})
+	p[3] = append(p[3], nftables.SetElement{Key: ok, Val: m.Public[:]})
 }
 
 // Counters implements fastpath.Backend: a dump of the two sets that

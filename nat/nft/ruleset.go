@@ -101,6 +101,11 @@ func newRuleset(markBit uint32) *ruleset {
 	}
 }
 
+// maps are the four maps, in the order the backend's pending elements use.
+func (r *ruleset) maps() [4]*nftables.Set {
+	return [4]*nftables.Set{r.inAddr, r.inID, r.outCalls, r.outAdr}
+}
+
 // create queues, on c, the replacement of any table of that name by an
 // empty one with the maps and chains: add (so that the delete finds one),
 // delete, add, in one transaction.
@@ -108,7 +113,7 @@ func (r *ruleset) create(c *nftables.Conn) error {
 	c.AddTable(r.table)
 	c.DelTable(r.table)
 	c.AddTable(r.table)
-	for _, s := range []*nftables.Set{r.inAddr, r.inID, r.outCalls, r.outAdr} {
+	for _, s := range r.maps() {
 		s.ID = 0 // a new set in this batch
 		if err := c.AddSet(s, nil); err != nil {
 			return err
