@@ -40,6 +40,21 @@ type Resolver interface {
 	Resolve(src, dst Endpoint) (spec ConnSpec, ok bool)
 }
 
+// SegmentResolver is a Resolver that also reads the segment's flags: the
+// kernel's (nat/gateway) skips a connection's first SYN, whose conntrack
+// entry is not confirmed yet, and asks about an answer (a SYN-ACK) the
+// way round that finds it first.
+type SegmentResolver interface {
+	ResolveSegment(seg *Segment) (spec ConnSpec, ok bool)
+}
+
+func resolve(r Resolver, seg *Segment) (ConnSpec, bool) {
+	if sr, ok := r.(SegmentResolver); ok {
+		return sr.ResolveSegment(seg)
+	}
+	return r.Resolve(seg.Src, seg.Dst)
+}
+
 // ControlResult is the table's verdict on a control segment.
 type ControlResult struct {
 	Tracked  bool // the segment belongs to a tracked connection
@@ -114,7 +129,7 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 		if seg.RST || (seg.FIN && len(seg.Payload) == 0) {
 			return ControlResult{}
 		}
-		if spec, resolved = r.Resolve(seg.Src, seg.Dst); !resolved {
+		if spec, resolved = resolve(r, seg); !resolved {
 			return ControlResult{}
 		}
 		if !spec.Local && t.controlDenied(spec) { // policy.go: --allow-inside, --allow-peer

@@ -39,6 +39,26 @@ func fromAP(a netip.AddrPort) conntrack.Endpoint {
 }
 
 func (r *liveResolver) Resolve(src, dst conntrack.Endpoint) (conntrack.ConnSpec, bool) {
+	return r.lookup(src, dst)
+}
+
+// ResolveSegment skips a first SYN: queued in mangle FORWARD, before its
+// conntrack entry is confirmed (and its source NAT chosen), so the kernel
+// has nothing to tell yet. A SYN-ACK is asked about as its opener's tuple
+// first: with MASQUERADE (a PNS inside) that is the entry's original
+// tuple, one query instead of two. Either way round Lookup finds the
+// entry; only the number of queries differs.
+func (r *liveResolver) ResolveSegment(seg *conntrack.Segment) (conntrack.ConnSpec, bool) {
+	switch {
+	case seg.SYN && !seg.ACK:
+		return conntrack.ConnSpec{}, false
+	case seg.SYN:
+		return r.lookup(seg.Dst, seg.Src)
+	}
+	return r.lookup(seg.Src, seg.Dst)
+}
+
+func (r *liveResolver) lookup(src, dst conntrack.Endpoint) (conntrack.ConnSpec, bool) {
 	n, err := ctnl.Lookup(r.ct, toAP(src), toAP(dst))
 	if err != nil {
 		r.failures.Add(1)
