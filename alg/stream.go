@@ -101,12 +101,12 @@ type Stream struct {
 	inSync  bool // walking messages; false: looking for a magic cookie
 	finSeen bool
 	hasISN  bool
+	ended   bool   // FIN or RST seen: a message cut short was counted
 	isn     uint32 // the SYN's sequence number, to tell a duplicate SYN from a new connection
 	next    uint32 // sequence number of the next new byte
 	msg     Msg
 	records []record
 	dropped uint64
-	ended   bool // FIN or RST seen: a message cut short was counted
 }
 
 // Synced reports whether the tracker is walking messages (false after a
@@ -261,7 +261,11 @@ func (s *Stream) record(seq uint32, orig, new byte) {
 		s.dropped += maxRecords / 2
 	}
 	if s.records == nil {
-		s.records = make([]record, 0, 8)
+		// One Call ID's two bytes: most directions never hold more (the
+		// receiver acknowledges them before the next message), and at a
+		// control connection per call every byte kept counts; append
+		// grows it for a burst.
+		s.records = make([]record, 0, 2)
 	}
 	s.records = append(s.records, record{seq: seq, orig: orig, new: new})
 }
