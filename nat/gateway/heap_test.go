@@ -3,8 +3,8 @@ package gateway
 import (
 	"encoding/binary"
 	"net/netip"
-	"path/filepath"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"testing"
