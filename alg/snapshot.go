@@ -42,7 +42,7 @@ func (s *Stream) SetState(st StreamState) {
 	if !s.inSync && n >= HeaderLen {
 		n = 0 // out of sync, only the bytes a header search needs are kept
 	}
-	s.msg.n = copy(s.msg.pre[:], st.MsgBytes[:n])
+	s.msg.n = uint8(copy(s.msg.pre[:], st.MsgBytes[:n]))
 	copy(s.msg.wrote[:], st.Wrote[:n])
 	if s.inSync && !s.msgPosOK() {
 		s.inSync = false
@@ -73,6 +73,6 @@ func (s *Stream) msgPosOK() bool {
 		return true
 	}
 	t, r := checkHeader(m.pre[:HeaderLen])
-	m.Type, m.len = t, RFCLength(t)
+	m.Type, m.len = t, uint16(RFCLength(t))
 	return r == ReasonNone && pos < uint32(m.len)
 }

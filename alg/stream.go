@@ -40,18 +40,18 @@ type Handler interface {
 // Msg is the tracker's view of the message being walked: its type and the
 // original bytes of its first 20 octets as far as they have passed.
 type Msg struct {
-	Type MsgType
 	// Start is the TCP sequence number of the message's first byte.
 	Start uint32
-	n     int
+	Type  MsgType
+	len   uint16 // RFCLength of Type, once the header passed (0: not yet)
+	n     uint8  // bytes of pre that passed (small types: a Stream is two of a connection's bytes)
 	pre   [prefixLen]byte
 	wrote [prefixLen]byte
-	len   int
 }
 
 // Uint16 returns the original 16-bit field at off, if both its bytes have passed.
 func (m *Msg) Uint16(off int) (uint16, bool) {
-	if off+2 > m.n {
+	if off+2 > int(m.n) {
 		return 0, false
 	}
 	return binary.BigEndian.Uint16(m.pre[off:]), true
@@ -59,7 +59,7 @@ func (m *Msg) Uint16(off int) (uint16, bool) {
 
 // Byte returns the original byte at off, if it has passed.
 func (m *Msg) Byte(off int) (byte, bool) {
-	if off >= m.n {
+	if off >= int(m.n) {
 		return 0, false
 	}
 	return m.pre[off], true
@@ -105,8 +105,8 @@ type Stream struct {
 	isn     uint32 // the SYN's sequence number, to tell a duplicate SYN from a new connection
 	next    uint32 // sequence number of the next new byte
 	msg     Msg
+	dropped uint32 // RecordsDropped
 	records []record
-	dropped uint64
 }
 
 // Synced reports whether the tracker is walking messages (false after a
@@ -125,7 +125,7 @@ func (s *Stream) FinSeen() bool { return s.finSeen }
 func (s *Stream) Next() uint32 { return s.next }
 
 // RecordsDropped counts rewrite records dropped because the bound was reached.
-func (s *Stream) RecordsDropped() uint64 { return s.dropped }
+func (s *Stream) RecordsDropped() uint64 { return uint64(s.dropped) }
 
 // Segment walks one TCP segment of this direction. payload is rewritten in
 // place. syn and fin are the segment's flags.
@@ -287,9 +287,9 @@ func (s *Stream) walk(seq uint32, b []byte, base int, h Handler, sum *uint32) bo
 		pos := int(seq + uint32(i) - m.Start)
 		if pos >= prefixLen || (m.len > 0 && pos >= HeaderLen && !interesting(m.Type, pos)) {
 			// Skip to the next interesting byte or the message end.
-			end := m.len
+			end := int(m.len)
 			if pos < prefixLen {
-				end = nextInteresting(m.Type, pos, m.len)
+				end = nextInteresting(m.Type, pos, end)
 			}
 			n := end - pos
 			if n > len(b)-i {
@@ -297,14 +297,14 @@ func (s *Stream) walk(seq uint32, b []byte, base int, h Handler, sum *uint32) bo
 			}
 			if pos < prefixLen {
 				c := copy(m.pre[pos:], b[i:i+n])
-				m.n = pos + c
+				m.n = uint8(pos + c)
 			}
 			i += n
 			pos += n
 		} else {
 			c := b[i]
 			m.pre[pos] = c
-			m.n = pos + 1
+			m.n = uint8(pos + 1)
 			if pos == HeaderLen-1 {
 				t, r := checkHeader(m.pre[:HeaderLen])
 				if r != ReasonNone {
@@ -319,17 +319,17 @@ func (s *Stream) walk(seq uint32, b []byte, base int, h Handler, sum *uint32) bo
 					i++
 					continue
 				}
-				m.Type, m.len = t, RFCLength(t)
+				m.Type, m.len = t, uint16(RFCLength(t))
 			} else if pos >= HeaderLen {
 				if (pos == OffCallID || pos == OffPeerCallID) && i+1 < len(b) {
 					// The low byte is in this segment too: let the
 					// handler see the whole ID while it decides the
 					// high byte.
 					m.pre[pos+1] = b[i+1]
-					m.n = pos + 2
+					m.n = uint8(pos + 2)
 				}
 				nc := s.decide(m, pos, c, h)
-				m.n = pos + 1
+				m.n = uint8(pos + 1)
 				m.wrote[pos] = nc
 				if nc != c {
 					b[i] = nc
@@ -341,7 +341,7 @@ func (s *Stream) walk(seq uint32, b []byte, base int, h Handler, sum *uint32) bo
 			i++
 			pos++
 		}
-		if m.len > 0 && pos == m.len {
+		if m.len > 0 && pos == int(m.len) {
 			h.Message(m)
 			s.msg = Msg{Start: m.Start + uint32(m.len)}
 		}
@@ -400,14 +400,14 @@ func (s *Stream) resync(seq uint32, b []byte) (int, bool) {
 		m.n = 0 // not the bytes just before b (a restored or damaged state)
 	}
 	var hdr [HeaderLen]byte
-	for k := 0; k < m.n; k++ {
+	for k := 0; k < int(m.n); k++ {
 		c := copy(hdr[:], m.pre[k:m.n])
 		if c+len(b) < HeaderLen {
 			break
 		}
 		copy(hdr[c:], b)
 		if _, r := checkHeader(hdr[:]); r == ReasonNone {
-			*m = Msg{Start: m.Start + uint32(k), n: c}
+			*m = Msg{Start: m.Start + uint32(k), n: uint8(c)}
 			copy(m.pre[:], hdr[:c])
 			s.inSync = true
 			return 0, true
@@ -423,9 +423,9 @@ func (s *Stream) resync(seq uint32, b []byte) (int, bool) {
 		*m = Msg{Start: seq + uint32(len(b)-keep), n: keep}
 		copy(m.pre[:], b[len(b)-keep:])
 	} else {
-		drop := max(m.n+len(b)-keep, 0)
+		drop := max(int(m.n)+len(b)-keep, 0)
 		n := copy(m.pre[:], m.pre[drop:m.n])
-		m.n = n + copy(m.pre[n:], b)
+		m.n = uint8(n + copy(m.pre[n:], b))
 		m.Start = seq - uint32(n)
 	}
 	return 0, false

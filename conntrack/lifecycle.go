@@ -188,7 +188,7 @@ func (t *Table) overLimit(k *Call) string {
 		return "max-calls"
 	}
 	// The router's own pptpd answers many clients from one address.
-	if !k.conn.Local && t.idx.perIn[k.Inside] >= t.limits.MaxCallsPerInside {
+	if !k.conn.Local && int(t.idx.perIn[k.Inside]) >= t.limits.MaxCallsPerInside {
 		return "max-calls-per-inside"
 	}
 	return ""
