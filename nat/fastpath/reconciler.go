@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -74,7 +75,6 @@ type Reconciler struct {
 	byOut    []uint32
 	outStale bool
 	mark     uint32 // diff's pass
-	desired  []conntrack.GREMap
 	gen      uint64
 	failing  bool
 	ticks    int
@@ -119,15 +119,36 @@ func (r *Reconciler) Backend() Backend { return r.be }
 // the backend could not be programmed at all (the caller may fall back to
 // another path).
 func (r *Reconciler) Start() error {
-	r.desired, r.gen = r.src.Desired(r.desired[:0])
-	if err := r.be.Replace(r.desired); err != nil {
+	buf := getDesired()
+	defer putDesired(buf)
+	*buf, r.gen = r.src.Desired((*buf)[:0])
+	if err := r.be.Replace(*buf); err != nil {
 		r.errs.Add(1)
 		return err
 	}
-	r.reset(r.desired)
+	r.reset(*buf)
 	r.applies.Add(1)
 	return nil
 }
+
+// desiredBufs holds the buffers Desired fills (*[]conntrack.GREMap),
+// shared by the tiers: one at 10 000 calls is 180 kB, needed only while
+// a converge runs, and a pool lets it go when the calls are quiet.
+var desiredBufs sync.Pool
+
+func getDesired() *[]conntrack.GREMap {
+	if b, ok := desiredBufs.Get().(*[]conntrack.GREMap); ok {
+		return b
+	}
+	return new([]conntrack.GREMap)
+}
+
+func putDesired(b *[]conntrack.GREMap) { desiredBufs.Put(b) }
+
+// generationSource is a Source that tells its generation without copying
+// the desired state (*conntrack.Table): a converge with nothing new then
+// costs nothing.
+type generationSource interface{ Generation() uint64 }
 
 // Run keeps the kernel converged until ctx ends. Start must have
 // succeeded.
@@ -199,8 +220,13 @@ func (r *Reconciler) counterTicks() int {
 // Converge applies what changed in the desired state since the last call;
 // after a failure it replaces the kernel's state whole.
 func (r *Reconciler) Converge() {
-	desired, gen := r.src.Desired(r.desired[:0])
-	r.desired = desired
+	if g, ok := r.src.(generationSource); ok && !r.failing && g.Generation() == r.gen {
+		return
+	}
+	buf := getDesired()
+	defer putDesired(buf)
+	desired, gen := r.src.Desired((*buf)[:0])
+	*buf = desired
 	if gen == r.gen && !r.failing {
 		return
 	}

@@ -304,3 +304,49 @@ func TestConvergeGap(t *testing.T) {
 		}
 	}
 }
+
+// genSource is a Source that tells its generation (as the call table
+// does) and counts the copies of its desired state.
+type genSource struct {
+	*fastpathtest.Source
+	copies int
+}
+
+func (s *genSource) Desired(dst []conntrack.GREMap) ([]conntrack.GREMap, uint64) {
+	s.copies++
+	return s.Source.Desired(dst)
+}
+
+func (s *genSource) Generation() uint64 {
+	_, gen := s.Source.Desired(nil)
+	return gen
+}
+
+// TestConvergeUnchanged: with a Source that tells its generation, a
+// converge with nothing new (every tick) copies nothing; a change is
+// applied as before, and so is the re-sync after a failure.
+func TestConvergeUnchanged(t *testing.T) {
+	src, be := &genSource{Source: fastpathtest.New(call(1))}, newMem()
+	r := fastpath.New(src, be, fastpath.Config{})
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.Converge()
+	r.Converge()
+	if src.copies != 1 {
+		t.Errorf("%d copies of the desired state, want 1 (Start's)", src.copies)
+	}
+	src.Set(call(1), call(2))
+	r.Converge()
+	if got := be.keys(); !slices.Equal(got, []uint16{1, 2}) || src.copies != 2 {
+		t.Errorf("after a change: %v, %d copies", got, src.copies)
+	}
+	be.fail = errors.New("ENOBUFS")
+	src.Set(call(2))
+	r.Converge()
+	be.fail = nil
+	r.Converge() // the same generation, but failing: a re-sync
+	if got := be.keys(); !slices.Equal(got, []uint16{2}) || be.replaces != 2 {
+		t.Errorf("after recovery: %v, %d replaces", got, be.replaces)
+	}
+}
