@@ -22,7 +22,10 @@ func (s *Stream) State() StreamState {
 		MsgStart: s.msg.Start}
 	if s.msg.n > 0 {
 		st.MsgBytes = append([]byte(nil), s.msg.pre[:s.msg.n]...)
-		st.Wrote = append([]byte(nil), s.msg.wrote[:s.msg.n]...)
+		st.Wrote = make([]byte, s.msg.n) // zero where nothing was written: the header
+		if s.msg.n > HeaderLen {
+			copy(st.Wrote[HeaderLen:], s.msg.wrote[:])
+		}
 	}
 	for _, r := range s.records {
 		st.Records = append(st.Records, [3]int64{int64(r.seq), int64(r.orig), int64(r.new)})
@@ -43,7 +46,9 @@ func (s *Stream) SetState(st StreamState) {
 		n = 0 // out of sync, only the bytes a header search needs are kept
 	}
 	s.msg.n = uint8(copy(s.msg.pre[:], st.MsgBytes[:n]))
-	copy(s.msg.wrote[:], st.Wrote[:n])
+	if n > HeaderLen {
+		copy(s.msg.wrote[:], st.Wrote[HeaderLen:n])
+	}
 	if s.inSync && !s.msgPosOK() {
 		s.inSync = false
 		s.msg = Msg{}

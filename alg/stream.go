@@ -2,6 +2,7 @@ package alg
 
 import (
 	"encoding/binary"
+	"math"
 
 	"github.com/pptpgw/pptpgw/alg/hdr"
 )
@@ -46,7 +47,9 @@ type Msg struct {
 	len   uint16 // RFCLength of Type, once the header passed (0: not yet)
 	n     uint8  // bytes of pre that passed (small types: a Stream is two of a connection's bytes)
 	pre   [prefixLen]byte
-	wrote [prefixLen]byte
+	// wrote: what the handler put in place of the bytes from HeaderLen
+	// on (the header itself is never rewritten).
+	wrote [prefixLen - HeaderLen]byte
 }
 
 // Uint16 returns the original 16-bit field at off, if both its bytes have passed.
@@ -95,18 +98,22 @@ func sumChange(sum *uint32, i int, o, n byte) {
 // segments, and lets a Handler rewrite Call ID fields in place, whichever
 // segment carries their bytes. It never holds a segment back. Memory is
 // bounded: 20 bytes of the current message and at most maxRecords rewrite
-// records. Not safe for concurrent use.
+// records. Not safe for concurrent use. Two are most of a control
+// connection's memory, so their fields are small and leave no padding
+// (80 bytes).
 type Stream struct {
 	started bool
 	inSync  bool // walking messages; false: looking for a magic cookie
 	finSeen bool
 	hasISN  bool
-	ended   bool   // FIN or RST seen: a message cut short was counted
-	isn     uint32 // the SYN's sequence number, to tell a duplicate SYN from a new connection
-	next    uint32 // sequence number of the next new byte
-	msg     Msg
-	dropped uint32 // RecordsDropped
-	records []record
+	ended   bool // FIN or RST seen: a message cut short was counted
+	// dropHalves: how often the older half of the records was dropped
+	// (RecordsDropped), saturating.
+	dropHalves uint16
+	isn        uint32 // the SYN's sequence number, to tell a duplicate SYN from a new connection
+	next       uint32 // sequence number of the next new byte
+	msg        Msg
+	records    []record
 }
 
 // Synced reports whether the tracker is walking messages (false after a
@@ -125,7 +132,7 @@ func (s *Stream) FinSeen() bool { return s.finSeen }
 func (s *Stream) Next() uint32 { return s.next }
 
 // RecordsDropped counts rewrite records dropped because the bound was reached.
-func (s *Stream) RecordsDropped() uint64 { return uint64(s.dropped) }
+func (s *Stream) RecordsDropped() uint64 { return uint64(s.dropHalves) * maxRecords / 2 }
 
 // Segment walks one TCP segment of this direction. payload is rewritten in
 // place. syn and fin are the segment's flags.
@@ -258,7 +265,9 @@ func (s *Stream) record(seq uint32, orig, new byte) {
 		// costs O(1) per record rather than a shift per rewrite.
 		n := copy(s.records, s.records[maxRecords/2:])
 		s.records = s.records[:n]
-		s.dropped += maxRecords / 2
+		if s.dropHalves < math.MaxUint16 {
+			s.dropHalves++
+		}
 	}
 	if s.records == nil {
 		// One Call ID's two bytes: most directions never hold more (the
@@ -330,7 +339,7 @@ func (s *Stream) walk(seq uint32, b []byte, base int, h Handler, sum *uint32) bo
 				}
 				nc := s.decide(m, pos, c, h)
 				m.n = uint8(pos + 1)
-				m.wrote[pos] = nc
+				m.wrote[pos-HeaderLen] = nc
 				if nc != c {
 					b[i] = nc
 					sumChange(sum, base+i, c, nc)
@@ -356,7 +365,7 @@ func (s *Stream) decide(m *Msg, pos int, c byte, h Handler) byte {
 		return h.CallIDHigh(m, pos, c)
 	case OffCallID + 1, OffPeerCallID + 1:
 		id := binary.BigEndian.Uint16(m.pre[pos-1:])
-		return h.CallIDLow(m, pos-1, id, m.wrote[pos-1])
+		return h.CallIDLow(m, pos-1, id, m.wrote[pos-1-HeaderLen])
 	case OffResult:
 		return h.Result(m, c)
 	}
