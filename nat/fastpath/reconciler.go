@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -48,8 +49,9 @@ type Stats struct {
 }
 
 // applied is a mapping the backend holds, with its counters as last read.
-// One per call and tier, so it is kept small: a value in a slice, found
-// by index (Reconciler.in, byOut), 56 bytes with its mark.
+// One per call and tier, so it is kept small: a value in a slice sorted by
+// InKey, found by binary search (by OutKey through Reconciler.byOut), 56
+// bytes with its mark.
 type applied struct {
 	m                 conntrack.GREMap
 	mark              uint32 // the diff that last found it desired
@@ -67,11 +69,10 @@ type Reconciler struct {
 	changed <-chan struct{} // src's signal, ours alone
 
 	// Run's own. The mappings the backend holds are values in applied,
-	// found by their InKey in in and by their OutKey through byOut
-	// (indexes of applied sorted by OutKey, rebuilt when outStale):
-	// pointers and a second map would double the bytes per call.
+	// sorted by InKey, found by their OutKey through byOut (indexes of
+	// applied sorted by OutKey, rebuilt when outStale): a map per key,
+	// or pointers, would double the bytes per call and tier.
 	applied  []applied
-	in       map[InKey]uint32
 	byOut    []uint32
 	outStale bool
 	mark     uint32 // diff's pass
@@ -95,7 +96,7 @@ func New(src Source, be Backend, cfg Config) *Reconciler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	r := &Reconciler{cfg: cfg, src: src, be: be, log: cfg.Log, changed: src.DesiredChanged(), in: map[InKey]uint32{}}
+	r := &Reconciler{cfg: cfg, src: src, be: be, log: cfg.Log, changed: src.DesiredChanged()}
 	if fc, ok := be.(FinalCounter); ok {
 		fc.OnDelete(r.final)
 	}
@@ -264,14 +265,14 @@ func (r *Reconciler) Converge() {
 // desired; a mapping whose value changed is removed and added again. It
 // marks the applied mappings still desired, so it needs no map of its own.
 func (r *Reconciler) diff(desired []conntrack.GREMap) (add, del []conntrack.GREMap) {
-	if r.mark++; r.mark == 0 { // wrapped: no old mark may pass for this one
+	if r.mark++; r.mark == removed { // wrapped: no old mark may pass for this one
 		for i := range r.applied {
 			r.applied[i].mark = 0
 		}
 		r.mark = 1
 	}
 	for _, m := range desired {
-		if i, ok := r.in[InKeyOf(m)]; ok && r.applied[i].m == m {
+		if i, ok := r.find(InKeyOf(m)); ok && r.applied[i].m == m {
 			r.applied[i].mark = r.mark
 		} else {
 			add = append(add, m)
@@ -285,21 +286,28 @@ func (r *Reconciler) diff(desired []conntrack.GREMap) (add, del []conntrack.GREM
 	return add, del
 }
 
+// removed marks an applied mapping commit deletes.
+const removed = math.MaxUint32
+
 func (r *Reconciler) commit(add, del []conntrack.GREMap) {
 	for _, m := range del {
-		r.remove(InKeyOf(m))
+		if i, ok := r.find(InKeyOf(m)); ok {
+			r.applied[i].mark = removed
+		}
 		r.report(m, false)
 	}
+	r.applied = slices.DeleteFunc(r.applied, func(a applied) bool { return a.mark == removed })
+	n := 0
 	for _, m := range add {
-		k := InKeyOf(m)
-		if i, ok := r.in[k]; ok {
+		r.report(m, true)
+		if i, ok := r.find(InKeyOf(m)); ok {
 			r.applied[i] = applied{m: m, mark: r.mark}
 		} else {
-			r.in[k] = uint32(len(r.applied))
-			r.applied = append(r.applied, applied{m: m, mark: r.mark})
+			add[n] = m
+			n++
 		}
-		r.report(m, true)
 	}
+	r.insert(add[:n])
 	if len(r.applied) < cap(r.applied)/4 && cap(r.applied) > 1024 { // most calls ended: let the memory go
 		r.applied = slices.Clip(slices.Clone(r.applied))
 	}
@@ -307,19 +315,39 @@ func (r *Reconciler) commit(add, del []conntrack.GREMap) {
 	r.mappings.Store(uint64(len(r.applied)))
 }
 
-// remove forgets the mapping of k: the last one takes its place.
-func (r *Reconciler) remove(k InKey) {
-	i, ok := r.in[k]
-	if !ok {
-		return
+// insert merges the new mappings add (reordered) into applied, keeping it
+// sorted: from the back, so that no mapping moves twice.
+func (r *Reconciler) insert(add []conntrack.GREMap) {
+	slices.SortFunc(add, func(a, b conntrack.GREMap) int { return cmpIn(InKeyOf(a), InKeyOf(b)) })
+	add = slices.CompactFunc(add, func(a, b conntrack.GREMap) bool { return InKeyOf(a) == InKeyOf(b) })
+	i, j := len(r.applied)-1, len(add)-1
+	r.applied = slices.Grow(r.applied, len(add))[:len(r.applied)+len(add)]
+	for k := len(r.applied) - 1; j >= 0; k-- {
+		if i >= 0 && cmpIn(InKeyOf(r.applied[i].m), InKeyOf(add[j])) > 0 {
+			r.applied[k] = r.applied[i]
+			i--
+		} else {
+			r.applied[k] = applied{m: add[j], mark: r.mark}
+			j--
+		}
 	}
-	delete(r.in, k)
-	last := len(r.applied) - 1
-	if int(i) != last {
-		r.applied[i] = r.applied[last]
-		r.in[InKeyOf(r.applied[i].m)] = i
+}
+
+// find returns the index of k's applied mapping, or where it would go.
+func (r *Reconciler) find(k InKey) (int, bool) {
+	hi, lo := inOrder(k)
+	i, j := 0, len(r.applied)
+	for i < j {
+		h := int(uint(i+j) >> 1)
+		a := &r.applied[h].m
+		ahi, alo := inOrder(InKey{Peer: a.Peer, Public: a.Public, OuterID: a.OuterID})
+		if ahi < hi || (ahi == hi && alo < lo) {
+			i = h + 1
+		} else {
+			j = h
+		}
 	}
-	r.applied = r.applied[:last]
+	return i, i < len(r.applied) && InKeyOf(r.applied[i].m) == k
 }
 
 // out finds the applied mapping of k.
@@ -342,6 +370,20 @@ func (r *Reconciler) out(k OutKey) (*applied, bool) {
 		return nil, false
 	}
 	return &r.applied[r.byOut[j]], true
+}
+
+// inOrder is k as two numbers, compared in turn: applied's order.
+func inOrder(k InKey) (uint64, uint32) {
+	return uint64(binary.BigEndian.Uint32(k.Peer[:]))<<16 | uint64(k.OuterID), binary.BigEndian.Uint32(k.Public[:])
+}
+
+func cmpIn(a, b InKey) int {
+	ahi, alo := inOrder(a)
+	bhi, blo := inOrder(b)
+	if c := cmp.Compare(ahi, bhi); c != 0 {
+		return c
+	}
+	return cmp.Compare(alo, blo)
 }
 
 func cmpOut(a, b OutKey) int {
@@ -372,7 +414,6 @@ func (r *Reconciler) reset(desired []conntrack.GREMap) {
 			r.report(m, true)
 		}
 	}
-	clear(r.in)
 	r.applied = r.applied[:0]
 	on := r.cfg.OnMapping
 	r.cfg.OnMapping = nil // reported above
@@ -401,7 +442,7 @@ func (r *Reconciler) ReadCounters() {
 }
 
 func (r *Reconciler) creditIn(k InKey, c Counters, now time.Time) {
-	if i, ok := r.in[k]; ok {
+	if i, ok := r.find(k); ok {
 		a := &r.applied[i]
 		r.credit(a.m, true, &a.pktsIn, &a.bytesIn, c, now)
 	}
