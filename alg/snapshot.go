@@ -27,7 +27,7 @@ func (s *Stream) State() StreamState {
 			copy(st.Wrote[HeaderLen:], s.msg.wrote[:])
 		}
 	}
-	for _, r := range s.records {
+	for _, r := range s.recs() {
 		st.Records = append(st.Records, [3]int64{int64(r.seq), int64(r.orig), int64(r.new)})
 	}
 	return st
@@ -57,7 +57,7 @@ func (s *Stream) SetState(st StreamState) {
 		if i == maxRecords {
 			break
 		}
-		s.records = append(s.records, record{seq: uint32(r[0]), orig: byte(r[1]), new: byte(r[2])})
+		s.push(record{seq: uint32(r[0]), orig: byte(r[1]), new: byte(r[2])})
 	}
 }
 

@@ -107,13 +107,19 @@ type Stream struct {
 	finSeen bool
 	hasISN  bool
 	ended   bool // FIN or RST seen: a message cut short was counted
+	// The rewrite records (recs): in inl up to two (one Call ID's two
+	// bytes: most directions never hold more, as the receiver acknowledges
+	// them before the next message), in more once a burst needed more,
+	// from then on. nInl counts inl's.
+	nInl uint8
 	// dropHalves: how often the older half of the records was dropped
 	// (RecordsDropped), saturating.
 	dropHalves uint16
 	isn        uint32 // the SYN's sequence number, to tell a duplicate SYN from a new connection
 	next       uint32 // sequence number of the next new byte
 	msg        Msg
-	records    []record
+	inl        [2]record
+	more       *[]record
 }
 
 // Synced reports whether the tracker is walking messages (false after a
@@ -146,7 +152,7 @@ func (s *Stream) Segment(seq uint32, syn, fin bool, payload []byte, h Handler) S
 			s.started, s.inSync, s.next = true, true, seq+1
 			s.hasISN, s.isn, s.ended = true, seq, false
 			s.msg = Msg{Start: seq + 1}
-			s.records = s.records[:0] // the old connection's rewrites
+			s.setRecs(0) // the old connection's rewrites
 		}
 		seq++
 	}
@@ -236,19 +242,19 @@ func (s *Stream) Resume(seq uint32) {
 // retransmitted bytes below its ack anyway.
 func (s *Stream) Ack(ack uint32) {
 	i := 0
-	for i < len(s.records) && int32(s.records[i].seq-ack) < 0 {
+	rs := s.recs()
+	for i < len(rs) && int32(rs[i].seq-ack) < 0 {
 		i++
 	}
 	if i > 0 {
-		n := copy(s.records, s.records[i:])
-		s.records = s.records[:n]
+		s.setRecs(copy(rs, rs[i:]))
 	}
 }
 
 // replay gives retransmitted bytes the rewrite their first copy got.
 func (s *Stream) replay(seq uint32, b []byte, sum *uint32) bool {
 	mod := false
-	for _, r := range s.records {
+	for _, r := range s.recs() {
 		off := r.seq - seq
 		if off < uint32(len(b)) && b[off] == r.orig {
 			b[off] = r.new
@@ -260,23 +266,46 @@ func (s *Stream) replay(seq uint32, b []byte, sum *uint32) bool {
 }
 
 func (s *Stream) record(seq uint32, orig, new byte) {
-	if len(s.records) == maxRecords {
+	if rs := s.recs(); len(rs) == maxRecords {
 		// Drop the older half at once, so a peer that never acknowledges
 		// costs O(1) per record rather than a shift per rewrite.
-		n := copy(s.records, s.records[maxRecords/2:])
-		s.records = s.records[:n]
+		s.setRecs(copy(rs, rs[maxRecords/2:]))
 		if s.dropHalves < math.MaxUint16 {
 			s.dropHalves++
 		}
 	}
-	if s.records == nil {
-		// One Call ID's two bytes: most directions never hold more (the
-		// receiver acknowledges them before the next message), and at a
-		// control connection per call every byte kept counts; append
-		// grows it for a burst.
-		s.records = make([]record, 0, 2)
+	s.push(record{seq: seq, orig: orig, new: new})
+}
+
+// recs returns the rewrite records, oldest first.
+func (s *Stream) recs() []record {
+	if s.more != nil {
+		return *s.more
 	}
-	s.records = append(s.records, record{seq: seq, orig: orig, new: new})
+	return s.inl[:s.nInl]
+}
+
+// setRecs keeps the first n records.
+func (s *Stream) setRecs(n int) {
+	if s.more != nil {
+		*s.more = (*s.more)[:n]
+	} else {
+		s.nInl = uint8(n)
+	}
+}
+
+// push appends a record.
+func (s *Stream) push(r record) {
+	if s.more == nil && int(s.nInl) < len(s.inl) {
+		s.inl[s.nInl] = r
+		s.nInl++
+		return
+	}
+	if s.more == nil {
+		rs := append(make([]record, 0, 8), s.inl[:s.nInl]...)
+		s.more = &rs
+	}
+	*s.more = append(*s.more, r)
 }
 
 // walk parses new bytes b starting at sequence number seq; base is b's
