@@ -12,20 +12,16 @@ import (
 // change goes through the index (index.go) and the fast path's generation
 // (fastpath.go), and the observer hears of it after the lock (events.go).
 
-// Call is one PPTP call through the gateway. Fields are ordered to leave
-// no padding (128 bytes, a size class).
+// Call is one PPTP call through the gateway. 128 bytes, no padding: its
+// first cache line holds what the GRE path reads, the second what it
+// writes (the counters), so that packets of the call on other CPUs do not
+// make its readers miss.
 type Call struct {
 	conn     *Conn
 	outNext  *Call // byOut's chain
 	created  int64
 	since    int64 // when State last changed
 	setUp    int64 // when the reply set it up (0: not seen, as for a call picked up or restored)
-	lastSeen atomic.Int64
-	pktsIn   atomic.Uint64
-	pktsOut  atomic.Uint64
-	bytesIn  atomic.Uint64
-	bytesOut atomic.Uint64
-	ppp      pppState // policy.go: what its PPP negotiation showed
 	Inside   Addr
 	Public   Addr
 	Peer     Addr
@@ -36,12 +32,19 @@ type Call struct {
 	State    CallState
 	// hasInside: the inside end's Call ID is known (false: request from
 	// outside pending).
-	hasInside  bool
-	hasPeer    bool
-	identity   bool // the kernel does not NAT this connection: nothing to rewrite
-	pickedUp   bool // setup not seen: picked up mid-stream
-	inIndex    bool // in byOuter and counted in its bucket
-	inOutIndex bool // published: in byOut
+	hasInside bool
+	hasPeer   bool
+	identity  bool // the kernel does not NAT this connection: nothing to rewrite
+	pickedUp  bool // setup not seen: picked up mid-stream
+
+	lastSeen   atomic.Int64
+	pktsIn     atomic.Uint64
+	pktsOut    atomic.Uint64
+	bytesIn    atomic.Uint64
+	bytesOut   atomic.Uint64
+	ppp        pppState // policy.go: what its PPP negotiation showed
+	inIndex    bool     // in byOuter and counted in its bucket
+	inOutIndex bool     // published: in byOut
 }
 
 // role is the role of a call of c whose inside end is the PNS (pns) or the PAC.
