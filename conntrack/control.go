@@ -57,11 +57,11 @@ type ControlResult struct {
 // Fields are ordered to leave no padding: at one connection per call, its
 // size class is most of a call's memory.
 type Conn struct {
-	key    connKey
-	serial uint64
-	Inside Endpoint
-	Outside,
-	Public Endpoint
+	key     connKey
+	serial  uint64
+	Inside  Endpoint
+	Outside Endpoint
+	Public  Endpoint
 	// pending allocation per direction (0 out, 1 in): the outer high byte
 	// reserved when a segment ended after a Call ID's high byte, and the
 	// allocation of the reply being walked.
