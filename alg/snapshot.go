@@ -22,9 +22,12 @@ func (s *Stream) State() StreamState {
 		MsgStart: s.msg.Start}
 	if s.msg.n > 0 {
 		st.MsgBytes = append([]byte(nil), s.msg.pre[:s.msg.n]...)
-		st.Wrote = append([]byte(nil), s.msg.wrote[:s.msg.n]...)
+		st.Wrote = make([]byte, s.msg.n) // zero where nothing was written: the header
+		if s.msg.n > HeaderLen {
+			copy(st.Wrote[HeaderLen:], s.msg.wrote[:])
+		}
 	}
-	for _, r := range s.records {
+	for _, r := range s.recs() {
 		st.Records = append(st.Records, [3]int64{int64(r.seq), int64(r.orig), int64(r.new)})
 	}
 	return st
@@ -42,8 +45,10 @@ func (s *Stream) SetState(st StreamState) {
 	if !s.inSync && n >= HeaderLen {
 		n = 0 // out of sync, only the bytes a header search needs are kept
 	}
-	s.msg.n = copy(s.msg.pre[:], st.MsgBytes[:n])
-	copy(s.msg.wrote[:], st.Wrote[:n])
+	s.msg.n = uint8(copy(s.msg.pre[:], st.MsgBytes[:n]))
+	if n > HeaderLen {
+		copy(s.msg.wrote[:], st.Wrote[HeaderLen:n])
+	}
 	if s.inSync && !s.msgPosOK() {
 		s.inSync = false
 		s.msg = Msg{}
@@ -52,7 +57,7 @@ func (s *Stream) SetState(st StreamState) {
 		if i == maxRecords {
 			break
 		}
-		s.records = append(s.records, record{seq: uint32(r[0]), orig: byte(r[1]), new: byte(r[2])})
+		s.push(record{seq: uint32(r[0]), orig: byte(r[1]), new: byte(r[2])})
 	}
 }
 
@@ -73,6 +78,6 @@ func (s *Stream) msgPosOK() bool {
 		return true
 	}
 	t, r := checkHeader(m.pre[:HeaderLen])
-	m.Type, m.len = t, RFCLength(t)
+	m.Type, m.len = t, uint16(RFCLength(t))
 	return r == ReasonNone && pos < uint32(m.len)
 }

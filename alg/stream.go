@@ -2,6 +2,7 @@ package alg
 
 import (
 	"encoding/binary"
+	"math"
 
 	"github.com/pptpgw/pptpgw/alg/hdr"
 )
@@ -40,18 +41,20 @@ type Handler interface {
 // Msg is the tracker's view of the message being walked: its type and the
 // original bytes of its first 20 octets as far as they have passed.
 type Msg struct {
-	Type MsgType
 	// Start is the TCP sequence number of the message's first byte.
 	Start uint32
-	n     int
+	Type  MsgType
+	len   uint16 // RFCLength of Type, once the header passed (0: not yet)
+	n     uint8  // bytes of pre that passed (small types: a Stream is two of a connection's bytes)
 	pre   [prefixLen]byte
-	wrote [prefixLen]byte
-	len   int
+	// wrote: what the handler put in place of the bytes from HeaderLen
+	// on (the header itself is never rewritten).
+	wrote [prefixLen - HeaderLen]byte
 }
 
 // Uint16 returns the original 16-bit field at off, if both its bytes have passed.
 func (m *Msg) Uint16(off int) (uint16, bool) {
-	if off+2 > m.n {
+	if off+2 > int(m.n) {
 		return 0, false
 	}
 	return binary.BigEndian.Uint16(m.pre[off:]), true
@@ -59,7 +62,7 @@ func (m *Msg) Uint16(off int) (uint16, bool) {
 
 // Byte returns the original byte at off, if it has passed.
 func (m *Msg) Byte(off int) (byte, bool) {
-	if off >= m.n {
+	if off >= int(m.n) {
 		return 0, false
 	}
 	return m.pre[off], true
@@ -95,18 +98,28 @@ func sumChange(sum *uint32, i int, o, n byte) {
 // segments, and lets a Handler rewrite Call ID fields in place, whichever
 // segment carries their bytes. It never holds a segment back. Memory is
 // bounded: 20 bytes of the current message and at most maxRecords rewrite
-// records. Not safe for concurrent use.
+// records. Not safe for concurrent use. Two are most of a control
+// connection's memory, so their fields are small and leave no padding
+// (80 bytes).
 type Stream struct {
 	started bool
 	inSync  bool // walking messages; false: looking for a magic cookie
 	finSeen bool
 	hasISN  bool
-	isn     uint32 // the SYN's sequence number, to tell a duplicate SYN from a new connection
-	next    uint32 // sequence number of the next new byte
-	msg     Msg
-	records []record
-	dropped uint64
 	ended   bool // FIN or RST seen: a message cut short was counted
+	// The rewrite records (recs): in inl up to two (one Call ID's two
+	// bytes: most directions never hold more, as the receiver acknowledges
+	// them before the next message), in more once a burst needed more,
+	// from then on. nInl counts inl's.
+	nInl uint8
+	// dropHalves: how often the older half of the records was dropped
+	// (RecordsDropped), saturating.
+	dropHalves uint16
+	isn        uint32 // the SYN's sequence number, to tell a duplicate SYN from a new connection
+	next       uint32 // sequence number of the next new byte
+	msg        Msg
+	inl        [2]record
+	more       *[]record
 }
 
 // Synced reports whether the tracker is walking messages (false after a
@@ -125,7 +138,7 @@ func (s *Stream) FinSeen() bool { return s.finSeen }
 func (s *Stream) Next() uint32 { return s.next }
 
 // RecordsDropped counts rewrite records dropped because the bound was reached.
-func (s *Stream) RecordsDropped() uint64 { return s.dropped }
+func (s *Stream) RecordsDropped() uint64 { return uint64(s.dropHalves) * maxRecords / 2 }
 
 // Segment walks one TCP segment of this direction. payload is rewritten in
 // place. syn and fin are the segment's flags.
@@ -139,7 +152,7 @@ func (s *Stream) Segment(seq uint32, syn, fin bool, payload []byte, h Handler) S
 			s.started, s.inSync, s.next = true, true, seq+1
 			s.hasISN, s.isn, s.ended = true, seq, false
 			s.msg = Msg{Start: seq + 1}
-			s.records = s.records[:0] // the old connection's rewrites
+			s.setRecs(0) // the old connection's rewrites
 		}
 		seq++
 	}
@@ -229,19 +242,19 @@ func (s *Stream) Resume(seq uint32) {
 // retransmitted bytes below its ack anyway.
 func (s *Stream) Ack(ack uint32) {
 	i := 0
-	for i < len(s.records) && int32(s.records[i].seq-ack) < 0 {
+	rs := s.recs()
+	for i < len(rs) && int32(rs[i].seq-ack) < 0 {
 		i++
 	}
 	if i > 0 {
-		n := copy(s.records, s.records[i:])
-		s.records = s.records[:n]
+		s.setRecs(copy(rs, rs[i:]))
 	}
 }
 
 // replay gives retransmitted bytes the rewrite their first copy got.
 func (s *Stream) replay(seq uint32, b []byte, sum *uint32) bool {
 	mod := false
-	for _, r := range s.records {
+	for _, r := range s.recs() {
 		off := r.seq - seq
 		if off < uint32(len(b)) && b[off] == r.orig {
 			b[off] = r.new
@@ -253,17 +266,46 @@ func (s *Stream) replay(seq uint32, b []byte, sum *uint32) bool {
 }
 
 func (s *Stream) record(seq uint32, orig, new byte) {
-	if len(s.records) == maxRecords {
+	if rs := s.recs(); len(rs) == maxRecords {
 		// Drop the older half at once, so a peer that never acknowledges
 		// costs O(1) per record rather than a shift per rewrite.
-		n := copy(s.records, s.records[maxRecords/2:])
-		s.records = s.records[:n]
-		s.dropped += maxRecords / 2
+		s.setRecs(copy(rs, rs[maxRecords/2:]))
+		if s.dropHalves < math.MaxUint16 {
+			s.dropHalves++
+		}
 	}
-	if s.records == nil {
-		s.records = make([]record, 0, 8)
+	s.push(record{seq: seq, orig: orig, new: new})
+}
+
+// recs returns the rewrite records, oldest first.
+func (s *Stream) recs() []record {
+	if s.more != nil {
+		return *s.more
 	}
-	s.records = append(s.records, record{seq: seq, orig: orig, new: new})
+	return s.inl[:s.nInl]
+}
+
+// setRecs keeps the first n records.
+func (s *Stream) setRecs(n int) {
+	if s.more != nil {
+		*s.more = (*s.more)[:n]
+	} else {
+		s.nInl = uint8(n)
+	}
+}
+
+// push appends a record.
+func (s *Stream) push(r record) {
+	if s.more == nil && int(s.nInl) < len(s.inl) {
+		s.inl[s.nInl] = r
+		s.nInl++
+		return
+	}
+	if s.more == nil {
+		rs := append(make([]record, 0, 8), s.inl[:s.nInl]...)
+		s.more = &rs
+	}
+	*s.more = append(*s.more, r)
 }
 
 // walk parses new bytes b starting at sequence number seq; base is b's
@@ -283,9 +325,9 @@ func (s *Stream) walk(seq uint32, b []byte, base int, h Handler, sum *uint32) bo
 		pos := int(seq + uint32(i) - m.Start)
 		if pos >= prefixLen || (m.len > 0 && pos >= HeaderLen && !interesting(m.Type, pos)) {
 			// Skip to the next interesting byte or the message end.
-			end := m.len
+			end := int(m.len)
 			if pos < prefixLen {
-				end = nextInteresting(m.Type, pos, m.len)
+				end = nextInteresting(m.Type, pos, end)
 			}
 			n := end - pos
 			if n > len(b)-i {
@@ -293,14 +335,14 @@ func (s *Stream) walk(seq uint32, b []byte, base int, h Handler, sum *uint32) bo
 			}
 			if pos < prefixLen {
 				c := copy(m.pre[pos:], b[i:i+n])
-				m.n = pos + c
+				m.n = uint8(pos + c)
 			}
 			i += n
 			pos += n
 		} else {
 			c := b[i]
 			m.pre[pos] = c
-			m.n = pos + 1
+			m.n = uint8(pos + 1)
 			if pos == HeaderLen-1 {
 				t, r := checkHeader(m.pre[:HeaderLen])
 				if r != ReasonNone {
@@ -315,18 +357,18 @@ func (s *Stream) walk(seq uint32, b []byte, base int, h Handler, sum *uint32) bo
 					i++
 					continue
 				}
-				m.Type, m.len = t, RFCLength(t)
+				m.Type, m.len = t, uint16(RFCLength(t))
 			} else if pos >= HeaderLen {
 				if (pos == OffCallID || pos == OffPeerCallID) && i+1 < len(b) {
 					// The low byte is in this segment too: let the
 					// handler see the whole ID while it decides the
 					// high byte.
 					m.pre[pos+1] = b[i+1]
-					m.n = pos + 2
+					m.n = uint8(pos + 2)
 				}
 				nc := s.decide(m, pos, c, h)
-				m.n = pos + 1
-				m.wrote[pos] = nc
+				m.n = uint8(pos + 1)
+				m.wrote[pos-HeaderLen] = nc
 				if nc != c {
 					b[i] = nc
 					sumChange(sum, base+i, c, nc)
@@ -337,7 +379,7 @@ func (s *Stream) walk(seq uint32, b []byte, base int, h Handler, sum *uint32) bo
 			i++
 			pos++
 		}
-		if m.len > 0 && pos == m.len {
+		if m.len > 0 && pos == int(m.len) {
 			h.Message(m)
 			s.msg = Msg{Start: m.Start + uint32(m.len)}
 		}
@@ -352,7 +394,7 @@ func (s *Stream) decide(m *Msg, pos int, c byte, h Handler) byte {
 		return h.CallIDHigh(m, pos, c)
 	case OffCallID + 1, OffPeerCallID + 1:
 		id := binary.BigEndian.Uint16(m.pre[pos-1:])
-		return h.CallIDLow(m, pos-1, id, m.wrote[pos-1])
+		return h.CallIDLow(m, pos-1, id, m.wrote[pos-1-HeaderLen])
 	case OffResult:
 		return h.Result(m, c)
 	}
@@ -396,14 +438,14 @@ func (s *Stream) resync(seq uint32, b []byte) (int, bool) {
 		m.n = 0 // not the bytes just before b (a restored or damaged state)
 	}
 	var hdr [HeaderLen]byte
-	for k := 0; k < m.n; k++ {
+	for k := 0; k < int(m.n); k++ {
 		c := copy(hdr[:], m.pre[k:m.n])
 		if c+len(b) < HeaderLen {
 			break
 		}
 		copy(hdr[c:], b)
 		if _, r := checkHeader(hdr[:]); r == ReasonNone {
-			*m = Msg{Start: m.Start + uint32(k), n: c}
+			*m = Msg{Start: m.Start + uint32(k), n: uint8(c)}
 			copy(m.pre[:], hdr[:c])
 			s.inSync = true
 			return 0, true
@@ -419,9 +461,9 @@ func (s *Stream) resync(seq uint32, b []byte) (int, bool) {
 		*m = Msg{Start: seq + uint32(len(b)-keep), n: keep}
 		copy(m.pre[:], b[len(b)-keep:])
 	} else {
-		drop := max(m.n+len(b)-keep, 0)
+		drop := max(int(m.n)+len(b)-keep, 0)
 		n := copy(m.pre[:], m.pre[drop:m.n])
-		m.n = n + copy(m.pre[n:], b)
+		m.n = uint8(n + copy(m.pre[n:], b))
 		m.Start = seq - uint32(n)
 	}
 	return 0, false

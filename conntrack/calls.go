@@ -151,7 +151,7 @@ func (t *Table) Expire(now int64) {
 	defer t.unlock()
 	l := t.limits
 	for _, c := range t.idx.conns {
-		if t.repl.on && c.replica.origin != "" {
+		if t.repl.on && c.replicaOf().origin != "" {
 			continue // another node's: its record's deletion removes it (replica.go)
 		}
 		if c.ended != 0 {

@@ -69,45 +69,47 @@ type ControlResult struct {
 }
 
 // Conn is one control connection: its two stream trackers and its calls.
+// Fields are ordered to leave no padding: at one connection per call, its
+// size class is most of a call's memory.
 type Conn struct {
-	key      connKey
-	serial   uint64
-	Inside   Endpoint
-	Outside  Endpoint
-	Public   Endpoint
-	Identity bool
-	Local    bool // the router's own (ConnSpec.Local)
-	Role     Role
-	out, in  alg.Stream // out: from the inside end
-	calls    []*Call
+	key     connKey
+	serial  uint64
+	Inside  Endpoint
+	Outside Endpoint
+	Public  Endpoint
 	// pending allocation per direction (0 out, 1 in): the outer high byte
 	// reserved when a segment ended after a Call ID's high byte, and the
 	// allocation of the reply being walked.
-	resv      [2]int16 // -1: none
-	cur       *Call    // the inside end's reply being walked
-	hOut, hIn handler
-	midStream bool // first seen without its SYN: calls may be picked up
+	resv     [2]int16   // -1: none
+	Identity bool       // the kernel does not NAT it (ConnSpec.Identity)
+	Local    bool       // the router's own (ConnSpec.Local)
+	out, in  alg.Stream // out: from the inside end
+	calls    []*Call
+	cur      *Call // the inside end's reply being walked
+	ended    int64 // when the connection ended (0: alive)
+	lastSeen int64
+	// state.go: restored from the state file and not confirmed yet by
+	// the kernel's conntrack table or a segment (restoredAt: when); stale:
+	// a direction's position may be older than the stream (a write before
+	// a crash).
+	restoredAt int64
+	replica    *connReplica // replica.go: whose record it is, for nat/ha (nil: none yet)
+	unalloc    int32        // requests that got no outer ID: their replies are refused
 	// lastPeerID: the outside end's Call ID last seen travelling out on a
 	// mid-stream connection, for the call picked up next.
 	lastPeerID  uint16
+	Role        Role
+	midStream   bool // first seen without its SYN: calls may be picked up
 	hasLastPeer bool
-	unalloc     int   // requests that got no outer ID: their replies are refused
-	ended       int64 // when the connection ended (0: alive)
-	lastSeen    int64
 	closing     bool
-	replica     connReplica // replica.go: whose record it is, for nat/ha
-	// state.go: restored from the state file and not confirmed yet by
-	// the kernel's conntrack table or a segment; stale: a direction's
-	// position may be older than the stream (a write before a crash).
 	unconfirmed bool
-	restoredAt  int64
 	stale       [2]bool
 }
 
 // Info describes the connection for logs.
 func (c *Conn) Info() ConnInfo {
 	return ConnInfo{Inside: c.Inside, Outside: c.Outside, Public: c.Public, Role: c.Role, Identity: c.Identity, Local: c.Local, Serial: c.serial,
-		Node: c.replica.origin}
+		Node: c.replicaOf().origin}
 }
 
 // Control walks one control segment: it finds or creates the connection,
@@ -158,11 +160,10 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 	c.lastSeen = now
 	t.adopt(c) // replica.go: a connection whose packets this node sees is its own
 	dir, rev := &c.out, &c.in
-	h := &c.hOut
 	if !out {
-		dir, rev, h = &c.in, &c.out, &c.hIn
+		dir, rev = &c.in, &c.out
 	}
-	h.now = now
+	h := t.handler(c, out, now)
 	if seg.ACK {
 		rev.Ack(seg.Ack)
 	}
@@ -202,8 +203,8 @@ func (c *Conn) firstSeen(seg *Segment) {
 func (t *Table) teardown(c *Conn, seg *Segment, now int64) {
 	switch {
 	case seg.RST:
-		c.out.Reset(&c.hOut) // a message cut short by the reset is counted
-		c.in.Reset(&c.hIn)
+		c.out.Reset(t.handler(c, true, now)) // a message cut short by the reset is counted
+		c.in.Reset(t.handler(c, false, now))
 		t.endConn(c, now, "rst")
 	case c.out.FinSeen() && c.in.FinSeen():
 		t.endConn(c, now, "fin")
@@ -225,8 +226,6 @@ func (t *Table) newConn(key connKey, spec ConnSpec) *Conn {
 	t.connSeq++
 	c := &Conn{key: key, serial: t.connSeq, Inside: spec.Inside, Outside: spec.Outside, Public: spec.Public,
 		Identity: spec.Identity, Local: spec.Local, resv: [2]int16{-1, -1}}
-	c.hOut = handler{t: t, c: c, out: true}
-	c.hIn = handler{t: t, c: c}
 	t.idx.addConn(c)
 	t.Counters.ConnsOpened.Add(1)
 	t.emitConn(evConnOpened, c.Info(), "")
@@ -282,6 +281,14 @@ type handler struct {
 	c   *Conn
 	out bool
 	now int64
+}
+
+// handler is the table's handler for direction out of c, walked under the
+// write lock: one for the table rather than two in every connection (a
+// connection's bytes count at scale) and no allocation per segment.
+func (t *Table) handler(c *Conn, out bool, now int64) *handler {
+	t.h = handler{t: t, c: c, out: out, now: now}
+	return &t.h
 }
 
 func (h *handler) dir() int {

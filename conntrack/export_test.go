@@ -42,7 +42,7 @@ func (t *Table) CheckIndex() error {
 	defer t.mu.RUnlock()
 	x := &t.idx
 	buckets := map[bucketKey]uint16{}
-	perIn := map[Addr]int{}
+	perIn := map[Addr]int32{}
 	// byPublic and identIn keep one call per key (the last published; none
 	// once that one goes, even if another with the key is still up): ICMP
 	// errors of calls whose keys collide cannot be told apart.

@@ -21,8 +21,8 @@ type index struct {
 	byOut    outIndex
 	identIn  map[outKey]*Call
 	byPublic map[outKey]*Call
-	perIn    map[Addr]int // established and closing calls per inside address
-	active   int          // established and closing calls
+	perIn    map[Addr]int32 // established and closing calls per inside address (int32: a smaller map slot)
+	active   int            // established and closing calls
 	pending  int
 	unbound  int // picked-up calls whose peer Call ID is not known yet
 	// changes counts every change the state file must keep soon: calls
@@ -38,7 +38,7 @@ func newIndex() index {
 		byOut:    make(outIndex),
 		identIn:  make(map[outKey]*Call),
 		byPublic: make(map[outKey]*Call),
-		perIn:    make(map[Addr]int),
+		perIn:    make(map[Addr]int32),
 	}
 }
 
@@ -207,7 +207,7 @@ func (x *index) count(k *Call, d int) {
 		x.pending += d
 	case StateEstablished, StateClosing:
 		x.active += d
-		if x.perIn[k.Inside] += d; x.perIn[k.Inside] <= 0 {
+		if x.perIn[k.Inside] += int32(d); x.perIn[k.Inside] <= 0 {
 			delete(x.perIn, k.Inside)
 		}
 	}

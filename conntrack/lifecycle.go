@@ -12,33 +12,39 @@ import (
 // change goes through the index (index.go) and the fast path's generation
 // (fastpath.go), and the observer hears of it after the lock (events.go).
 
-// Call is one PPTP call through the gateway.
+// Call is one PPTP call through the gateway. 128 bytes, no padding: its
+// first cache line holds what the GRE path reads, the second what it
+// writes (the counters), so that packets of the call on other CPUs do not
+// make its readers miss.
 type Call struct {
-	conn       *Conn
-	Role       Role
-	State      CallState
-	Inside     Addr
-	InsideID   uint16
-	hasInside  bool // the inside end's Call ID is known (false: request from outside pending)
-	Public     Addr
-	OuterID    uint16
-	Peer       Addr
-	PeerID     uint16
-	hasPeer    bool
-	identity   bool  // the kernel does not NAT this connection: nothing to rewrite
-	pickedUp   bool  // setup not seen: picked up mid-stream
-	inIndex    bool  // in byOuter and counted in its bucket
-	inOutIndex bool  // published: in byOut
-	outNext    *Call // byOut's chain
-	created    int64
-	since      int64 // when State last changed
-	setUp      int64 // when the reply set it up (0: not seen, as for a call picked up or restored)
+	conn     *Conn
+	outNext  *Call // byOut's chain
+	created  int64
+	since    int64 // when State last changed
+	setUp    int64 // when the reply set it up (0: not seen, as for a call picked up or restored)
+	Inside   Addr
+	Public   Addr
+	Peer     Addr
+	InsideID uint16
+	OuterID  uint16
+	PeerID   uint16
+	Role     Role
+	State    CallState
+	// hasInside: the inside end's Call ID is known (false: request from
+	// outside pending).
+	hasInside bool
+	hasPeer   bool
+	identity  bool // the kernel does not NAT this connection: nothing to rewrite
+	pickedUp  bool // setup not seen: picked up mid-stream
+
 	lastSeen   atomic.Int64
 	pktsIn     atomic.Uint64
 	pktsOut    atomic.Uint64
 	bytesIn    atomic.Uint64
 	bytesOut   atomic.Uint64
 	ppp        pppState // policy.go: what its PPP negotiation showed
+	inIndex    bool     // in byOuter and counted in its bucket
+	inOutIndex bool     // published: in byOut
 }
 
 // role is the role of a call of c whose inside end is the PNS (pns) or the PAC.
@@ -185,7 +191,7 @@ func (t *Table) overLimit(k *Call) string {
 		return "max-calls"
 	}
 	// The router's own pptpd answers many clients from one address.
-	if !k.conn.Local && t.idx.perIn[k.Inside] >= t.limits.MaxCallsPerInside {
+	if !k.conn.Local && int(t.idx.perIn[k.Inside]) >= t.limits.MaxCallsPerInside {
 		return "max-calls-per-inside"
 	}
 	return ""

@@ -25,6 +25,24 @@ type connReplica struct {
 	seen   int64  // the newest time in the record when imported
 }
 
+// replicaOf is c's replication state (the zero value until replication
+// or an import first touched it: most tables never replicate, and a
+// connection's bytes count at scale).
+func (c *Conn) replicaOf() connReplica {
+	if c.replica == nil {
+		return connReplica{}
+	}
+	return *c.replica
+}
+
+// rep is c's replication state to change.
+func (c *Conn) rep() *connReplica {
+	if c.replica == nil {
+		c.replica = new(connReplica)
+	}
+	return c.replica
+}
+
 // tableReplica tracks changes for the publisher; off (the zero value) it
 // costs one branch per change.
 type tableReplica struct {
@@ -65,7 +83,7 @@ func (t *Table) EnableReplica() <-chan struct{} {
 		t.repl.changed = make(chan struct{}, 1)
 		t.repl.seq.Store(1)
 		for _, c := range t.idx.conns {
-			c.replica.stamp = 1
+			c.rep().stamp = 1
 		}
 	}
 	return t.repl.changed
@@ -76,7 +94,7 @@ func (t *Table) touch(c *Conn) {
 	if !t.repl.on {
 		return
 	}
-	c.replica.stamp = t.repl.seq.Add(1)
+	c.rep().stamp = t.repl.seq.Add(1)
 	select {
 	case t.repl.changed <- struct{}{}:
 	default:
@@ -86,14 +104,14 @@ func (t *Table) touch(c *Conn) {
 // adopt makes c this node's own: its control segments pass here.
 func (t *Table) adopt(c *Conn) {
 	if t.repl.on {
-		c.replica.origin = ""
+		c.rep().origin = ""
 		t.touch(c)
 	}
 }
 
 // replicaGone remembers that this node's connection c left the table.
 func (t *Table) replicaGone(c *Conn) {
-	if !t.repl.on || c.replica.origin != "" {
+	if !t.repl.on || c.replicaOf().origin != "" {
 		return
 	}
 	t.repl.goneMu.Lock()
@@ -112,7 +130,7 @@ func (t *Table) ReplicaChanges(since uint64) (changed []ConnSnap, gone []string,
 	t.mu.RLock()
 	seq = t.repl.seq.Load()
 	for _, c := range t.idx.conns {
-		if c.replica.origin == "" && c.replica.stamp > since {
+		if c.replicaOf().origin == "" && c.replicaOf().stamp > since {
 			changed = append(changed, c.snap())
 		}
 	}
@@ -130,7 +148,7 @@ func (t *Table) ReplicaForeign() map[string][]string {
 	defer t.mu.RUnlock()
 	m := make(map[string][]string)
 	for _, c := range t.idx.conns {
-		if o := c.replica.origin; o != "" {
+		if o := c.replicaOf().origin; o != "" {
 			m[o] = append(m[o], ReplicaKey(c.Inside, c.Outside))
 		}
 	}
@@ -167,7 +185,7 @@ func (t *Table) ImportConn(node string, cs ConnSnap) (int, error) {
 		if res, keep := t.keepCopy(c, node, &cs); keep {
 			return res, nil
 		}
-		if c.replica.origin == "" && node != "" {
+		if c.replicaOf().origin == "" && node != "" {
 			t.replicaGone(c) // ours no more: its record goes
 		}
 		t.dropConn(c)
@@ -178,7 +196,7 @@ func (t *Table) ImportConn(node string, cs ConnSnap) (int, error) {
 	if c == nil {
 		return 0, fmt.Errorf("record %s not importable", ReplicaKey(in, out))
 	}
-	c.replica.seen = c.newest()
+	c.rep().seen = c.newest()
 	t.touch(c)
 	t.bump()
 	if skipped > 0 {
@@ -191,18 +209,18 @@ func (t *Table) ImportConn(node string, cs ConnSnap) (int, error) {
 // against node's record cs (t.mu held).
 func (t *Table) keepCopy(c *Conn, node string, cs *ConnSnap) (int, bool) {
 	switch {
-	case node != "" && c.replica.origin == node && c.newest() > c.replica.seen:
+	case node != "" && c.replicaOf().origin == node && c.newest() > c.replicaOf().seen:
 		// The addresses moved here: the other node's record (e.g. of its
 		// previous life, republished when it came back as standby) is
 		// older than what this node carries.
-		c.replica.origin = ""
+		c.rep().origin = ""
 		t.touch(c)
 		return ImportAdopted, true
-	case node != "" && c.replica.origin == node:
+	case node != "" && c.replicaOf().origin == node:
 		return 0, false // the owner's update
 	case c.lastSeen > cs.LastSeen:
 		return ImportOlder, true // a later control segment here
-	case node != "" && c.replica.origin == "" && c.newest() > snapNewest(cs):
+	case node != "" && c.replicaOf().origin == "" && c.newest() > snapNewest(cs):
 		return ImportOlder, true // this node carries newer traffic
 	}
 	return 0, false
@@ -228,11 +246,11 @@ func (t *Table) DropReplica(node, key string) (adopted bool, err error) {
 	t.lock()
 	defer t.unlock()
 	c := t.idx.conns[k]
-	if c == nil || c.replica.origin != node || node == "" {
+	if c == nil || c.replicaOf().origin != node || node == "" {
 		return false, nil
 	}
-	if c.newest() > c.replica.seen {
-		c.replica.origin = ""
+	if c.newest() > c.replicaOf().seen {
+		c.rep().origin = ""
 		t.touch(c)
 		return true, nil
 	}

@@ -102,8 +102,8 @@ func (t *Table) Snapshot() Snapshot {
 func (c *Conn) snap() ConnSnap {
 	cs := ConnSnap{Inside: epString(c.Inside), Outside: epString(c.Outside), Public: epString(c.Public),
 		Identity: c.Identity, Local: c.Local, Role: c.Role, MidStream: c.midStream, Closing: c.closing, Ended: c.ended,
-		LastSeen: c.lastSeen, Unalloc: c.unalloc, Resv: c.resv, Cur: -1,
-		Out: c.out.State(), In: c.in.State(), Calls: make([]CallSnap, 0, len(c.calls)), Origin: c.replica.origin}
+		LastSeen: c.lastSeen, Unalloc: int(c.unalloc), Resv: c.resv, Cur: -1,
+		Out: c.out.State(), In: c.in.State(), Calls: make([]CallSnap, 0, len(c.calls)), Origin: c.replicaOf().origin}
 	for i, k := range c.calls {
 		if k == c.cur {
 			cs.Cur = i
@@ -150,8 +150,11 @@ func (t *Table) restoreConn(cs ConnSnap) (skipped int) {
 	}
 	c := t.newConn(key, ConnSpec{Inside: in, Outside: out, Public: pub, Identity: cs.Identity, Local: cs.Local})
 	t.Counters.ConnsOpened.Add(^uint64(0))
-	c.Role, c.midStream, c.closing, c.ended, c.lastSeen, c.unalloc = cs.Role, cs.MidStream, cs.Closing, cs.Ended, cs.LastSeen, cs.Unalloc
-	c.replica.origin = cs.Origin
+	c.Role, c.midStream, c.closing, c.ended, c.lastSeen = cs.Role, cs.MidStream, cs.Closing, cs.Ended, cs.LastSeen
+	c.unalloc = int32(min(max(cs.Unalloc, 0), 1<<30)) // a count of requests: a bad file cannot overflow it
+	if cs.Origin != "" {
+		c.rep().origin = cs.Origin
+	}
 	c.out.SetState(cs.Out)
 	c.in.SetState(cs.In)
 	if c.ended == 0 {

@@ -32,6 +32,7 @@ type Table struct {
 	// obsDetail: the observer is a DetailObserver (events.go).
 	obsDetail bool
 	repl      tableReplica // replica.go: replication's change tracking
+	h         handler      // control.go: the handler of the segment being walked (t.mu held)
 	// state.go: the generation of what the state file must keep, and its
 	// signal; stateSeen is idx.changes when it last grew.
 	stateGen     atomic.Uint64

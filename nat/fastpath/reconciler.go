@@ -1,7 +1,12 @@
 package fastpath
 
 import (
+	"cmp"
 	"context"
+	"encoding/binary"
+	"math"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,11 +49,14 @@ type Stats struct {
 }
 
 // applied is a mapping the backend holds, with its counters as last read.
+// One per call and tier, so it is kept small: a value in a slice sorted by
+// InKey, found by binary search (by OutKey through Reconciler.byOut), 56
+// bytes with its mark.
 type applied struct {
 	m                 conntrack.GREMap
+	mark              uint32 // the diff that last found it desired
 	pktsIn, bytesIn   uint64
 	pktsOut, bytesOut uint64
-	lastIn, lastOut   time.Time
 }
 
 // Reconciler converges a Backend to a Source's desired state. Run is its
@@ -60,14 +68,17 @@ type Reconciler struct {
 	log     *zap.Logger
 	changed <-chan struct{} // src's signal, ours alone
 
-	// Run's own
-	in      map[InKey]*applied
-	out     map[OutKey]*applied
-	desired []conntrack.GREMap
-	want    map[InKey]conntrack.GREMap
-	gen     uint64
-	failing bool
-	ticks   int
+	// Run's own. The mappings the backend holds are values in applied,
+	// sorted by InKey, found by their OutKey through byOut (indexes of
+	// applied sorted by OutKey, rebuilt when outStale): a map per key,
+	// or pointers, would double the bytes per call and tier.
+	applied  []applied
+	byOut    []uint32
+	outStale bool
+	mark     uint32 // diff's pass
+	gen      uint64
+	failing  bool
+	ticks    int
 
 	mappings, applies, errs, generation atomic.Uint64
 	failingNow                          atomic.Bool // failing, for Stats
@@ -85,8 +96,7 @@ func New(src Source, be Backend, cfg Config) *Reconciler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	r := &Reconciler{cfg: cfg, src: src, be: be, log: cfg.Log, changed: src.DesiredChanged(),
-		in: map[InKey]*applied{}, out: map[OutKey]*applied{}}
+	r := &Reconciler{cfg: cfg, src: src, be: be, log: cfg.Log, changed: src.DesiredChanged()}
 	if fc, ok := be.(FinalCounter); ok {
 		fc.OnDelete(r.final)
 	}
@@ -96,10 +106,10 @@ func New(src Source, be Backend, cfg Config) *Reconciler {
 // final credits a mapping's last counters, read as Apply deletes it.
 func (r *Reconciler) final(m conntrack.GREMap, in bool, c Counters) {
 	now := r.cfg.Now()
-	if a := r.in[InKeyOf(m)]; in && a != nil {
-		r.credit(a, true, &a.pktsIn, &a.bytesIn, &a.lastIn, c, now)
-	} else if a := r.out[OutKeyOf(m)]; !in && a != nil {
-		r.credit(a, false, &a.pktsOut, &a.bytesOut, &a.lastOut, c, now)
+	if in {
+		r.creditIn(InKeyOf(m), c, now)
+	} else {
+		r.creditOut(OutKeyOf(m), c, now)
 	}
 }
 
@@ -110,22 +120,43 @@ func (r *Reconciler) Backend() Backend { return r.be }
 // the backend could not be programmed at all (the caller may fall back to
 // another path).
 func (r *Reconciler) Start() error {
-	r.desired, r.gen = r.src.Desired(r.desired[:0])
-	if err := r.be.Replace(r.desired); err != nil {
+	buf := getDesired()
+	defer putDesired(buf)
+	*buf, r.gen = r.src.Desired((*buf)[:0])
+	if err := r.be.Replace(*buf); err != nil {
 		r.errs.Add(1)
 		return err
 	}
-	r.reset(r.desired)
+	r.reset(*buf)
 	r.applies.Add(1)
 	return nil
 }
+
+// desiredBufs holds the buffers Desired fills (*[]conntrack.GREMap),
+// shared by the tiers: one at 10 000 calls is 180 kB, needed only while
+// a converge runs, and a pool lets it go when the calls are quiet.
+var desiredBufs sync.Pool
+
+func getDesired() *[]conntrack.GREMap {
+	if b, ok := desiredBufs.Get().(*[]conntrack.GREMap); ok {
+		return b
+	}
+	return new([]conntrack.GREMap)
+}
+
+func putDesired(b *[]conntrack.GREMap) { desiredBufs.Put(b) }
+
+// generationSource is a Source that tells its generation without copying
+// the desired state (*conntrack.Table): a converge with nothing new then
+// costs nothing.
+type generationSource interface{ Generation() uint64 }
 
 // Run keeps the kernel converged until ctx ends. Start must have
 // succeeded.
 func (r *Reconciler) Run(ctx context.Context) {
 	tick := time.NewTicker(r.cfg.Tick)
 	defer tick.Stop()
-	r.log.Info("GRE fast path running", zap.String("path", r.be.Name()), zap.Int("calls", len(r.in)))
+	r.log.Info("GRE fast path running", zap.String("path", r.be.Name()), zap.Int("calls", len(r.applied)))
 	defer r.log.Info("GRE fast path stopped", zap.String("path", r.be.Name()))
 	// A change is applied at once unless the last converge was less than
 	// convergeGap ago: then at the end of the gap, with whatever else
@@ -184,14 +215,19 @@ func (r *Reconciler) counterTicks() int {
 	if r.cfg.CountersPerTick <= 0 {
 		return 1
 	}
-	return max(1, len(r.in)/r.cfg.CountersPerTick)
+	return max(1, len(r.applied)/r.cfg.CountersPerTick)
 }
 
 // Converge applies what changed in the desired state since the last call;
 // after a failure it replaces the kernel's state whole.
 func (r *Reconciler) Converge() {
-	desired, gen := r.src.Desired(r.desired[:0])
-	r.desired = desired
+	if g, ok := r.src.(generationSource); ok && !r.failing && g.Generation() == r.gen {
+		return
+	}
+	buf := getDesired()
+	defer putDesired(buf)
+	desired, gen := r.src.Desired((*buf)[:0])
+	*buf = desired
 	if gen == r.gen && !r.failing {
 		return
 	}
@@ -226,42 +262,142 @@ func (r *Reconciler) Converge() {
 }
 
 // diff returns what to add and remove to turn the applied state into
-// desired; a mapping whose value changed is removed and added again.
+// desired; a mapping whose value changed is removed and added again. It
+// marks the applied mappings still desired, so it needs no map of its own.
 func (r *Reconciler) diff(desired []conntrack.GREMap) (add, del []conntrack.GREMap) {
-	if r.want == nil {
-		r.want = make(map[InKey]conntrack.GREMap, len(desired))
+	if r.mark++; r.mark == removed { // wrapped: no old mark may pass for this one
+		for i := range r.applied {
+			r.applied[i].mark = 0
+		}
+		r.mark = 1
 	}
-	want := r.want // reused: a converge at 10 000 calls allocates no map
-	clear(want)
 	for _, m := range desired {
-		want[InKeyOf(m)] = m
-	}
-	for k, a := range r.in {
-		if m, ok := want[k]; !ok || m != a.m {
-			del = append(del, a.m)
+		if i, ok := r.find(InKeyOf(m)); ok && r.applied[i].m == m {
+			r.applied[i].mark = r.mark
+		} else {
+			add = append(add, m)
 		}
 	}
-	for _, m := range desired {
-		if a := r.in[InKeyOf(m)]; a == nil || a.m != m {
-			add = append(add, m)
+	for i := range r.applied {
+		if r.applied[i].mark != r.mark {
+			del = append(del, r.applied[i].m)
 		}
 	}
 	return add, del
 }
 
+// removed marks an applied mapping commit deletes.
+const removed = math.MaxUint32
+
 func (r *Reconciler) commit(add, del []conntrack.GREMap) {
 	for _, m := range del {
-		delete(r.in, InKeyOf(m))
-		delete(r.out, OutKeyOf(m))
+		if i, ok := r.find(InKeyOf(m)); ok {
+			r.applied[i].mark = removed
+		}
 		r.report(m, false)
 	}
+	r.applied = slices.DeleteFunc(r.applied, func(a applied) bool { return a.mark == removed })
+	n := 0
 	for _, m := range add {
-		a := &applied{m: m}
-		r.in[InKeyOf(m)] = a
-		r.out[OutKeyOf(m)] = a
 		r.report(m, true)
+		if i, ok := r.find(InKeyOf(m)); ok {
+			r.applied[i] = applied{m: m, mark: r.mark}
+		} else {
+			add[n] = m
+			n++
+		}
 	}
-	r.mappings.Store(uint64(len(r.in)))
+	r.insert(add[:n])
+	if len(r.applied) < cap(r.applied)/4 && cap(r.applied) > 1024 { // most calls ended: let the memory go
+		r.applied = slices.Clip(slices.Clone(r.applied))
+	}
+	r.outStale = true
+	r.mappings.Store(uint64(len(r.applied)))
+}
+
+// insert merges the new mappings add (reordered) into applied, keeping it
+// sorted: from the back, so that no mapping moves twice.
+func (r *Reconciler) insert(add []conntrack.GREMap) {
+	slices.SortFunc(add, func(a, b conntrack.GREMap) int { return cmpIn(InKeyOf(a), InKeyOf(b)) })
+	add = slices.CompactFunc(add, func(a, b conntrack.GREMap) bool { return InKeyOf(a) == InKeyOf(b) })
+	i, j := len(r.applied)-1, len(add)-1
+	if need := len(r.applied) + len(add); need > cap(r.applied) {
+		// An eighth to spare, not append's quarter: 56 bytes a call.
+		r.applied = append(make([]applied, 0, need+need/8), r.applied...)
+	}
+	r.applied = r.applied[:len(r.applied)+len(add)]
+	for k := len(r.applied) - 1; j >= 0; k-- {
+		if i >= 0 && cmpIn(InKeyOf(r.applied[i].m), InKeyOf(add[j])) > 0 {
+			r.applied[k] = r.applied[i]
+			i--
+		} else {
+			r.applied[k] = applied{m: add[j], mark: r.mark}
+			j--
+		}
+	}
+}
+
+// find returns the index of k's applied mapping, or where it would go.
+func (r *Reconciler) find(k InKey) (int, bool) {
+	hi, lo := inOrder(k)
+	i, j := 0, len(r.applied)
+	for i < j {
+		h := int(uint(i+j) >> 1)
+		a := &r.applied[h].m
+		ahi, alo := inOrder(InKey{Peer: a.Peer, Public: a.Public, OuterID: a.OuterID})
+		if ahi < hi || (ahi == hi && alo < lo) {
+			i = h + 1
+		} else {
+			j = h
+		}
+	}
+	return i, i < len(r.applied) && InKeyOf(r.applied[i].m) == k
+}
+
+// out finds the applied mapping of k.
+func (r *Reconciler) out(k OutKey) (*applied, bool) {
+	if r.outStale {
+		r.byOut = r.byOut[:0]
+		for i := range r.applied {
+			r.byOut = append(r.byOut, uint32(i))
+		}
+		slices.SortFunc(r.byOut, func(a, b uint32) int {
+			return cmpOut(OutKeyOf(r.applied[a].m), OutKeyOf(r.applied[b].m))
+		})
+		if cap(r.byOut) > 1024 && len(r.byOut) < cap(r.byOut)/4 {
+			r.byOut = slices.Clip(slices.Clone(r.byOut))
+		}
+		r.outStale = false
+	}
+	j, ok := slices.BinarySearchFunc(r.byOut, k, func(i uint32, k OutKey) int { return cmpOut(OutKeyOf(r.applied[i].m), k) })
+	if !ok {
+		return nil, false
+	}
+	return &r.applied[r.byOut[j]], true
+}
+
+// inOrder is k as two numbers, compared in turn: applied's order.
+func inOrder(k InKey) (uint64, uint32) {
+	return uint64(binary.BigEndian.Uint32(k.Peer[:]))<<16 | uint64(k.OuterID), binary.BigEndian.Uint32(k.Public[:])
+}
+
+func cmpIn(a, b InKey) int {
+	ahi, alo := inOrder(a)
+	bhi, blo := inOrder(b)
+	if c := cmp.Compare(ahi, bhi); c != 0 {
+		return c
+	}
+	return cmp.Compare(alo, blo)
+}
+
+func cmpOut(a, b OutKey) int {
+	if c := cmp.Compare(binary.BigEndian.Uint32(a.Inside[:]), binary.BigEndian.Uint32(b.Inside[:])); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(binary.BigEndian.Uint32(a.Peer[:]), binary.BigEndian.Uint32(b.Peer[:])); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.PeerID, b.PeerID)
 }
 
 func (r *Reconciler) report(m conntrack.GREMap, entered bool) {
@@ -274,23 +410,15 @@ func (r *Reconciler) report(m conntrack.GREMap, entered bool) {
 // counting afresh; OnMapping hears only the mappings that changed.
 func (r *Reconciler) reset(desired []conntrack.GREMap) {
 	if r.cfg.OnMapping != nil {
-		want := make(map[InKey]conntrack.GREMap, len(desired))
-		for _, m := range desired {
-			want[InKeyOf(m)] = m
+		add, del := r.diff(desired)
+		for _, m := range del {
+			r.report(m, false)
 		}
-		for k, a := range r.in {
-			if m, ok := want[k]; !ok || m != a.m {
-				r.report(a.m, false)
-			}
-		}
-		for _, m := range desired {
-			if a := r.in[InKeyOf(m)]; a == nil || a.m != m {
-				r.report(m, true)
-			}
+		for _, m := range add {
+			r.report(m, true)
 		}
 	}
-	clear(r.in)
-	clear(r.out)
+	r.applied = r.applied[:0]
 	on := r.cfg.OnMapping
 	r.cfg.OnMapping = nil // reported above
 	r.commit(desired, nil)
@@ -300,19 +428,12 @@ func (r *Reconciler) reset(desired []conntrack.GREMap) {
 // ReadCounters reads the kernel's per-call counters and gives the calls
 // what it translated since the last read.
 func (r *Reconciler) ReadCounters() {
-	if r.failing || len(r.in) == 0 {
+	if r.failing || len(r.applied) == 0 {
 		return
 	}
 	now := r.cfg.Now()
-	err := r.be.Counters(func(k InKey, c Counters) {
-		if a := r.in[k]; a != nil {
-			r.credit(a, true, &a.pktsIn, &a.bytesIn, &a.lastIn, c, now)
-		}
-	}, func(k OutKey, c Counters) {
-		if a := r.out[k]; a != nil {
-			r.credit(a, false, &a.pktsOut, &a.bytesOut, &a.lastOut, c, now)
-		}
-	})
+	err := r.be.Counters(func(k InKey, c Counters) { r.creditIn(k, c, now) },
+		func(k OutKey, c Counters) { r.creditOut(k, c, now) })
 	if err != nil {
 		// Unreadable kernel objects are most likely gone (nft flush
 		// ruleset, a removed bpf pin): re-sync them whole at the next
@@ -324,21 +445,36 @@ func (r *Reconciler) ReadCounters() {
 	}
 }
 
-func (r *Reconciler) credit(a *applied, in bool, pkts, byts *uint64, last *time.Time, c Counters, now time.Time) {
+func (r *Reconciler) creditIn(k InKey, c Counters, now time.Time) {
+	if i, ok := r.find(k); ok {
+		a := &r.applied[i]
+		r.credit(a.m, true, &a.pktsIn, &a.bytesIn, c, now)
+	}
+}
+
+func (r *Reconciler) creditOut(k OutKey, c Counters, now time.Time) {
+	if a, ok := r.out(k); ok {
+		r.credit(a.m, false, &a.pktsOut, &a.bytesOut, c, now)
+	}
+}
+
+// credit gives m's call what the kernel translated since the counts
+// pkts and byts it read last (c: now). With nothing new it says nothing:
+// the kernel's last-seen time moves only with a packet.
+func (r *Reconciler) credit(m conntrack.GREMap, in bool, pkts, byts *uint64, c Counters, now time.Time) {
 	if c.Packets < *pkts || c.Bytes < *byts { // the kernel's entry was re-created
 		*pkts, *byts = 0, 0
 	}
 	dp, db := c.Packets-*pkts, c.Bytes-*byts
 	*pkts, *byts = c.Packets, c.Bytes
-	seen := c.Last
-	if seen.IsZero() && dp > 0 {
-		seen = now
-	}
-	if dp == 0 && !seen.After(*last) {
+	if dp == 0 {
 		return
 	}
-	*last = seen
-	r.src.FastPathCounters(a.m, in, dp, db, seen)
+	seen := c.Last
+	if seen.IsZero() {
+		seen = now
+	}
+	r.src.FastPathCounters(m, in, dp, db, seen)
 	if in {
 		r.pktsIn.Add(dp)
 		r.bytesIn.Add(db)

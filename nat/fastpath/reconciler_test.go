@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -302,5 +303,141 @@ func TestConvergeGap(t *testing.T) {
 		if got := fastpath.ConvergeGap(tt.took); got != tt.want {
 			t.Errorf("convergeGap(%v) = %v, want %v", tt.took, got, tt.want)
 		}
+	}
+}
+
+// genSource is a Source that tells its generation (as the call table
+// does) and counts the copies of its desired state.
+type genSource struct {
+	*fastpathtest.Source
+	copies int
+}
+
+func (s *genSource) Desired(dst []conntrack.GREMap) ([]conntrack.GREMap, uint64) {
+	s.copies++
+	return s.Source.Desired(dst)
+}
+
+func (s *genSource) Generation() uint64 {
+	_, gen := s.Source.Desired(nil)
+	return gen
+}
+
+// TestConvergeUnchanged: with a Source that tells its generation, a
+// converge with nothing new (every tick) copies nothing; a change is
+// applied as before, and so is the re-sync after a failure.
+func TestConvergeUnchanged(t *testing.T) {
+	src, be := &genSource{Source: fastpathtest.New(call(1))}, newMem()
+	r := fastpath.New(src, be, fastpath.Config{})
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.Converge()
+	r.Converge()
+	if src.copies != 1 {
+		t.Errorf("%d copies of the desired state, want 1 (Start's)", src.copies)
+	}
+	src.Set(call(1), call(2))
+	r.Converge()
+	if got := be.keys(); !slices.Equal(got, []uint16{1, 2}) || src.copies != 2 {
+		t.Errorf("after a change: %v, %d copies", got, src.copies)
+	}
+	be.fail = errors.New("ENOBUFS")
+	src.Set(call(2))
+	r.Converge()
+	be.fail = nil
+	r.Converge() // the same generation, but failing: a re-sync
+	if got := be.keys(); !slices.Equal(got, []uint16{2}) || be.replaces != 2 {
+		t.Errorf("after recovery: %v, %d replaces", got, be.replaces)
+	}
+}
+
+// TestConvergeMany: over rounds of random changes to a thousand calls
+// (some added, some gone, some moved to another inside host), the kernel
+// holds exactly the desired state after each converge, with the fewest
+// changes, and every mapping's counters, read by either key, credit its
+// own call.
+func TestConvergeMany(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	mk := func(i int, inside byte) conntrack.GREMap {
+		return conntrack.GREMap{Peer: conntrack.Addr{203, 0, 113, byte(i % 7)}, OuterID: uint16(i), Public: conntrack.Addr{198, 51, 100, byte(i % 3)},
+			Inside: conntrack.Addr{192, 168, 1, inside}, InsideID: uint16(i), PeerID: uint16(i * 3)}
+	}
+	want := map[int]conntrack.GREMap{}
+	set := func() []conntrack.GREMap {
+		var ms []conntrack.GREMap
+		for _, m := range want {
+			ms = append(ms, m)
+		}
+		return ms
+	}
+	src, be := fastpathtest.New(), newMem()
+	r := fastpath.New(src, be, fastpath.Config{})
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 20 {
+		changes := 0
+		for range 1 + rng.IntN(300) {
+			i := rng.IntN(1000)
+			if _, ok := want[i]; ok && rng.IntN(2) == 0 {
+				delete(want, i)
+			} else {
+				want[i] = mk(i, byte(rng.IntN(4)))
+			}
+			changes++
+		}
+		src.Set(set()...)
+		r.Converge()
+		if len(be.held) != len(want) {
+			t.Fatalf("round %d: kernel holds %d, want %d", round, len(be.held), len(want))
+		}
+		for _, m := range want {
+			if be.held[fastpath.InKeyOf(m)] != m {
+				t.Fatalf("round %d: kernel holds %+v for %+v", round, be.held[fastpath.InKeyOf(m)], m)
+			}
+		}
+		if a := be.applies[len(be.applies)-1]; a[0] > changes || a[1] > changes {
+			t.Errorf("round %d: applied %v for %d changes", round, a, changes)
+		}
+		if st := r.Stats(); st.Mappings != uint64(len(want)) {
+			t.Errorf("round %d: mappings %d, want %d", round, st.Mappings, len(want))
+		}
+	}
+	for _, m := range want {
+		be.in[fastpath.InKeyOf(m)] = fastpath.Counters{Packets: uint64(m.OuterID) + 1, Bytes: 1}
+		be.out[fastpath.OutKeyOf(m)] = fastpath.Counters{Packets: uint64(m.OuterID) + 2, Bytes: 1}
+	}
+	r.ReadCounters()
+	for _, m := range want {
+		if in, out := src.Credited(m, true), src.Credited(m, false); in.Packets != uint64(m.OuterID)+1 || out.Packets != uint64(m.OuterID)+2 {
+			t.Fatalf("%+v credited in %+v out %+v", m, in, out)
+		}
+	}
+}
+
+// BenchmarkConverge: one call set up and one torn down per converge at
+// 10 000 calls (a converge reads the whole desired set).
+func BenchmarkConverge(b *testing.B) {
+	const n = 10000
+	mk := func(i int) conntrack.GREMap {
+		return conntrack.GREMap{Peer: conntrack.Addr{203, 0, byte(i >> 8), byte(i)}, OuterID: uint16(i), Public: conntrack.Addr{198, 51, 100, 1},
+			Inside: conntrack.Addr{192, 168, byte(i >> 8), byte(i)}, InsideID: 1, PeerID: uint16(i)}
+	}
+	ms := make([]conntrack.GREMap, n)
+	for i := range ms {
+		ms[i] = mk(i)
+	}
+	src, be := fastpathtest.New(ms...), newMem()
+	r := fastpath.New(src, be, fastpath.Config{})
+	if err := r.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		ms[i%n] = mk(n + i)
+		src.Set(ms...)
+		r.Converge()
 	}
 }

@@ -83,7 +83,7 @@ func testGateway(t *testing.T, cfg Config, backends map[string]*memBackend) (*Ga
 // the packet path runs as over NFQUEUE), with the given backends and deps
 // changed by edit (nil: none); it returns the control queue set and the
 // GRE one.
-func testGatewayDeps(t *testing.T, cfg Config, backends map[string]*memBackend, edit func(*Deps)) (*Gateway, []*nfqtest.Queues, error) {
+func testGatewayDeps(t testing.TB, cfg Config, backends map[string]*memBackend, edit func(*Deps)) (*Gateway, []*nfqtest.Queues, error) {
 	t.Helper()
 	var qs []*nfqtest.Queues
 	deps := Deps{
