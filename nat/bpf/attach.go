@@ -78,20 +78,38 @@ func (b *Backend) setInterfaces(ifindexes []int) error {
 // syncDevs makes the device map hold exactly the interfaces ifindexes,
 // each with what the program needs to know of it (links.devInfo): the
 // program redirects only to interfaces in it, and takes frames only
-// from those. The map is an array by ifindex: a zero entry is none.
+// from those. The map is an array by ifindex (a zero entry is none),
+// read whole once, then written where it differs from b.devs.
 func (b *Backend) syncDevs(ls links, ifindexes []int) error {
 	var errs []error
-	var ifi uint32
-	var info devInfo
-	it := b.dev.Iterate()
-	for it.Next(&ifi, &info) {
-		if info != (devInfo{}) && !slices.Contains(ifindexes, int(ifi)) {
+	if b.devs == nil {
+		b.devs = map[uint32]devInfo{}
+		var ifi uint32
+		var info devInfo
+		it := b.dev.Iterate()
+		for it.Next(&ifi, &info) {
+			if info != (devInfo{}) {
+				b.devs[ifi] = info
+			}
+		}
+		errs = append(errs, it.Err())
+	}
+	for ifi := range b.devs {
+		if !slices.Contains(ifindexes, int(ifi)) {
 			errs = append(errs, b.dev.Put(ifi, devInfo{}))
+			delete(b.devs, ifi)
 		}
 	}
-	errs = append(errs, it.Err())
-	for _, ifi := range ifindexes {
-		errs = append(errs, b.dev.Put(uint32(ifi), ls.devInfo(ifi)))
+	for _, i := range ifindexes {
+		ifi, info := uint32(i), ls.devInfo(i)
+		if old, ok := b.devs[ifi]; ok && old == info {
+			continue
+		}
+		if err := b.dev.Put(ifi, info); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		b.devs[ifi] = info
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("bpf: map %s: %w", MapDevName, err)

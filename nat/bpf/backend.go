@@ -48,10 +48,11 @@ type Backend struct {
 	cfg    Config
 	log    *zap.Logger
 	prog   *ebpf.Program
-	calls  *ebpf.Map         // both directions of every call
-	dev    *ebpf.Map         // by ifindex: the interfaces it is attached to (and may redirect to)
-	tcx    map[int]link.Link // ifindex -> pinned tcx link
-	cls    map[int]bool      // ifindexes with our cls_bpf filter
+	calls  *ebpf.Map          // both directions of every call
+	dev    *ebpf.Map          // by ifindex: the interfaces it is attached to (and may redirect to)
+	devs   map[uint32]devInfo // what dev holds (its non-zero entries), nil until read
+	tcx    map[int]link.Link  // ifindex -> pinned tcx link
+	cls    map[int]bool       // ifindexes with our cls_bpf filter
 	useTCX bool
 	keys   []key // Counters' and Replace's batch buffers
 	vals   []value
