@@ -259,14 +259,19 @@ func (g *Gateway) startRules() error {
 // repairRules re-verifies the rules (and the silence table) every few
 // seconds and puts back what a firewall reload removed.
 func (g *Gateway) repairRules(ctx context.Context) {
-	t := time.NewTicker(rules.DefaultRepairInterval)
+	every(ctx, rules.DefaultRepairInterval, func(time.Time) { g.keeper.Check() }) // logs and counts what it found
+}
+
+// every runs fn every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func(now time.Time)) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			g.keeper.Check() // logs and counts what it found
+		case now := <-t.C:
+			fn(now)
 		}
 	}
 }
@@ -294,7 +299,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.spawn(ctx, &wg, "reconcileFastPath/"+r.Backend().Name(), r.Run)
 	}
 	if g.ifaces.be != nil {
-		g.spawn(ctx, &wg, "attachFastPath", func(ctx context.Context) { g.ifaces.resync(ctx, interfaceResync) })
+		g.spawn(ctx, &wg, "attachFastPath", func(ctx context.Context) { every(ctx, interfaceResync, g.ifaces.resync) })
 	}
 	if g.keeper != nil {
 		g.spawn(ctx, &wg, "repairRules", g.repairRules)
@@ -322,16 +327,7 @@ func (g *Gateway) spawn(ctx context.Context, wg *sync.WaitGroup, name string, fn
 }
 
 func (g *Gateway) expireCalls(ctx context.Context) {
-	t := time.NewTicker(g.cfg.ExpireInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			g.table.Expire(now.UnixNano())
-		}
-	}
+	every(ctx, g.cfg.ExpireInterval, func(now time.Time) { g.table.Expire(now.UnixNano()) })
 }
 
 // Reload puts new limits and policy in force and changes the snapshot

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -102,21 +101,13 @@ func (s *ifaceSet) apply(ifindexes []int) {
 // interfaceResync is how often the attachments are converged again.
 const interfaceResync = 10 * time.Second
 
-// resync converges the attachments again: a bridge's ports and MAC
-// change, an interface comes back with a new ifindex.
-func (s *ifaceSet) resync(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.mu.Lock()
-			s.apply(*s.known.Load())
-			s.mu.Unlock()
-		}
-	}
+// resync converges the attachments again (every interfaceResync): a
+// bridge's ports and MAC change, an interface comes back with a new
+// ifindex.
+func (s *ifaceSet) resync(time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.apply(*s.known.Load())
 }
 
 // list returns the interfaces known now.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"go.uber.org/zap"
 	"net"
 	"net/netip"
 	"slices"
@@ -150,5 +151,19 @@ func TestPacketPath(t *testing.T) {
 	ctl.Fail(nil)
 	if err := <-done; err == nil {
 		t.Error("Run did not report the queues' end")
+	}
+}
+
+// A resync puts back what the backend lost (an interface gone and back,
+// a bridge's ports changed): the known set again.
+func TestIfaceResync(t *testing.T) {
+	be := &ifaceBackend{}
+	var s ifaceSet
+	s.setFixed([]int{4, 2})
+	s.attach(be, zap.NewNop())
+	be.SetInterfaces(nil) // what the kernel side lost
+	s.resync(time.Now())
+	if got := be.Interfaces(); !slices.Equal(got, []int{4, 2}) {
+		t.Fatalf("after resync attached to %v, want [4 2]", got)
 	}
 }
