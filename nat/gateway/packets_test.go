@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"go.uber.org/zap"
 	"net"
 	"net/netip"
 	"slices"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"go.uber.org/zap"
 
 	"github.com/pptpgw/pptpgw/alg/pptpmsg"
 	"github.com/pptpgw/pptpgw/alg/pptptest"
