@@ -21,8 +21,8 @@ var bridgeCall = conntrack.GREMap{Peer: addr("198.51.100.2"), OuterID: 40002, Pu
 // TestBridgePorts: the gateway's inside is a bridge (br_netfilter on, as
 // on this kernel) with two hosts on its ports. Asked for the bridge, the
 // program also goes on its Ethernet ports and translates a host's GRE
-// there, before the bridge (whose device never sees it); inbound GRE
-// goes out through the bridge. A frame on a port not addressed to the
+// there, before the bridge (whose device never sees it), also on a port
+// that has the bridge's MAC; inbound GRE goes out through the bridge. A frame on a port not addressed to the
 // bridge is bridged untouched. A port added later is taken at the next
 // SetInterfaces, one removed is let go, and a bridge with VLAN filtering
 // keeps its ports' frames.
@@ -31,7 +31,9 @@ func TestBridgePorts(t *testing.T) {
 	out, gw := nstest.NewNS(t, "bpfbo"), nstest.NewNS(t, "bpfbg")
 	h1, h2 := nstest.NewNS(t, "bpfb1"), nstest.NewNS(t, "bpfb2")
 	nstest.Link(t, out, "bpfx0", "198.51.100.2/24", gw, "bpfgo", "198.51.100.1/24")
-	nstest.Sh(t, "ip", "-n", gw, "link", "add", "bpfbr", "type", "bridge")
+	// A MAC of its own, so that the ports' frames to it are for another
+	// host as the ports see them (else the bridge takes its lowest port's).
+	nstest.Sh(t, "ip", "-n", gw, "link", "add", "bpfbr", "address", "02:00:00:00:0b:01", "type", "bridge")
 	nstest.Sh(t, "ip", "-n", gw, "addr", "add", "192.168.78.1/24", "dev", "bpfbr")
 	nstest.Sh(t, "ip", "-n", gw, "link", "set", "bpfbr", "up")
 	nstest.Link(t, h1, "bpfx1", "192.168.78.10/24", gw, "bpfp1", "")
@@ -105,6 +107,14 @@ func TestBridgePorts(t *testing.T) {
 	}
 	if got := recvGRE(h1fd); len(got) != n || got[0].dst != "192.168.78.10" || got[0].callID != 8 {
 		t.Fatalf("inside received %+v, want %d packets to 192.168.78.10 Call ID 8", got, n)
+	}
+
+	// A port with the bridge's own MAC sees the frames as its own: still
+	// routed as the bridge.
+	nstest.Sh(t, "ip", "-n", gw, "link", "set", "bpfp1", "address", "02:00:00:00:0b:01")
+	send(t, h1fd, "198.51.100.2", greV1(556, 60))
+	if got := recvGRE(ofd); len(got) != 1 || got[0].src != "198.51.100.1" {
+		t.Fatalf("outside received %+v through a port with the bridge's MAC, want one from 198.51.100.1", got)
 	}
 
 	// h1 to the peer's address through h2: the frame is for h2's MAC.

@@ -95,7 +95,7 @@ const (
 	fpIfindex  = -88 // the ingress interface, then the one the FIB is asked from
 )
 
-// Device map values (struct devInfo in attach.go).
+// Device map values (struct devInfo in links.go).
 const (
 	devL3  = 0
 	devMAC = 4
@@ -179,8 +179,8 @@ func packet() asm.Instructions {
 // stack.
 func parse() asm.Instructions {
 	p := asm.Instructions{
-		// A frame with an offloaded VLAN tag or for another host (a
-		// promiscuous port) is not the stack's to forward.
+		// A frame with an offloaded VLAN tag is not the stack's to forward
+		// on this interface (ingress checks whom it is addressed to).
 		asm.LoadMem(asm.R4, rCtx, skbVLANPresent, asm.Word),
 		asm.JNE.Imm(asm.R4, 0, "pass"),
 		// The Ethernet header is always in the linear part at tc ingress:
@@ -254,7 +254,7 @@ func ingress() asm.Instructions {
 		asm.JEq.Imm(asm.R4, 0, "pass"), // not an interface of ours
 		asm.StoreMem(asm.RFP, fpIfindex, asm.R4, asm.Word),
 		asm.LoadMem(asm.R5, rCtx, skbPktType, asm.Word),
-		asm.JEq.Imm(asm.R5, 0, "to_us"), // PACKET_HOST
+		asm.JEq.Imm(asm.R5, 0, "lookup"), // PACKET_HOST
 		asm.LoadMem(asm.R5, rCtx, skbIfindex, asm.Word),
 		asm.JEq.Reg(asm.R4, asm.R5, "pass"), // not a bridge port
 		asm.LoadMem(asm.R2, rCtx, skbData, asm.Word),
@@ -268,7 +268,6 @@ func ingress() asm.Instructions {
 		asm.LoadMem(asm.R4, asm.R2, 4, asm.Half),
 		asm.LoadMem(asm.R5, asm.R0, devMAC+4, asm.Half),
 		asm.JNE.Reg(asm.R4, asm.R5, "pass"),
-		asm.Mov.Imm(asm.R0, 0).WithSymbol("to_us"),
 	}
 }
 
@@ -276,7 +275,7 @@ func ingress() asm.Instructions {
 // hit.
 func lookup() asm.Instructions {
 	return asm.Instructions{
-		asm.LoadMapPtr(asm.R1, 0).WithReference(MapCallsName),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(MapCallsName).WithSymbol("lookup"),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, fpKey),
 		asm.FnMapLookupElem.Call(),
