@@ -51,7 +51,8 @@ flood-e2e: build
 # root: GRE packets/s through plain forwarding, the kernel's PPTP helper and
 # pptpgw (queue, kernel) side by side in the lab (e2e/bench_test.go); the
 # table goes to bench-e2e.md, the chart to docs/bench-e2e.svg. PPTPGW_E2E_BENCH_SECONDS
-# per run, default 2; PPTPGW_E2E_BENCH_PATHS=queue,kernel a subset (the helper is kept).
+# per run, default 2; PPTPGW_E2E_BENCH_PATHS=queue,kernel a subset (the helper is kept unless
+# PPTPGW_E2E_BENCH_NOREF=1); PPTPGW_E2E_BENCH_DIRS=inbound or outbound one direction.
 bench-e2e: build
 	PPTPGW_E2E_BENCH=1 PPTPGW_E2E_BENCH_OUT=$(CURDIR)/bench-e2e.md PPTPGW_E2E_BENCH_SVG=$(CURDIR)/docs/bench-e2e.svg \
 	  PPTPGW_E2E_BIN=$(CURDIR)/$(BIN) \
