@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -48,7 +47,10 @@ type Backend struct {
 	cfg    Config
 	log    *zap.Logger
 	prog   *ebpf.Program
-	calls  *ebpf.Map          // both directions of every call
+	line   *ebpf.Map          // the call lines: both directions of every call (lines.go)
+	lines  *lines             // line, mapped into memory
+	calls  *ebpf.Map          // the spill: calls whose line is full
+	wraps  map[key]wrap       // the spill's packet counters' wraps
 	dev    *ebpf.Map          // by ifindex: the interfaces it is attached to (and may redirect to)
 	devs   map[uint32]devInfo // what dev holds (its non-zero entries), nil until read
 	tcx    map[int]link.Link  // ifindex -> pinned tcx link
@@ -85,11 +87,15 @@ func Open(cfg Config) (*Backend, error) {
 	}
 	b := &Backend{cfg: cfg, log: cfg.Log, tcx: map[int]link.Link{}, cls: map[int]bool{},
 		useTCX: !cfg.ForceClsBPF && haveTCX()}
-	coll, err := b.load()
+	coll, adopted, err := b.load()
 	if err != nil {
 		return nil, err
 	}
-	b.prog, b.calls, b.dev = coll.Programs[ProgName], coll.Maps[MapCallsName], coll.Maps[MapDevName]
+	b.prog, b.line, b.calls, b.dev = coll.Programs[ProgName], coll.Maps[MapLineName], coll.Maps[MapCallsName], coll.Maps[MapDevName]
+	if b.lines, err = mapLines(b.line, adopted); err != nil {
+		b.closeFDs()
+		return nil, err
+	}
 	pin := filepath.Join(cfg.PinDir, progPin)
 	_ = os.Remove(pin)
 	if err := b.prog.Pin(pin); err != nil {
@@ -104,25 +110,29 @@ func Open(cfg Config) (*Backend, error) {
 }
 
 // load creates the collection, re-using compatible pinned maps; pins
-// of another shape are removed and the maps made afresh.
-func (b *Backend) load() (*ebpf.Collection, error) {
+// of another shape are removed and the maps made afresh. adopted says
+// the call lines come from an earlier run.
+func (b *Backend) load() (coll *ebpf.Collection, adopted bool, err error) {
 	spec := collectionSpec(uint32(b.cfg.MaxCalls), true)
 	opts := ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: b.cfg.PinDir}}
 	for _, n := range []string{oldMapInName, oldMapOutName} {
 		_ = os.Remove(filepath.Join(b.cfg.PinDir, n)) // an older version's
 	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
+	_, err = os.Stat(filepath.Join(b.cfg.PinDir, MapLineName))
+	adopted = err == nil
+	coll, err = ebpf.NewCollectionWithOptions(spec, opts)
 	if errors.Is(err, ebpf.ErrMapIncompatible) {
 		b.log.Info("bpf: pinned maps differ from this configuration, replacing them", zap.Error(err))
-		for _, n := range []string{MapCallsName, MapDevName} {
+		for _, n := range []string{MapLineName, MapCallsName, MapDevName} {
 			_ = os.Remove(filepath.Join(b.cfg.PinDir, n))
 		}
+		adopted = false
 		coll, err = ebpf.NewCollectionWithOptions(spec, opts)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("bpf: load program: %w", err)
+		return nil, false, fmt.Errorf("bpf: load program: %w", err)
 	}
-	return coll, nil
+	return coll, adopted, nil
 }
 
 func (b *Backend) closeFDs() {
@@ -130,6 +140,8 @@ func (b *Backend) closeFDs() {
 		l.Close()
 	}
 	b.prog.Close()
+	_ = b.lines.close()
+	b.line.Close()
 	b.calls.Close()
 	b.dev.Close()
 }
@@ -201,7 +213,7 @@ func unpinLink(path string) error {
 	return l.Unpin()
 }
 
-// Replace implements fastpath.Backend: the map holds exactly maps
+// Replace implements fastpath.Backend: the maps hold exactly maps
 // afterwards; entries that already translate the same way keep their
 // counters.
 func (b *Backend) Replace(maps []conntrack.GREMap) error {
@@ -210,6 +222,20 @@ func (b *Backend) Replace(maps []conntrack.GREMap) error {
 		want[inKey(m)] = inValue(m)
 		want[outKey(m)] = outValue(m)
 	}
+	l := b.lines
+	for s := range l.slots() {
+		if !l.used(s) {
+			continue
+		}
+		k, v := l.key(s), l.value(s)
+		if w, ok := want[k]; ok && sameMapping(w, v) && int(lineOf(k, l.shift)) == s/2 {
+			delete(want, k)
+			continue
+		}
+		l.empty(s)
+	}
+	// What the lines hold is no longer wanted in the spill: a copy there
+	// would count twice.
 	var stale []key
 	err := b.walk(func(k key, v value) {
 		if w, ok := want[k]; ok && sameMapping(w, v) {
@@ -223,6 +249,7 @@ func (b *Backend) Replace(maps []conntrack.GREMap) error {
 	}
 	var errs firstErrors
 	for _, k := range stale {
+		delete(b.wraps, k)
 		if err := b.calls.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			errs.add(fmt.Errorf("bpf: delete from %s: %w", MapCallsName, err))
 		}
@@ -233,11 +260,11 @@ func (b *Backend) Replace(maps []conntrack.GREMap) error {
 
 // addMissing adds the entries of want known to be missing (this
 // goroutine is the only writer), a call's two together in the order of
-// maps, so that a full map leaves whole calls out. It goes in batches
-// where the kernel has them; after a batch fails (a full map, an old
-// kernel) its entries are added one by one, which keeps what went in and
-// names the error. Batches take no BPF_NOEXIST: the kernel allows only
-// BPF_F_LOCK there.
+// maps, so that a full map leaves whole calls out: into their lines, or
+// the spill when a line is full. The spill takes batches where the kernel
+// has them; after a batch fails (a full map, an old kernel) its entries
+// are added one by one, which keeps what went in and names the error.
+// Batches take no BPF_NOEXIST: the kernel allows only BPF_F_LOCK there.
 func (b *Backend) addMissing(maps []conntrack.GREMap, want map[key]value, errs *firstErrors) {
 	keys := make([]key, 0, batch)
 	vals := make([]value, 0, batch)
@@ -252,8 +279,10 @@ func (b *Backend) addMissing(maps []conntrack.GREMap, want map[key]value, errs *
 	for _, m := range maps {
 		for _, k := range [2]key{inKey(m), outKey(m)} {
 			if v, ok := want[k]; ok {
-				keys, vals = append(keys, k), append(vals, v)
 				delete(want, k)
+				if !b.lines.put(k, v) {
+					keys, vals = append(keys, k), append(vals, v)
+				}
 			}
 		}
 		if len(keys) >= batch-1 {
@@ -270,23 +299,52 @@ func (b *Backend) addMissing(maps []conntrack.GREMap, want map[key]value, errs *
 // way is left alone, with its counters; a changed one is replaced.
 func (b *Backend) Apply(add, del []conntrack.GREMap) error {
 	var errs firstErrors
-	var clk Clock
-	if b.onDelete != nil && len(del) > 0 {
-		clk, _ = Now()
-	}
 	for _, m := range del {
-		if v, ok := b.del(&errs, inKey(m), inValue(m)); ok && b.onDelete != nil {
-			b.onDelete(m, true, v.counters(clk))
+		if c, ok := b.remove(&errs, inKey(m), inValue(m)); ok && b.onDelete != nil {
+			b.onDelete(m, true, c)
 		}
-		if v, ok := b.del(&errs, outKey(m), outValue(m)); ok && b.onDelete != nil {
-			b.onDelete(m, false, v.counters(clk))
+		if c, ok := b.remove(&errs, outKey(m), outValue(m)); ok && b.onDelete != nil {
+			b.onDelete(m, false, c)
 		}
 	}
 	for _, m := range add {
-		errs.add(b.put(inKey(m), inValue(m)))
-		errs.add(b.put(outKey(m), outValue(m)))
+		errs.add(b.add(inKey(m), inValue(m)))
+		errs.add(b.add(outKey(m), outValue(m)))
 	}
 	return errs.err()
+}
+
+// add puts k -> v into its line, or the spill when the line is full.
+func (b *Backend) add(k key, v value) error {
+	if s, ok := b.lines.find(k); ok {
+		if sameMapping(b.lines.value(s), v) {
+			return nil
+		}
+		b.lines.empty(s)
+	}
+	if b.lines.put(k, v) {
+		return nil
+	}
+	return b.put(k, v)
+}
+
+// remove deletes k if it still maps to v (another mapping may have taken
+// the key since) and returns its last counters.
+func (b *Backend) remove(errs *firstErrors, k key, v value) (fastpath.Counters, bool) {
+	if s, ok := b.lines.find(k); ok {
+		if !sameMapping(b.lines.value(s), v) {
+			return fastpath.Counters{}, false
+		}
+		final := b.lines.empty(s)
+		return fastpath.Counters{Packets: b.lines.packets(s), Bytes: final.Byts}, true
+	}
+	final, ok := b.del(errs, k, v)
+	if !ok {
+		return fastpath.Counters{}, false
+	}
+	c := b.spillCounters(k, final)
+	delete(b.wraps, k)
+	return c, true
 }
 
 // firstErrors keeps the first few errors of a batch of map updates and
@@ -314,8 +372,8 @@ func (f *firstErrors) err() error {
 	return errors.Join(f.errs...)
 }
 
-// del removes k if it still maps to v (another mapping may have taken the
-// key since) and returns its last value.
+// del removes k from the spill if it still maps to v and returns its
+// last value.
 func (b *Backend) del(errs *firstErrors, k key, v value) (final value, ok bool) {
 	err := b.calls.Lookup(&k, &final)
 	if errors.Is(err, ebpf.ErrKeyNotExist) || err == nil && !sameMapping(final, v) {
@@ -332,15 +390,15 @@ func (b *Backend) del(errs *firstErrors, k key, v value) (final value, ok bool) 
 }
 
 // OnDelete sets fn to hear the final counters of every mapping Apply
-// deletes, read just before the deletion (so the call's last packets are
-// not lost with the entry, but for those counted in the microseconds
-// between the two syscalls). fn runs on the caller's goroutine.
+// deletes, read just as the entry goes (so the call's last packets are
+// not lost with it, but for those counted in the microseconds between
+// the two). fn runs on the caller's goroutine.
 func (b *Backend) OnDelete(fn func(m conntrack.GREMap, in bool, c fastpath.Counters)) {
 	b.onDelete = fn
 }
 
-// put adds k -> v with BPF_NOEXIST, so that a live entry keeps its
-// counters; an entry with another mapping is deleted first.
+// put adds k -> v to the spill with BPF_NOEXIST, so that a live entry
+// keeps its counters; an entry with another mapping is deleted first.
 func (b *Backend) put(k key, v value) error {
 	err := b.calls.Update(&k, &v, ebpf.UpdateNoExist)
 	if errors.Is(err, ebpf.ErrKeyExist) {
@@ -349,6 +407,7 @@ func (b *Backend) put(k key, v value) error {
 			return nil
 		}
 		if err = b.calls.Delete(&k); err == nil || errors.Is(err, ebpf.ErrKeyNotExist) {
+			delete(b.wraps, k)
 			err = b.calls.Update(&k, &v, ebpf.UpdateNoExist)
 		}
 	}
@@ -361,33 +420,48 @@ func (b *Backend) put(k key, v value) error {
 	return nil
 }
 
-// Counters implements fastpath.Backend: every entry's counters, Last
-// converted from the kernel's monotonic clock to wall time.
+// Counters implements fastpath.Backend: every entry's counters. Last is
+// zero: the reconciler stamps what is new when it reads it.
 func (b *Backend) Counters(in func(fastpath.InKey, fastpath.Counters), out func(fastpath.OutKey, fastpath.Counters)) error {
-	clk, err := Now()
-	if err != nil {
-		return err
-	}
-	err = b.walk(func(k key, v value) {
-		if v.Dir == dirIn {
-			in(k.in(), v.counters(clk))
+	report := func(k key, dir uint8, c fastpath.Counters) {
+		if dir == dirIn {
+			in(k.in(), c)
 		} else {
-			out(k.out(), v.counters(clk))
+			out(k.out(), c)
 		}
-	})
+	}
+	l := b.lines
+	for s := range l.slots() {
+		if !l.used(s) {
+			continue
+		}
+		k, v := l.key(s), l.value(s)
+		report(k, v.Dir, fastpath.Counters{Packets: l.packets(s), Bytes: v.Byts})
+	}
+	err := b.walk(func(k key, v value) { report(k, v.Dir, b.spillCounters(k, v)) })
 	if err != nil {
 		return fmt.Errorf("bpf: read map %s: %w", MapCallsName, err)
 	}
 	return nil
 }
 
-// Now reads CLOCK_MONOTONIC and the wall clock together.
-func Now() (Clock, error) {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return Clock{}, fmt.Errorf("bpf: clock_gettime: %w", err)
+// wrap is a 32-bit packet counter's last reading and how often it
+// wrapped.
+type wrap struct{ lo, hi uint32 }
+
+// spillCounters are the counters of the spill's entry k, its packet
+// counter unwrapped.
+func (b *Backend) spillCounters(k key, v value) fastpath.Counters {
+	if b.wraps == nil {
+		b.wraps = map[key]wrap{}
 	}
-	return Clock{Mono: ts.Nano(), Wall: time.Now()}, nil
+	w := b.wraps[k]
+	if v.Packets < w.lo {
+		w.hi++
+	}
+	w.lo = v.Packets
+	b.wraps[k] = w
+	return fastpath.Counters{Packets: uint64(w.hi)<<32 | uint64(w.lo), Bytes: v.Byts}
 }
 
 // batch is how many entries one batch lookup reads.

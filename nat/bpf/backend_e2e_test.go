@@ -3,8 +3,10 @@
 package bpf
 
 import (
+	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,17 +28,61 @@ func openT(t testing.TB, cfg Config) *Backend {
 	return b
 }
 
-// setCounters pretends the program counted packets.
-func setCounters(t *testing.T, m *ebpf.Map, k key, packets uint64) {
+// setCounters pretends the program counted packets for k, in its line
+// or in the spill.
+func setCounters(t *testing.T, b *Backend, k key, packets uint32) {
 	t.Helper()
+	if s, ok := b.lines.find(k); ok {
+		atomic.StoreUint32(b.lines.word(s*slotSize+valPackets), packets)
+		return
+	}
 	var v value
-	if err := m.Lookup(&k, &v); err != nil {
+	if err := b.calls.Lookup(&k, &v); err != nil {
 		t.Fatal(err)
 	}
 	v.Packets = packets
-	if err := m.Update(&k, &v, ebpf.UpdateExist); err != nil {
+	if err := b.calls.Update(&k, &v, ebpf.UpdateExist); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// entry is what the backend holds for k, and where ("line", "spill" or
+// "").
+func entry(t *testing.T, b *Backend, k key) (value, string) {
+	t.Helper()
+	if s, ok := b.lines.find(k); ok {
+		return b.lines.value(s), "line"
+	}
+	var v value
+	if err := b.calls.Lookup(&k, &v); err == nil {
+		return v, "spill"
+	} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+		t.Fatal(err)
+	}
+	return value{}, ""
+}
+
+// collidingCalls: n calls whose keys, both directions, all hash to line
+// 0 of lines with shift: two of them fill the line, the rest spill.
+func collidingCalls(shift uint32, n int) []conntrack.GREMap {
+	var out []conntrack.GREMap
+	id := uint16(0)
+	next := func(m *conntrack.GREMap, set func(uint16), k func() key) {
+		for {
+			id++
+			if set(id); lineOf(k(), shift) == 0 {
+				return
+			}
+		}
+	}
+	for i := range n {
+		m := conntrack.GREMap{Peer: addr("203.0.113.5"), Public: addr("198.51.100.1"),
+			Inside: conntrack.Addr{10, 78, 0, byte(i + 1)}, InsideID: 7}
+		next(&m, func(v uint16) { m.OuterID = v }, func() key { return inKey(m) })
+		next(&m, func(v uint16) { m.PeerID = v }, func() key { return outKey(m) })
+		out = append(out, m)
+	}
+	return out
 }
 
 func entries(t *testing.T, b *Backend) (map[fastpath.InKey]fastpath.Counters, map[fastpath.OutKey]fastpath.Counters) {
@@ -61,7 +107,7 @@ func TestApplyKeepsCounters(t *testing.T) {
 	if err := b.Apply([]conntrack.GREMap{m1}, nil); err != nil {
 		t.Fatal(err)
 	}
-	setCounters(t, b.calls, inKey(m1), 5)
+	setCounters(t, b, inKey(m1), 5)
 	if err := b.Apply([]conntrack.GREMap{m1}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -74,9 +120,8 @@ func TestApplyKeepsCounters(t *testing.T) {
 	if err := b.Apply([]conntrack.GREMap{m2}, nil); err != nil {
 		t.Fatal(err)
 	}
-	var v value
-	if err := b.calls.Lookup(inKey(m1), &v); err != nil || v.CallID != [2]byte{0, 9} || v.Packets != 0 {
-		t.Fatalf("changed mapping: %+v %v", v, err)
+	if v, where := entry(t, b, inKey(m1)); where == "" || v.CallID != [2]byte{0, 9} || v.Packets != 0 {
+		t.Fatalf("changed mapping: %+v in %q", v, where)
 	}
 	if err := b.Apply(nil, []conntrack.GREMap{m1}); err != nil {
 		t.Fatal(err)
@@ -85,7 +130,7 @@ func TestApplyKeepsCounters(t *testing.T) {
 		t.Fatalf("deleting the old mapping: %d inbound entries (want m2's kept), %d outbound", len(in), len(out))
 	}
 	// The last counters of a deleted mapping are handed over.
-	setCounters(t, b.calls, inKey(m2), 3)
+	setCounters(t, b, inKey(m2), 3)
 	final := map[bool]fastpath.Counters{}
 	b.OnDelete(func(m conntrack.GREMap, in bool, c fastpath.Counters) {
 		if m != m2 {
@@ -101,20 +146,55 @@ func TestApplyKeepsCounters(t *testing.T) {
 		t.Fatalf("final counters %+v", final)
 	}
 	b.OnDelete(nil)
-	three := manyCalls(3)
-	if err := b.Replace(three[:2]); err != nil {
+	// Full: four calls whose keys share one line; the first takes the
+	// line, the next two the spill (4 entries), the fourth finds no room.
+	four := collidingCalls(b.lines.shift, 4)
+	if err := b.Replace(four[:3]); err != nil {
 		t.Fatal(err)
 	}
-	err := b.Apply(three[2:], nil)
+	for i, m := range four[:3] {
+		if _, where := entry(t, b, outKey(m)); where != map[bool]string{true: "line", false: "spill"}[i == 0] {
+			t.Fatalf("call %d in %q", i, where)
+		}
+	}
+	err := b.Apply(four[3:], nil)
 	if err == nil || !strings.Contains(err.Error(), "full") {
-		t.Fatalf("3 calls in maps of 2: %v", err)
+		t.Fatalf("4 calls in room for 3: %v", err)
 	}
 	t.Logf("full: %v", err)
-	if err := b.Apply(three[2:], three[:1]); err != nil {
+	if err := b.Apply(four[3:], four[1:2]); err != nil {
 		t.Fatalf("deletions make room: %v", err)
 	}
-	if in, out := entries(t, b); len(in) != 2 || len(out) != 2 {
+	if in, out := entries(t, b); len(in) != 3 || len(out) != 3 {
 		t.Fatalf("%d %d entries", len(in), len(out))
+	}
+}
+
+// TestSlotReuse: an emptied slot waits slotGrace before another key takes
+// it (a program that matched the old key must not see a new value); the
+// key meanwhile goes to the other slot or the spill.
+func TestSlotReuse(t *testing.T) {
+	nstest.NeedRoot(t)
+	b := openT(t, Config{PinDir: pinDir(t, "reuse"), MaxCalls: 8})
+	c := collidingCalls(b.lines.shift, 3)
+	if err := b.Apply(c[:2], nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Apply(c[2:], c[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if _, where := entry(t, b, inKey(c[2])); where != "spill" {
+		t.Fatalf("a key right after a slot emptied: in %q, want the spill", where)
+	}
+	if err := b.Apply(nil, c[2:]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(slotGrace)
+	if err := b.Apply(c[2:], nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, where := entry(t, b, inKey(c[2])); where != "line" {
+		t.Fatalf("after the grace: in %q, want the line", where)
 	}
 }
 
@@ -127,7 +207,7 @@ func TestReplaceConverges(t *testing.T) {
 	if err := b.Replace(calls); err != nil {
 		t.Fatal(err)
 	}
-	setCounters(t, b.calls, outKey(calls[3]), 2)
+	setCounters(t, b, outKey(calls[3]), 2)
 	if err := b.Replace(calls[2:6]); err != nil {
 		t.Fatal(err)
 	}
@@ -140,13 +220,13 @@ func TestReplaceConverges(t *testing.T) {
 	}
 	// More calls than room: the batch fails, the entries that fit go in
 	// one by one, whole calls first; the error names the full map.
-	small := openT(t, Config{PinDir: pinDir(t, "replace-full"), MaxCalls: 4})
-	err := small.Replace(manyCalls(6))
+	small := openT(t, Config{PinDir: pinDir(t, "replace-full"), MaxCalls: 2})
+	err := small.Replace(collidingCalls(small.lines.shift, 5))
 	if err == nil || strings.Count(err.Error(), "pptpgw_gre_call is full") != 1 {
-		t.Fatalf("6 calls in a map for 4: %v", err)
+		t.Fatalf("5 calls in room for 3: %v", err)
 	}
-	if in, out := entries(t, small); len(in) != 4 || len(out) != 4 {
-		t.Fatalf("%d %d entries, want 4", len(in), len(out))
+	if in, out := entries(t, small); len(in) != 3 || len(out) != 3 {
+		t.Fatalf("%d %d entries, want 3", len(in), len(out))
 	}
 }
 

@@ -2,7 +2,6 @@ package bpf
 
 import (
 	"encoding/binary"
-	"time"
 
 	"github.com/pptpgw/pptpgw/conntrack"
 	"github.com/pptpgw/pptpgw/nat/fastpath"
@@ -14,24 +13,28 @@ type key [keySize]byte
 
 const (
 	keySize   = 12
-	valueSize = 32
+	valueSize = 24
 )
 
-// value is a map value. Addr is the address to write (inbound: the
-// inside address, the destination; outbound: the public address, the
-// source), CallID the inbound Call ID to write (network order; zero
-// outbound), Dir which of the two the entry is: one map holds both
-// directions, so a packet costs one lookup whichever way it goes. The
-// counters are the program's (atomic adds: one entry per direction of a
-// call, which one CPU mostly handles); Last is the kernel's monotonic
-// clock (bpf_ktime_get_coarse_ns, or _ns before 5.11) at the last packet.
+// value is what a call's entry holds, in a line slot (slots.go) or in
+// the spill map. Addr is the address to write (inbound: the inside
+// address, the destination; outbound: the public address, the source),
+// CallID the inbound Call ID to write (network order; zero outbound), Dir
+// which of the two the entry is: one table holds both directions, so a
+// packet costs one lookup whichever way it goes. The counters are the
+// program's (atomic adds: one entry per direction of a call, which one
+// CPU mostly handles); Packets is 32 bits so that a slot with its key
+// fits half a cache line, and the backend carries its wraps. There is
+// no last-seen time: the reconciler stamps new packets when it reads
+// them, which the idle timeouts need no finer than that.
 type value struct {
-	Addr          [4]byte
-	CallID        [2]byte
-	Dir           uint8
-	Pad           uint8
-	Packets, Byts uint64
-	Last          uint64
+	Byts    uint64
+	Addr    [4]byte
+	CallID  [2]byte
+	Dir     uint8
+	Pad     uint8
+	Packets uint32
+	Pad2    uint32
 }
 
 // Dir values.
@@ -77,25 +80,4 @@ func (k key) in() fastpath.InKey {
 func (k key) out() fastpath.OutKey {
 	src, dst, id := k.fields()
 	return fastpath.OutKey{Inside: src, Peer: dst, PeerID: id}
-}
-
-// counters are v's, Last converted to wall time.
-func (v value) counters(clk Clock) fastpath.Counters {
-	return fastpath.Counters{Packets: v.Packets, Bytes: v.Byts, Last: clk.WallOf(v.Last)}
-}
-
-// Clock is a pair of readings of CLOCK_MONOTONIC (what bpf_ktime_get_ns
-// returns) and the wall clock taken together, to turn ktimes into wall
-// times.
-type Clock struct {
-	Mono int64 // nanoseconds
-	Wall time.Time
-}
-
-// WallOf converts a ktime to a wall time: zero stays zero (never).
-func (c Clock) WallOf(ktime uint64) time.Time {
-	if ktime == 0 {
-		return time.Time{}
-	}
-	return c.Wall.Add(time.Duration(int64(ktime) - c.Mono))
 }

@@ -24,8 +24,8 @@ func TestReadPinned(t *testing.T) {
 	if err := b.Replace(calls); err != nil {
 		t.Fatal(err)
 	}
-	setCounters(t, b.calls, inKey(calls[0]), 4)
-	setCounters(t, b.calls, outKey(calls[1]), 6)
+	setCounters(t, b, inKey(calls[0]), 4)
+	setCounters(t, b, outKey(calls[1]), 6)
 	got, err := ReadPinned(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
 
 	"github.com/pptpgw/pptpgw/alg"
 )
@@ -28,6 +28,7 @@ import (
 // Names in the kernel (at most 15 characters) and under the pin directory.
 const (
 	ProgName     = "pptpgw_gre"
+	MapLineName  = "pptpgw_gre_line"
 	MapCallsName = "pptpgw_gre_call"
 	MapDevName   = "pptpgw_gre_dev"
 	// The maps of versions that kept the directions apart: removed at
@@ -93,6 +94,7 @@ const (
 	fibDmac    = 58
 	fpKey      = -16 // the 12-byte map key
 	fpIfindex  = -88 // the ingress interface, then the one the FIB is asked from
+	fpLine     = -96 // the key's line
 )
 
 // Device map values (struct devInfo in links.go).
@@ -120,14 +122,16 @@ func ne32(v uint32) int32 {
 	return int32(binary.NativeEndian.Uint32(binary.BigEndian.AppendUint32(nil, v)))
 }
 
+// imm32 is v as a 32-bit immediate (the ALU32 instructions use its bits).
+func imm32(v uint32) int32 { return int32(v) }
+
 // Value offsets (struct value in maps.go).
 const (
-	valAddr    = 0
-	valCallID  = 4
-	valDir     = 6
-	valPackets = 8
-	valBytes   = 16
-	valLast    = 24
+	valBytes   = 0
+	valAddr    = 8
+	valCallID  = 12
+	valDir     = 14
+	valPackets = 16
 )
 
 const (
@@ -137,19 +141,18 @@ const (
 	rSave = asm.R9
 )
 
-// Instructions returns the program; clock is the helper that stamps a
-// call's last packet (bpf_ktime_get_coarse_ns where the kernel has it:
-// it reads no clock source). The maps are referenced by name
-// (MapCallsName, MapDevName) and resolved at load.
-func Instructions(clock asm.BuiltinFunc) asm.Instructions {
+// Instructions returns the program for a line map of lines lines (a
+// power of two, at least 2). The maps are referenced by name
+// (MapLineName, MapCallsName, MapDevName) and resolved at load.
+func Instructions(lines uint32) asm.Instructions {
 	var p asm.Instructions
 	p = append(p, asm.Mov.Reg(rCtx, asm.R1))
 	p = append(p, parse()...)
 	p = append(p, ingress()...)
-	p = append(p, lookup()...)
+	p = append(p, lookup(lineShift(lines))...)
 	p = append(p, fibLookup()...)
 	p = append(p, rewrite()...)
-	p = append(p, count(clock)...)
+	p = append(p, count()...)
 	return append(p,
 		asm.LoadMem(asm.R1, asm.RFP, fpFib+fibIfindex, asm.Word),
 		asm.Mov.Imm(asm.R2, 0),
@@ -271,18 +274,58 @@ func ingress() asm.Instructions {
 	}
 }
 
-// lookup: the call map (both directions); rVal and rDir are set on a
-// hit.
-func lookup() asm.Instructions {
-	return asm.Instructions{
-		asm.LoadMapPtr(asm.R1, 0).WithReference(MapCallsName).WithSymbol("lookup"),
+// lookup: the key's line, then the spill on a miss there; rVal and
+// rDir are set on a hit.
+func lookup(shift uint32) asm.Instructions {
+	p := asm.Instructions{
+		asm.LoadMem(asm.R1, asm.RFP, fpKey, asm.Word).WithSymbol("lookup"),
+		asm.LoadMem(asm.R2, asm.RFP, fpKey+4, asm.Word),
+		asm.Mul.Imm32(asm.R2, imm32(hashDaddr)),
+		asm.Xor.Reg32(asm.R1, asm.R2),
+		asm.LoadMem(asm.R2, asm.RFP, fpKey+8, asm.Word),
+		asm.Mul.Imm32(asm.R2, imm32(hashCallID)),
+		asm.Xor.Reg32(asm.R1, asm.R2),
+		asm.Mul.Imm32(asm.R1, imm32(hashMix)),
+		asm.RSh.Imm32(asm.R1, int32(shift)),
+		asm.StoreMem(asm.RFP, fpLine, asm.R1, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(MapLineName),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, fpLine),
+		asm.FnMapLookupElem.Call(), // inlined by the verifier for an array
+		asm.JEq.Imm(asm.R0, 0, "spill"),
+	}
+	p = append(p, slotMatch("slot_1")...)
+	p = append(p, asm.Ja.Label("slot_hit"),
+		asm.Add.Imm(asm.R0, slotSize).WithSymbol("slot_1"))
+	p = append(p, slotMatch("spill")...)
+	return append(p,
+		asm.Mov.Reg(rVal, asm.R0).WithSymbol("slot_hit"),
+		// A slot being emptied (lines.go) has its key cleared first and
+		// then its address: a packet that still matched passes.
+		asm.LoadMem(asm.R4, rVal, valAddr, asm.Word),
+		asm.JEq.Imm(asm.R4, 0, "pass"),
+		asm.Ja.Label("hit"),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(MapCallsName).WithSymbol("spill"),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, fpKey),
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, "pass"),
 		asm.Mov.Reg(rVal, asm.R0),
-		asm.LoadMem(rDir, rVal, valDir, asm.Byte),
+		asm.LoadMem(rDir, rVal, valDir, asm.Byte).WithSymbol("hit"),
+	)
+}
+
+// slotMatch compares the slot at R0 with the key on the stack, word by
+// word; it jumps to miss on a difference.
+func slotMatch(miss string) asm.Instructions {
+	var p asm.Instructions
+	for i := int16(0); i < keySize; i += 4 {
+		p = append(p,
+			asm.LoadMem(asm.R1, asm.R0, slotKey+i, asm.Word),
+			asm.LoadMem(asm.R2, asm.RFP, fpKey+i, asm.Word),
+			asm.JNE.Reg(asm.R1, asm.R2, miss))
 	}
+	return p
 }
 
 // fibLookup asks the FIB for the next hop of the translated packet, with
@@ -388,23 +431,17 @@ func rewrite() asm.Instructions {
 // count adds the packet to the call's counters, atomically (another CPU
 // may take a packet of the same direction of the call). Bytes are the
 // IPv4 total length, as nf_tables counts them.
-func count(clock asm.BuiltinFunc) asm.Instructions {
-	return asm.Instructions{
+func count() asm.Instructions {
+	p := asm.Instructions{
 		asm.LoadMem(rSave, asm.R2, offTotLen, asm.Half),
 		asm.HostTo(asm.BE, rSave, asm.Half),
-		clock.Call(),
-		asm.StoreMem(rVal, valLast, asm.R0, asm.DWord),
 		asm.Mov.Imm(asm.R1, 1),
-		xadd(valPackets, asm.R1),
-		xadd(valBytes, rSave),
 	}
-}
-
-// xadd atomically adds src to the 64-bit counter at rVal+off.
-func xadd(off int16, src asm.Register) asm.Instruction {
-	ins := asm.StoreXAdd(rVal, src, asm.DWord)
-	ins.Offset = off
-	return ins
+	packets := asm.StoreXAdd(rVal, asm.R1, asm.Word)
+	packets.Offset = valPackets
+	bytes := asm.StoreXAdd(rVal, rSave, asm.DWord)
+	bytes.Offset = valBytes
+	return append(p, packets, bytes)
 }
 
 // collectionSpec is the program and its maps, sized for maxCalls calls
@@ -414,23 +451,21 @@ func collectionSpec(maxCalls uint32, pinned bool) *ebpf.CollectionSpec {
 	if pinned {
 		pin = ebpf.PinByName
 	}
-	clock := asm.FnKtimeGetCoarseNs
-	if features.HaveProgramHelper(ebpf.SchedCLS, clock) != nil {
-		clock = asm.FnKtimeGetNs
-	}
-	// Preallocated, like Katran's maps: memory is reserved at start (32
-	// bytes of value per entry, two entries per call), a full map is an
-	// explicit error rather than an allocation failure under memory
-	// pressure, and an update costs 2-4 times less than with
-	// BPF_F_NO_PREALLOC (measured). Not per CPU: the value sits in the
-	// element, one cache miss fewer per packet with thousands of calls.
+	lines := lineCount(maxCalls)
+	// The spill is preallocated, like Katran's maps: memory is reserved
+	// at start, a full map is an explicit error rather than an allocation
+	// failure under memory pressure, and an update costs 2-4 times less
+	// than with BPF_F_NO_PREALLOC (measured). It can hold every call, for
+	// an adversary's keys that all hash to one line.
 	return &ebpf.CollectionSpec{
 		Maps: map[string]*ebpf.MapSpec{
+			MapLineName: {Name: MapLineName, Type: ebpf.Array, KeySize: 4, ValueSize: lineSize,
+				MaxEntries: lines, Flags: unix.BPF_F_MMAPABLE, Pinning: pin},
 			MapCallsName: {Name: MapCallsName, Type: ebpf.Hash, KeySize: keySize, ValueSize: valueSize,
 				MaxEntries: 2 * maxCalls, Pinning: pin},
 			MapDevName: {Name: MapDevName, Type: ebpf.Array, KeySize: 4, ValueSize: devInfoSize, MaxEntries: maxIfindex, Pinning: pin}},
 		Programs: map[string]*ebpf.ProgramSpec{ProgName: {
-			Name: ProgName, Type: ebpf.SchedCLS, License: "GPL", Instructions: Instructions(clock),
+			Name: ProgName, Type: ebpf.SchedCLS, License: "GPL", Instructions: Instructions(lines),
 		}},
 	}
 }

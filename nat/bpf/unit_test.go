@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cilium/ebpf/asm"
 
@@ -23,7 +22,7 @@ var testMap = conntrack.GREMap{Peer: addr("203.0.113.5"), OuterID: 40001, Public
 // The instruction stream assembles: every jump finds its label, and only
 // the maps are left for the loader to resolve.
 func TestInstructionsAssemble(t *testing.T) {
-	insns := Instructions(asm.FnKtimeGetCoarseNs)
+	insns := Instructions(1024)
 	var buf bytes.Buffer
 	if err := insns.Marshal(&buf, binary.LittleEndian); err != nil {
 		t.Fatal(err)
@@ -34,10 +33,10 @@ func TestInstructionsAssemble(t *testing.T) {
 			refs[ins.Reference()]++
 		}
 	}
-	if refs[MapCallsName] != 1 || refs[MapDevName] != 2 || len(refs) != 2 {
+	if refs[MapLineName] != 1 || refs[MapCallsName] != 1 || refs[MapDevName] != 2 || len(refs) != 3 {
 		t.Fatalf("map references %v", refs)
 	}
-	if n := len(insns); n > 200 {
+	if n := len(insns); n > 240 {
 		t.Errorf("%d instructions: the program grew", n)
 	}
 	var calls []asm.BuiltinFunc
@@ -46,8 +45,8 @@ func TestInstructionsAssemble(t *testing.T) {
 			calls = append(calls, asm.BuiltinFunc(ins.Constant))
 		}
 	}
-	want := []asm.BuiltinFunc{asm.FnSkbPullData, asm.FnMapLookupElem, asm.FnMapLookupElem, asm.FnFibLookup, asm.FnMapLookupElem, asm.FnL3CsumReplace,
-		asm.FnL3CsumReplace, asm.FnKtimeGetCoarseNs, asm.FnRedirect}
+	want := []asm.BuiltinFunc{asm.FnSkbPullData, asm.FnMapLookupElem, asm.FnMapLookupElem, asm.FnMapLookupElem, asm.FnFibLookup,
+		asm.FnMapLookupElem, asm.FnL3CsumReplace, asm.FnL3CsumReplace, asm.FnRedirect}
 	if len(calls) != len(want) {
 		t.Fatalf("helper calls %v, want %v", calls, want)
 	}
@@ -110,11 +109,12 @@ func TestKeysAndValues(t *testing.T) {
 	}
 	// The program's offsets into the value.
 	var buf bytes.Buffer
-	v.Packets, v.Byts, v.Last = 1, 2, 3
+	v.Packets, v.Byts = 1, 2
 	binary.Write(&buf, binary.NativeEndian, v)
 	b := buf.Bytes()
-	if b[valCallID+1] != 7 || binary.NativeEndian.Uint64(b[valPackets:]) != 1 ||
-		binary.NativeEndian.Uint64(b[valBytes:]) != 2 || binary.NativeEndian.Uint64(b[valLast:]) != 3 {
+	if b[valCallID+1] != 7 || b[valDir] != dirIn || binary.NativeEndian.Uint32(b[valPackets:]) != 1 ||
+		binary.NativeEndian.Uint64(b[valBytes:]) != 2 || !bytes.Equal(b[valAddr:valAddr+4], testMap.Inside[:]) ||
+		valPackets+4 > slotKey || slotKey+keySize != slotSize || 2*slotSize != lineSize {
 		t.Fatalf("value layout % x", b)
 	}
 	c := v
@@ -133,21 +133,113 @@ func TestKeysAndValues(t *testing.T) {
 	}
 }
 
-func TestClockWallOf(t *testing.T) {
-	wall := time.Date(2026, 12, 7, 17, 0, 0, 0, time.UTC)
-	c := Clock{Mono: 1_000_000_000_000, Wall: wall}
-	if got := c.WallOf(0); !got.IsZero() {
-		t.Fatalf("never: %v", got)
+func TestLineCount(t *testing.T) {
+	for _, tc := range []struct{ calls, lines uint32 }{{1, 2}, {2, 4}, {3, 8}, {4096, 8192}, {20100, 65536}} {
+		if got := lineCount(tc.calls); got != tc.lines {
+			t.Errorf("%d calls: %d lines, want %d", tc.calls, got, tc.lines)
+		}
+		if got := lineShift(tc.lines); 1<<(32-got) != tc.lines {
+			t.Errorf("%d lines: shift %d", tc.lines, got)
+		}
 	}
-	if got := c.WallOf(1_000_000_000_000 - 2_500_000_000); !got.Equal(wall.Add(-2500 * time.Millisecond)) {
-		t.Fatalf("2.5 s ago: %v", got)
+}
+
+// The line hash spreads what a gateway sees (consecutive inside hosts,
+// consecutive Call IDs, one peer): at the load of a full table few keys
+// find their line full.
+func TestLineHashSpreads(t *testing.T) {
+	const calls = 10000
+	lines := lineCount(calls)
+	shift := lineShift(lines)
+	per := make([]int, lines)
+	for i := range calls {
+		m := conntrack.GREMap{Peer: addr("203.0.113.5"), Public: addr("198.51.100.1"), OuterID: uint16(40000 + i),
+			Inside: conntrack.Addr{192, 168, byte(i >> 8), byte(i)}, InsideID: uint16(i), PeerID: uint16(i + 1)}
+		for _, k := range []key{inKey(m), outKey(m)} {
+			l := lineOf(k, shift)
+			if l >= lines {
+				t.Fatalf("line %d of %d", l, lines)
+			}
+			per[l]++
+		}
 	}
-	now, err := Now()
-	if err != nil {
-		t.Fatal(err)
+	spilled := 0
+	for _, n := range per {
+		spilled += max(0, n-2)
 	}
-	if d := time.Since(now.WallOf(uint64(now.Mono))); d < 0 || d > time.Second {
-		t.Fatalf("now converts to %v ago", d)
+	// Random keys would spill about 4 % here (two per line, a load of 0.6).
+	if spilled > 2*calls*6/100 {
+		t.Errorf("%d of %d keys find their line full", spilled, 2*calls)
+	}
+	t.Logf("%d of %d keys spill", spilled, 2*calls)
+}
+
+// sameLine returns n distinct keys of line 0.
+func sameLine(shift uint32, n int) []key {
+	var ks []key
+	for id := 0; len(ks) < n; id++ {
+		if k := makeKey(addr("203.0.113.5"), addr("198.51.100.1"), uint16(id)); lineOf(k, shift) == 0 {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
+func TestLines(t *testing.T) {
+	l := newLines(make([]byte, 8*lineSize), false)
+	ks := sameLine(l.shift, 3)
+	v := inValue(testMap)
+	if !l.put(ks[0], v) || !l.put(ks[1], outValue(testMap)) {
+		t.Fatal("a fresh line refused a key")
+	}
+	if l.put(ks[2], v) {
+		t.Fatal("a third key in a line of two slots")
+	}
+	s, ok := l.find(ks[0])
+	if !ok || s != 0 || !sameMapping(l.value(s), v) {
+		t.Fatalf("find: slot %d %v, value %+v", s, ok, l.value(s))
+	}
+	if s, ok := l.find(ks[1]); !ok || s != 1 || l.value(s).Dir != dirOut {
+		t.Fatalf("find the second: slot %d %v", s, ok)
+	}
+	// The program's view: the key after the value, in the packet's byte
+	// order; the value as in the spill.
+	if !bytes.Equal(l.mem[slotKey:slotKey+keySize], ks[0][:]) || !bytes.Equal(l.mem[valAddr:valAddr+4], testMap.Inside[:]) ||
+		l.mem[valCallID+1] != byte(testMap.InsideID) || l.mem[slotSize+valDir] != dirOut {
+		t.Fatalf("slot layout % x", l.mem[:lineSize])
+	}
+	// Counters: the 32-bit packet counter unwraps.
+	binary.NativeEndian.PutUint32(l.mem[valPackets:], 0xffffff00)
+	binary.NativeEndian.PutUint64(l.mem[valBytes:], 1<<40)
+	if got := l.value(0); got.Packets != 0xffffff00 || got.Byts != 1<<40 || l.packets(0) != 0xffffff00 {
+		t.Fatalf("counters %+v", got)
+	}
+	binary.NativeEndian.PutUint32(l.mem[valPackets:], 5)
+	if l.value(0); l.packets(0) != 1<<32|5 {
+		t.Fatalf("after a wrap: %d packets", l.packets(0))
+	}
+	// Emptied: no key, no address, and the slot waits out the grace.
+	final := l.empty(0)
+	if final.Packets != 5 || l.used(0) || !bytes.Equal(l.mem[valAddr:valAddr+4], []byte{0, 0, 0, 0}) {
+		t.Fatalf("emptied: final %+v, used %v", final, l.used(0))
+	}
+	if _, ok := l.find(ks[0]); ok {
+		t.Fatal("an emptied key found")
+	}
+	if l.put(ks[2], v) {
+		t.Fatal("a slot reused within the grace")
+	}
+	l.epoch = l.epoch.Add(-slotGrace)
+	if !l.put(ks[2], v) || l.packets(0) != 0 {
+		t.Fatal("a slot not reused after the grace, or its counters kept")
+	}
+	if s, ok := l.find(ks[2]); !ok || s != 0 || l.value(s).Packets != 0 {
+		t.Fatalf("reused slot %d %v", s, ok)
+	}
+	// Adopted lines: every empty slot waits out a grace first.
+	a := newLines(make([]byte, 8*lineSize), true)
+	if a.put(ks[0], v) {
+		t.Fatal("an adopted empty slot used at once")
 	}
 }
 

@@ -1,0 +1,197 @@
+package bpf
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// The call lines (MapLineName): an array of 64-byte lines, each with two
+// 32-byte slots, a call direction's value then its key. The program hashes
+// a packet's key to one line and compares both slots: one cache line a
+// packet, where the hash map costs a bucket and an element spread over
+// two more, which is what makes thousands of calls slower than ten (the
+// bucket walk was 15 % of the CPU at 10 000 calls). A key whose line is
+// full goes to the hash map (MapCallsName, "the spill"), which the
+// program asks only on a miss in the line.
+const (
+	lineSize = 64
+	slotSize = 32
+	slotKey  = 20 // the key's offset in a slot, after its value
+)
+
+// The line hash, the same in Go and in the program (32-bit arithmetic on
+// the key's three words as the CPU loads them): multiplicative, the line
+// taken from the top bits.
+const (
+	hashDaddr  = 0x9e3779b1
+	hashCallID = 0x85ebca77
+	hashMix    = 0xc2b2ae3d
+)
+
+// slotGrace is how long an emptied slot stays empty before another key
+// may take it: a program that read the old key before it was cleared
+// has long finished, so it can never pair the old key with a new value.
+const slotGrace = time.Second
+
+// lineCount is the number of lines for maxCalls calls: a power of two
+// with a slot for every direction of every call twice over, so that few
+// keys find their line full.
+func lineCount(maxCalls uint32) uint32 {
+	n := max(uint64(maxCalls)*2, 2)
+	return uint32(1) << bits.Len64(n-1)
+}
+
+// lineShift is the right shift that leaves a hash's top log2(lines) bits.
+func lineShift(lines uint32) uint32 { return 32 - uint32(bits.TrailingZeros32(lines)) }
+
+func lineOf(k key, shift uint32) uint32 {
+	s := binary.NativeEndian.Uint32(k[0:4])
+	d := binary.NativeEndian.Uint32(k[4:8])
+	c := binary.NativeEndian.Uint32(k[8:12])
+	return (s ^ d*hashDaddr ^ c*hashCallID) * hashMix >> shift
+}
+
+// lines is the daemon's view of the call lines: the array mapped into its
+// memory, written and read with atomic word accesses in an order that a
+// concurrent program never sees a key with another key's value
+// (cilium/ebpf's Map.Memory copies bytes, with no order). Its own state is
+// per slot, sized once: nothing per call.
+type lines struct {
+	mem   []byte
+	shift uint32
+	epoch time.Time
+	freed []int64  // per slot: when it was emptied, ns since epoch
+	lo    []uint32 // per slot: the packet counter's last reading
+	hi    []uint32 // and how often it wrapped
+}
+
+// mapLines maps m (MapLineName). adopted says it comes from an earlier
+// run: its empty slots wait slotGrace before they are used again.
+func mapLines(m *ebpf.Map, adopted bool) (*lines, error) {
+	mem, err := unix.Mmap(m.FD(), 0, int(m.MaxEntries())*lineSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("bpf: map %s into memory: %w", MapLineName, err)
+	}
+	return newLines(mem, adopted), nil
+}
+
+// newLines is the view of the lines in mem (len(mem)/lineSize of them, a
+// power of two).
+func newLines(mem []byte, adopted bool) *lines {
+	n := len(mem) / lineSize
+	l := &lines{mem: mem, shift: lineShift(uint32(n)), epoch: time.Now(),
+		freed: make([]int64, 2*n), lo: make([]uint32, 2*n), hi: make([]uint32, 2*n)}
+	if !adopted {
+		for s := range l.freed {
+			l.freed[s] = -int64(slotGrace)
+		}
+	}
+	return l
+}
+
+func (l *lines) close() error {
+	if l == nil || l.mem == nil {
+		return nil
+	}
+	err := unix.Munmap(l.mem)
+	l.mem = nil
+	return err
+}
+
+func (l *lines) slots() int { return len(l.freed) }
+
+func (l *lines) now() int64 { return int64(time.Since(l.epoch)) }
+
+func (l *lines) word(off int) *uint32 { return (*uint32)(unsafe.Pointer(&l.mem[off])) }
+
+func (l *lines) dword(off int) *uint64 { return (*uint64)(unsafe.Pointer(&l.mem[off])) }
+
+// used says whether slot s holds a key: no key starts with address zero.
+func (l *lines) used(s int) bool { return atomic.LoadUint32(l.word(s*slotSize+slotKey)) != 0 }
+
+func (l *lines) key(s int) key {
+	var k key
+	o := s*slotSize + slotKey
+	for i := 0; i < keySize; i += 4 {
+		binary.NativeEndian.PutUint32(k[i:], atomic.LoadUint32(l.word(o+i)))
+	}
+	return k
+}
+
+// value reads slot s's value, the packet counter unwrapped.
+func (l *lines) value(s int) value {
+	o := s * slotSize
+	var v value
+	v.Byts = atomic.LoadUint64(l.dword(o + valBytes))
+	binary.NativeEndian.PutUint32(v.Addr[:], atomic.LoadUint32(l.word(o+valAddr)))
+	var w [4]byte // Call ID, Dir, Pad
+	binary.NativeEndian.PutUint32(w[:], atomic.LoadUint32(l.word(o+valCallID)))
+	v.CallID, v.Dir = [2]byte{w[0], w[1]}, w[2]
+	lo := atomic.LoadUint32(l.word(o + valPackets))
+	if lo < l.lo[s] {
+		l.hi[s]++
+	}
+	l.lo[s] = lo
+	v.Packets = lo
+	return v
+}
+
+// packets is slot s's packet count with its wraps, after value(s).
+func (l *lines) packets(s int) uint64 { return uint64(l.hi[s])<<32 | uint64(l.lo[s]) }
+
+// find returns the slot holding k, if its line has it.
+func (l *lines) find(k key) (int, bool) {
+	first := int(lineOf(k, l.shift)) * 2
+	for s := first; s < first+2; s++ {
+		if l.used(s) && l.key(s) == k {
+			return s, true
+		}
+	}
+	return 0, false
+}
+
+// put writes k -> v into a free slot of k's line, value first and the
+// key's first word last, so that a packet matching the key finds the
+// whole value; false when the line has no free slot.
+func (l *lines) put(k key, v value) bool {
+	first := int(lineOf(k, l.shift)) * 2
+	now := l.now()
+	for s := first; s < first+2; s++ {
+		if l.used(s) || now-l.freed[s] < int64(slotGrace) {
+			continue
+		}
+		o := s * slotSize
+		var b [valueSize]byte
+		v.Byts, v.Packets = 0, 0
+		binary.Encode(b[:], binary.NativeEndian, v)
+		atomic.StoreUint64(l.dword(o+valBytes), 0)
+		atomic.StoreUint32(l.word(o+valPackets), 0)
+		atomic.StoreUint32(l.word(o+valAddr), binary.NativeEndian.Uint32(b[valAddr:]))
+		atomic.StoreUint32(l.word(o+valCallID), binary.NativeEndian.Uint32(b[valCallID:]))
+		for i := keySize - 4; i >= 0; i -= 4 {
+			atomic.StoreUint32(l.word(o+slotKey+i), binary.NativeEndian.Uint32(k[i:]))
+		}
+		l.lo[s], l.hi[s] = 0, 0
+		return true
+	}
+	return false
+}
+
+// empty clears slot s and returns its last value: the key's first word
+// first, so that no packet matches it any more, then the address, so
+// that a program that matched the key just before finds no mapping.
+func (l *lines) empty(s int) value {
+	o := s * slotSize
+	atomic.StoreUint32(l.word(o+slotKey), 0)
+	v := l.value(s)
+	atomic.StoreUint32(l.word(o+valAddr), 0)
+	l.freed[s] = l.now()
+	return v
+}
