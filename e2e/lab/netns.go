@@ -78,7 +78,7 @@ var bpffsOnce sync.Once
 func mountBPFFS(t testing.TB) {
 	bpffsOnce.Do(func() {
 		var st unix.Statfs_t
-		if unix.Statfs(BPFFS, &st) == nil && st.Type == unix.BPF_FS_MAGIC {
+		if unix.Statfs(BPFFS, &st) == nil && uint32(st.Type) == uint32(unix.BPF_FS_MAGIC) {
 			return
 		}
 		if err := os.MkdirAll(BPFFS, 0o700); err != nil {

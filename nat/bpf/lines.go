@@ -129,7 +129,7 @@ func (l *lines) key(s int) key {
 func (l *lines) value(s int) value {
 	o := s * slotSize
 	var v value
-	v.Byts = atomic.LoadUint64(l.dword(o + valBytes))
+	v.Byts = l.bytes(o)
 	binary.NativeEndian.PutUint32(v.Addr[:], atomic.LoadUint32(l.word(o+valAddr)))
 	var w [4]byte // Call ID, Dir, Pad
 	binary.NativeEndian.PutUint32(w[:], atomic.LoadUint32(l.word(o+valCallID)))
@@ -141,6 +141,18 @@ func (l *lines) value(s int) value {
 	l.lo[s] = lo
 	v.Packets = lo
 	return v
+}
+
+// bytes reads the byte counter at o: twice until it agrees, where the
+// runtime makes a 64-bit load of two 32-bit ones (mips) and the
+// program's add could fall between them.
+func (l *lines) bytes(o int) uint64 {
+	for {
+		a := atomic.LoadUint64(l.dword(o + valBytes))
+		if unsafe.Sizeof(uintptr(0)) == 8 || a == atomic.LoadUint64(l.dword(o+valBytes)) {
+			return a
+		}
+	}
 }
 
 // packets is slot s's packet count with its wraps, after value(s).

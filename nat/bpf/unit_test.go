@@ -60,7 +60,7 @@ func TestInstructionsAssemble(t *testing.T) {
 // The GRE match is the nf_tables rule's (nat/nft greMask, greValue).
 func TestGREMatchIsNFTs(t *testing.T) {
 	if GREMask != 0xef7fffff || GREValue != 0x2001880b {
-		t.Fatalf("mask %#x value %#x", GREMask, GREValue)
+		t.Fatalf("mask %#x value %#x", uint32(GREMask), uint32(GREValue))
 	}
 	// Data (S), ack-only (A) and seq-less packets all match; v0, the s and
 	// recursion bits and the flags do not.
