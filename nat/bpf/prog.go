@@ -8,11 +8,13 @@
 // stack, where the nf_tables maps or the NFQUEUE rules take it.
 //
 // The program is written with cilium/ebpf's asm package: no clang at build
-// time. Its maps are keyed like the nf_tables maps (nat/nft), by the
-// packet's own saddr . daddr . Call ID; a third map lists the interfaces it
-// is attached to, the only ones it redirects to (all Ethernet). The FIB
-// is asked before anything is written, so a packet it leaves to the stack
-// is always the packet as it arrived.
+// time. Calls are keyed like the nf_tables maps (nat/nft), by the
+// packet's own saddr . daddr . Call ID, in the call lines (lines.go: one
+// cache line a packet) and, for keys whose line is full, a hash map; a
+// third map lists the interfaces it is attached to, the only ones it
+// redirects to (all Ethernet). The FIB is asked before anything is
+// written, so a packet it leaves to the stack is always the packet as it
+// arrived.
 package bpf
 
 import (
