@@ -188,3 +188,26 @@ func TestLinesAndSpill(t *testing.T) {
 	}
 	t.Logf("inbound keys by place %v", where)
 }
+
+// TestSourcePolicyRouting: outbound GRE is routed by its inside source,
+// as the stack routes before source NAT (and nf_tables translates it in
+// postrouting): a rule for the inside host wins, one for the public
+// address is not asked.
+func TestSourcePolicyRouting(t *testing.T) {
+	b, ns, _, ifIn := goldenBackend(t)
+	other := mac("02:00:00:00:07:03")
+	for _, args := range [][]string{
+		{"neigh", "replace", "198.51.100.3", "lladdr", other.String(), "dev", "bpfgo", "nud", "permanent"},
+		{"route", "add", "203.0.113.0/24", "via", "198.51.100.3", "table", "100"},
+		{"route", "add", "blackhole", "203.0.113.0/24", "table", "101"},
+		{"rule", "add", "from", "192.168.77.10", "lookup", "100"},
+		{"rule", "add", "from", "198.51.100.1", "lookup", "101"},
+	} {
+		nstest.Sh(t, append([]string{"ip", "-n", ns}, args...)...)
+	}
+	in := frame{dst: macGwIn, src: macInside, ttl: 64, saddr: "192.168.77.10", daddr: "203.0.113.5", callID: 555, payload: 4}.bytes()
+	want := frame{dst: other, src: macGwOut, ttl: 63, saddr: "198.51.100.1", daddr: "203.0.113.5", callID: 555, payload: 4}.bytes()
+	if ret, out := run(t, b.Program(), ns, ifIn, in); ret != verdictRedirect || !bytes.Equal(out, want) {
+		t.Fatalf("verdict %d\n got  %s\n want %s", int32(ret), hex.EncodeToString(out), hex.EncodeToString(want))
+	}
+}

@@ -330,7 +330,7 @@ func slotMatch(miss string) asm.Instructions {
 	return p
 }
 
-// fibLookup asks the FIB for the next hop of the translated packet, with
+// fibLookup asks the FIB for the next hop of the packet, with
 // its length so that the kernel checks the egress MTU, before anything is
 // rewritten: any answer but success leaves the packet to the stack.
 func fibLookup() asm.Instructions {
@@ -351,12 +351,14 @@ func fibLookup() asm.Instructions {
 		asm.StoreMem(asm.RFP, fpFib+fibIfindex, asm.R4, asm.Word),
 		asm.LoadMem(asm.R4, asm.R2, offTOS, asm.Byte),
 		asm.StoreMem(asm.RFP, fpFib+fibTOS, asm.R4, asm.Byte),
+		// Routed as the stack routes NAT: inbound after the destination
+		// is translated (DNAT comes before routing), outbound with the
+		// inside source (SNAT comes after; source policy routing sees the
+		// inside host, and the FIB needs nothing from the call's line).
 		asm.LoadMem(asm.R4, asm.R2, offSaddr, asm.Word),
 		asm.LoadMem(asm.R5, asm.R2, offDaddr, asm.Word),
-		asm.JNE.Imm(rDir, 0, "fib_out"),
+		asm.JNE.Imm(rDir, 0, "fib_addr"),
 		asm.LoadMem(asm.R5, rVal, valAddr, asm.Word), // inbound: to the inside address
-		asm.Ja.Label("fib_addr"),
-		asm.LoadMem(asm.R4, rVal, valAddr, asm.Word).WithSymbol("fib_out"), // outbound: from the public one
 		asm.StoreMem(asm.RFP, fpFib+fibSrc, asm.R4, asm.Word).WithSymbol("fib_addr"),
 		asm.StoreMem(asm.RFP, fpFib+fibDst, asm.R5, asm.Word),
 		asm.Mov.Reg(asm.R1, rCtx),
