@@ -34,7 +34,7 @@ type changeEntry struct {
 type changeLog struct {
 	mu   sync.Mutex
 	ring []changeEntry // nil until a reader subscribes (DesiredChanged)
-	n    uint64        // entries ever appended: ring[n%len] is the next slot
+	n    uint64        // entries ever appended: ring[n%len(ring)] is the next slot
 	// lost: a reader at a generation below it must read Desired whole
 	// (an entry it needs was overwritten, or never written).
 	lost uint64
@@ -48,15 +48,16 @@ func (l *changeLog) record(gen uint64, key greKey) {
 		l.lost = gen
 		return
 	}
+	size := uint64(len(l.ring))
 	if l.n > 0 {
-		if last := &l.ring[(l.n-1)%changeLogLen]; last.key == key {
+		if last := &l.ring[(l.n-1)%size]; last.key == key {
 			last.gen = gen
 			return
 		}
 	}
-	e := &l.ring[l.n%changeLogLen]
-	if l.n >= changeLogLen {
-		l.lost = e.gen
+	e := &l.ring[l.n%size]
+	if l.n >= size {
+		l.lost = max(l.lost, e.gen) // not below a bump's
 	}
 	*e = changeEntry{gen: gen, key: key}
 	l.n++
@@ -69,8 +70,9 @@ func (l *changeLog) since(gen uint64, dst []GREChange) ([]GREChange, bool) {
 	if l.ring == nil || gen < l.lost {
 		return dst, false
 	}
-	for i := l.n; i > 0 && i+changeLogLen > l.n; i-- {
-		e := &l.ring[(i-1)%changeLogLen]
+	size := uint64(len(l.ring))
+	for i := l.n; i > 0 && i+size > l.n; i-- {
+		e := &l.ring[(i-1)%size]
 		if e.gen <= gen {
 			break
 		}
