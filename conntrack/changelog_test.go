@@ -14,8 +14,8 @@ import (
 // mappings it holds by key, brought up to date with DesiredChanges, or
 // with Desired whole when the log cannot tell.
 type logReader struct {
-	gen          uint64
-	held         map[conntrack.GREMap]conntrack.GREMap // by key: Peer, Public, OuterID
+	gen           uint64
+	held          map[conntrack.GREMap]conntrack.GREMap // by key: Peer, Public, OuterID
 	fulls, logged int
 }
 
