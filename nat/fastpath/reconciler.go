@@ -91,6 +91,7 @@ type Reconciler struct {
 	fullDue   bool
 	fullTicks int
 	changes   []conntrack.GREChange
+	at        []int // commit's indexes into applied
 
 	mappings, applies, errs, generation, full atomic.Uint64
 	failingNow                                atomic.Bool // failing, for Stats
@@ -372,50 +373,88 @@ func (r *Reconciler) diff(desired []conntrack.GREMap) (add, del []conntrack.GREM
 const removed = math.MaxUint32
 
 func (r *Reconciler) commit(add, del []conntrack.GREMap) {
+	r.at = r.at[:0]
 	for _, m := range del {
 		if i, ok := r.find(InKeyOf(m)); ok {
 			r.applied[i].mark = removed
+			r.at = append(r.at, i)
 		}
 		r.report(m, false)
 	}
-	r.applied = slices.DeleteFunc(r.applied, func(a applied) bool { return a.mark == removed })
 	n := 0
 	for _, m := range add {
 		r.report(m, true)
-		if i, ok := r.find(InKeyOf(m)); ok {
+		if i, ok := r.find(InKeyOf(m)); ok { // a changed value: in its place
 			r.applied[i] = applied{m: m, mark: r.mark}
 		} else {
 			add[n] = m
 			n++
 		}
 	}
+	gone := r.at[:0]
+	for _, i := range r.at {
+		if r.applied[i].mark == removed {
+			gone = append(gone, i)
+		}
+	}
+	r.remove(gone)
 	r.insert(add[:n])
 	if len(r.applied) < cap(r.applied)/4 && cap(r.applied) > 1024 { // most calls ended: let the memory go
 		r.applied = slices.Clip(slices.Clone(r.applied))
+	}
+	if cap(r.at) > 4096 {
+		r.at = nil
 	}
 	r.outStale = true
 	r.mappings.Store(uint64(len(r.applied)))
 }
 
-// insert merges the new mappings add (reordered) into applied, keeping it
-// sorted: from the back, so that no mapping moves twice.
+// remove takes the applied mappings at the indexes at (reordered) out,
+// moving each run of the others once: a few changes cost a few copies,
+// not a pass over every call.
+func (r *Reconciler) remove(at []int) {
+	if len(at) == 0 {
+		return
+	}
+	slices.Sort(at)
+	at = slices.Compact(at)
+	w := at[0]
+	for j, i := range at {
+		end := len(r.applied)
+		if j+1 < len(at) {
+			end = at[j+1]
+		}
+		w += copy(r.applied[w:], r.applied[i+1:end])
+	}
+	clear(r.applied[w:])
+	r.applied = r.applied[:w]
+}
+
+// insert puts the new mappings add (reordered) into applied, keeping it
+// sorted: from the back, so that no mapping moves twice, each run of the
+// others in one copy.
 func (r *Reconciler) insert(add []conntrack.GREMap) {
+	if len(add) == 0 {
+		return
+	}
 	slices.SortFunc(add, func(a, b conntrack.GREMap) int { return cmpIn(InKeyOf(a), InKeyOf(b)) })
 	add = slices.CompactFunc(add, func(a, b conntrack.GREMap) bool { return InKeyOf(a) == InKeyOf(b) })
-	i, j := len(r.applied)-1, len(add)-1
+	r.at = r.at[:0]
+	for _, m := range add { // where each goes among the old ones
+		i, _ := r.find(InKeyOf(m))
+		r.at = append(r.at, i)
+	}
+	end := len(r.applied)
 	if need := len(r.applied) + len(add); need > cap(r.applied) {
 		// An eighth to spare, not append's quarter: 56 bytes a call.
 		r.applied = append(make([]applied, 0, need+need/8), r.applied...)
 	}
 	r.applied = r.applied[:len(r.applied)+len(add)]
-	for k := len(r.applied) - 1; j >= 0; k-- {
-		if i >= 0 && cmpIn(InKeyOf(r.applied[i].m), InKeyOf(add[j])) > 0 {
-			r.applied[k] = r.applied[i]
-			i--
-		} else {
-			r.applied[k] = applied{m: add[j], mark: r.mark}
-			j--
-		}
+	for j := len(add) - 1; j >= 0; j-- {
+		i := r.at[j]
+		copy(r.applied[i+j+1:], r.applied[i:end])
+		r.applied[i+j] = applied{m: add[j], mark: r.mark}
+		end = i
 	}
 }
 
