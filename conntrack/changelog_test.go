@@ -207,3 +207,49 @@ func TestDesiredChanges(t *testing.T) {
 		})
 	}
 }
+
+// TestDesiredChangesReplica: a standby importing the records of a table
+// under random control traffic, and dropping those gone, keeps its change
+// log: a reader of it holds what the standby's Desired says, reading the
+// desired state whole only at start.
+func TestDesiredChangesReplica(t *testing.T) {
+	c := newChurn(t, 3)
+	c.tbl.EnableReplica()
+	for i := range c.flows {
+		c.flows[i] = c.newFlow(i) // records for the new connections
+	}
+	standby := newTable(conntrack.Limits{MaxCallsPerInside: 3})
+	standby.EnableReplica()
+	standby.DesiredChanged()
+	reader := &logReader{}
+	reader.sync(standby)
+	var seq uint64
+	imports := 0
+	for round := range 2000 {
+		c.step()
+		if c.rng.IntN(4) != 0 {
+			continue
+		}
+		recs, gone, s := c.tbl.ReplicaChanges(seq)
+		seq = s
+		for _, r := range recs {
+			if _, err := standby.ImportConn("a", r); err != nil {
+				t.Fatal(err)
+			}
+			imports++
+		}
+		for _, k := range gone {
+			if _, err := standby.DropReplica("a", k); err != nil {
+				t.Fatal(err)
+			}
+		}
+		reader.sync(standby)
+		if err := reader.check(standby); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+	}
+	t.Logf("%d imports; the reader: %d reads of the log, %d whole", imports, reader.logged, reader.fulls)
+	if reader.fulls != 1 || imports < 100 {
+		t.Errorf("%d imports; %d whole reads, want 1 (the first)", imports, reader.fulls)
+	}
+}
