@@ -3,6 +3,7 @@ package conntrack_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -251,5 +252,67 @@ func TestDesiredChangesReplica(t *testing.T) {
 	t.Logf("%d imports; the reader: %d reads of the log, %d whole", imports, reader.logged, reader.fulls)
 	if reader.fulls != 1 || imports < 100 {
 		t.Errorf("%d imports; %d whole reads, want 1 (the first)", imports, reader.fulls)
+	}
+}
+
+// TestDesiredChangesConcurrent: two readers of the change log and the
+// packet path ending negotiations (no table lock) run while the control
+// path changes the table; once it is quiet, each reader's next read
+// brings it to what Desired says (and -race finds no race).
+func TestDesiredChangesConcurrent(t *testing.T) {
+	c := newChurn(t, 5)
+	c.tbl.SetPolicy(&conntrack.Policy{Auth: []alg.Auth{alg.AuthMSCHAPv2}}, t0.UnixNano())
+	c.tbl.DesiredChanged()
+	c.tbl.SetChangeLogLen(64)
+	readers := []*logReader{{}, {}}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, r := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r.sync(c.tbl)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() { // the packet path
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for _, k := range c.tbl.Calls() {
+				for _, g := range msChapV2Call {
+					if g.dir == dirIn {
+						c.tbl.GREInPPP(k.Peer, k.Public, k.OuterID, g.ppp, len(g.ppp)+8, t0.UnixNano())
+					} else {
+						c.tbl.GREOutPPP(k.Inside, k.Peer, k.PeerID, g.ppp, len(g.ppp)+8, t0.UnixNano())
+					}
+				}
+			}
+		}
+	}()
+	for range 3000 {
+		if c.step(); c.rng.IntN(100) == 0 {
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	for i, r := range readers {
+		r.sync(c.tbl)
+		if err := r.check(c.tbl); err != nil {
+			t.Errorf("reader %d: %v", i, err)
+		}
+		t.Logf("reader %d: %d reads of the log, %d whole", i, r.logged, r.fulls)
 	}
 }
