@@ -294,7 +294,7 @@ func (r *Reconciler) Converge() {
 // cannot tell them.
 func (r *Reconciler) convergeChanges(src changeSource) bool {
 	changes, gen, ok := src.DesiredChanges(r.gen, r.changes[:0])
-	if cap(changes) <= 4096 { // keep a log's worth, let a larger one go
+	if cap(changes) <= keepBuf { // a burst's buffer goes
 		r.changes = changes[:0]
 	}
 	if !ok {
@@ -317,6 +317,11 @@ func (r *Reconciler) convergeChanges(src changeSource) bool {
 	r.apply(add, del, gen)
 	return true
 }
+
+// keepBuf is the most entries a buffer kept between converges holds
+// (of the changes, of indexes): a burst's larger ones are let go, which
+// at 10 000 calls would be 20 bytes a call.
+const keepBuf = 256
 
 // apply has the backend take add and del, bringing it to generation gen;
 // a refusal makes the reconciler failing.
@@ -402,7 +407,7 @@ func (r *Reconciler) commit(add, del []conntrack.GREMap) {
 	if len(r.applied) < cap(r.applied)/4 && cap(r.applied) > 1024 { // most calls ended: let the memory go
 		r.applied = slices.Clip(slices.Clone(r.applied))
 	}
-	if cap(r.at) > 4096 {
+	if cap(r.at) > keepBuf {
 		r.at = nil
 	}
 	r.outStale = true
