@@ -287,6 +287,12 @@ func (r *Reconciler) Converge() {
 		return
 	}
 	add, del := r.diff(desired)
+	if backstop && len(add)+len(del) > 0 {
+		// A change the source's log did not name (or one caught between
+		// its state and its generation: the log names it next).
+		r.log.Debug("GRE fast path backstop found changes", zap.String("path", r.be.Name()),
+			zap.Int("added", len(add)), zap.Int("removed", len(del)))
+	}
 	r.apply(add, del, gen)
 }
 
