@@ -122,3 +122,11 @@ func (t *Table) CheckIndex() error {
 
 // Len is how many events wait in the buffer.
 func (b *EventBuffer) Len() int { return len(b.ch) }
+
+// SetChangeLogLen gives the fast path's change log n entries, emptied
+// (tests overrun it).
+func (t *Table) SetChangeLogLen(n int) {
+	t.log.mu.Lock()
+	defer t.log.mu.Unlock()
+	t.log.ring, t.log.n, t.log.lost = make([]changeEntry, n), 0, t.gen.Load()
+}

@@ -4,7 +4,8 @@ import "time"
 
 // The kernel GRE fast path. The table publishes which calls' GRE the
 // kernel may translate (Desired, with a generation that grows with every
-// change of that set, and DesiredChanged) and takes back the counts the
+// change of that set, DesiredChanges, what changed since a generation
+// (changelog.go), and DesiredChanged) and takes back the counts the
 // kernel kept (FastPathCounters): nat/fastpath.Source. A reconciler reads
 // it from its own goroutine; nothing is called under the table's lock.
 
@@ -47,10 +48,18 @@ func (t *Table) fastNow(k *Call) bool {
 	return fastEligible(k) && !(k.ppp.watch.Load() && t.needsPeek())
 }
 
-// bump records a change of the set Desired returns. It takes no lock: the
-// packet path calls it when a watched call's negotiation ends.
+// bump records a change of the set Desired returns that the change log
+// (changelog.go) does not name call by call: the readers read Desired
+// whole. It takes no lock of the table's.
 func (t *Table) bump() {
-	t.gen.Add(1)
+	t.log.mu.Lock()
+	t.log.lost = t.gen.Add(1)
+	t.log.mu.Unlock()
+	t.signal()
+}
+
+// signal tells DesiredChanged's subscribers that the generation grew.
+func (t *Table) signal() {
 	if subs := t.changed.Load(); subs != nil {
 		for _, ch := range *subs {
 			select {
@@ -94,7 +103,12 @@ func (t *Table) DesiredChanged() <-chan struct{} {
 		subs = append(subs, *old...)
 	}
 	subs = append(subs, ch)
-	t.changed.Store(&subs) // copy on write: bump reads it without a lock
+	t.changed.Store(&subs) // copy on write: signal reads it without a lock
+	t.log.mu.Lock()
+	if t.log.ring == nil { // a reader: the log is worth keeping from now on
+		t.log.ring = make([]changeEntry, changeLogLen)
+	}
+	t.log.mu.Unlock()
 	return ch
 }
 

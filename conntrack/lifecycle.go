@@ -223,7 +223,7 @@ func (t *Table) publish(k *Call) {
 		t.endCall(old, "replaced")
 	}
 	if old != nil || ok && fastEligible(k) {
-		t.bump() // fastpath.go
+		t.bumpCalls(k, old) // changelog.go
 	}
 }
 
@@ -231,7 +231,7 @@ func (t *Table) publish(k *Call) {
 func (t *Table) unpublish(k *Call) {
 	t.touch(k.conn)
 	if t.idx.unpublish(k) && !k.identity {
-		t.bump() // fastpath.go
+		t.bumpCalls(k, nil) // changelog.go
 	}
 }
 

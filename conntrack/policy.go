@@ -255,7 +255,7 @@ func (t *Table) peek(k *Call, payload []byte, now int64) (cleared bool) {
 // without the lock (this is the packet path).
 func (t *Table) endWatch(k *Call) {
 	if k.ppp.watch.CompareAndSwap(true, false) && t.needsPeek() {
-		t.bump()
+		t.bumpCalls(k, nil)
 	}
 }
 

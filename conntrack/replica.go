@@ -198,7 +198,8 @@ func (t *Table) ImportConn(node string, cs ConnSnap) (int, error) {
 	}
 	c.rep().seen = c.newest()
 	t.touch(c)
-	t.bump()
+	// The fast path heard of each call: dropConn and restoreConn's
+	// publish log them (changelog.go).
 	if skipped > 0 {
 		return ImportPartial, nil
 	}
@@ -254,8 +255,7 @@ func (t *Table) DropReplica(node, key string) (adopted bool, err error) {
 		t.touch(c)
 		return true, nil
 	}
-	t.dropConn(c)
-	t.bump()
+	t.dropConn(c) // logs its calls for the fast path (changelog.go)
 	return false, nil
 }
 
@@ -264,7 +264,9 @@ func (t *Table) DropReplica(node, key string) (adopted bool, err error) {
 func (t *Table) dropConn(c *Conn) {
 	for len(c.calls) > 0 {
 		k := c.calls[len(c.calls)-1]
-		t.idx.unpublish(k)
+		if t.idx.unpublish(k) && !k.identity {
+			t.bumpCalls(k, nil)
+		}
 		t.idx.remove(k)
 	}
 	for d := range c.resv {

@@ -24,8 +24,9 @@ type Table struct {
 	policyCleared  atomic.Uint64
 	controlDeniedN atomic.Uint64
 	// fastpath.go: the generation of the set of calls the kernel may
-	// translate, and its signal.
+	// translate, the change log of it (changelog.go), and its signal.
 	gen     atomic.Uint64
+	log     changeLog
 	changed atomic.Pointer[[]chan struct{}] // DesiredChanged's subscribers
 	subMu   sync.Mutex                      // serialises subscriptions
 

@@ -21,7 +21,8 @@
 //     buffer and a delivery goroutine in between, so a stuck log sink
 //     costs dropped events (events_dropped), never a stalled packet.
 //   - fastpath.go publishes the calls the kernel may translate (Desired,
-//     a generation and DesiredChanged, the nat/fastpath Source contract)
+//     a generation and DesiredChanged, the nat/fastpath Source contract;
+//     changelog.go what changed since a generation, DesiredChanges)
 //     and takes the kernel's counters back (FastPathCounters).
 //   - policy.go reads the PPP negotiation of new calls for --require-auth
 //     and --require-mppe; snapshot.go saves and restores the table;

@@ -1,8 +1,9 @@
 // Package fastpath keeps a kernel GRE fast path (nf_tables maps, tc-eBPF
 // maps) converged to the calls the call table says the kernel may
 // translate. The table publishes that desired state (a generation and the
-// set of eligible mappings); a Reconciler diffs it against what the backend
-// holds, applies the difference, retries on error with a full Replace, and
+// set of eligible mappings, and what changed since a generation); a
+// Reconciler applies what changed, or diffs the whole set against what the
+// backend holds, retries on error with a full Replace, and
 // reads per-call counters back into the table through one narrow method.
 // Nothing here runs under the table's lock, and backends never see the
 // table.
@@ -73,7 +74,10 @@ type FinalCounter interface {
 	OnDelete(fn func(m conntrack.GREMap, in bool, c Counters))
 }
 
-// Source is the call table as a fast path sees it (*conntrack.Table).
+// Source is the call table as a fast path sees it (*conntrack.Table). A
+// Source may also tell its generation alone (Generation() uint64) and what
+// changed since a generation (DesiredChanges, conntrack/changelog.go): the
+// Reconciler then converges in the time of the changes.
 type Source interface {
 	// Desired appends to dst the mappings of every call the kernel may
 	// translate now and returns them with the generation they belong

@@ -352,12 +352,186 @@ func TestConvergeUnchanged(t *testing.T) {
 	}
 }
 
+// logSource is a Source with a change log as the call table keeps one
+// (DesiredChanges), of size entries: Set records the keys whose mapping
+// changed, and a reader behind the log is told to read Desired whole.
+type logSource struct {
+	*fastpathtest.Source
+	size  int
+	log   []logEntry
+	lost  uint64
+	reads int  // DesiredChanges calls that could tell
+	miss  bool // Set logs nothing: a change the log missed
+}
+
+type logEntry struct {
+	gen uint64
+	key fastpath.InKey
+}
+
+func newLogSource(size int, maps ...conntrack.GREMap) *logSource {
+	return &logSource{Source: fastpathtest.New(maps...), size: size}
+}
+
+func byKey(maps []conntrack.GREMap) map[fastpath.InKey]conntrack.GREMap {
+	by := map[fastpath.InKey]conntrack.GREMap{}
+	for _, m := range maps {
+		by[fastpath.InKeyOf(m)] = m
+	}
+	return by
+}
+
+func (s *logSource) Set(maps ...conntrack.GREMap) {
+	old, _ := s.Source.Desired(nil)
+	s.Source.Set(maps...)
+	_, gen := s.Source.Desired(nil)
+	if s.miss {
+		return
+	}
+	was, now := byKey(old), byKey(maps)
+	for k, m := range was {
+		if n, ok := now[k]; !ok || n != m {
+			s.log = append(s.log, logEntry{gen, k})
+		}
+	}
+	for k := range now {
+		if _, ok := was[k]; !ok {
+			s.log = append(s.log, logEntry{gen, k})
+		}
+	}
+	if over := len(s.log) - s.size; over > 0 {
+		s.lost = max(s.lost, s.log[over-1].gen)
+		s.log = slices.Delete(s.log, 0, over)
+	}
+}
+
+func (s *logSource) DesiredChanges(since uint64, dst []conntrack.GREChange) ([]conntrack.GREChange, uint64, bool) {
+	maps, gen := s.Source.Desired(nil)
+	if since < s.lost {
+		return dst, gen, false
+	}
+	s.reads++
+	now, seen := byKey(maps), map[fastpath.InKey]bool{}
+	for _, e := range s.log {
+		if e.gen <= since || seen[e.key] {
+			continue
+		}
+		seen[e.key] = true
+		m, live := now[e.key]
+		if !live {
+			m = conntrack.GREMap{Peer: e.key.Peer, Public: e.key.Public, OuterID: e.key.OuterID}
+		}
+		dst = append(dst, conntrack.GREChange{Map: m, Live: live})
+	}
+	return dst, gen, true
+}
+
+// TestConvergeLog: through a change log, a converge applies what it
+// names, reports it, credits a deleted mapping's last counters, and reads
+// the whole desired state only at start and for the re-sync after a
+// refused update; then it follows the log again.
+func TestConvergeLog(t *testing.T) {
+	var heard []string
+	on := func(m conntrack.GREMap, entered bool) { heard = append(heard, fmt.Sprint(entered, m.OuterID)) }
+	src, be := newLogSource(4096, call(1), call(2)), newMem()
+	r := fastpath.New(src, finalBackend{be}, fastpath.Config{OnMapping: on})
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	heard = nil
+	moved := call(2)
+	moved.Inside = conntrack.Addr{192, 168, 1, 11}
+	be.in[fastpath.InKeyOf(call(1))] = fastpath.Counters{Packets: 3, Bytes: 300}
+	src.Set(moved, call(3))
+	src.Set(moved, call(3), call(4))
+	r.Converge()
+	if got := be.keys(); !slices.Equal(got, []uint16{2, 3, 4}) || be.held[fastpath.InKeyOf(moved)] != moved {
+		t.Errorf("after changes: %v", be.held)
+	}
+	if want := [][2]int{{3, 2}}; !slices.Equal(be.applies, want) {
+		t.Errorf("applies %v, want %v", be.applies, want)
+	}
+	slices.Sort(heard)
+	if want := []string{"false 1", "false 2", "true 2", "true 3", "true 4"}; !slices.Equal(heard, want) {
+		t.Errorf("heard %v, want %v", heard, want)
+	}
+	if got := src.Credited(call(1), true); got.Packets != 3 {
+		t.Errorf("call 1 credited %+v at deletion, want 3 packets", got)
+	}
+	be.fail = errors.New("ENOBUFS")
+	src.Set(call(3))
+	r.Converge() // the log, refused
+	be.fail = nil
+	src.Set(call(3), call(5))
+	r.Converge() // re-sync: whole
+	src.Set(call(5))
+	r.Converge() // the log again
+	if got := be.keys(); !slices.Equal(got, []uint16{5}) || be.replaces != 2 {
+		t.Errorf("after recovery: %v, %d replaces", got, be.replaces)
+	}
+	if st := r.Stats(); st.Full != 2 || st.Mappings != 1 || src.reads != 3 {
+		t.Errorf("%d whole converges (want Start's and the re-sync), %d read the log (want 3): %+v", st.Full, src.reads, st)
+	}
+}
+
+// TestConvergeBackstop: a change the log did not name reaches the kernel
+// by the whole converge every FullEvery ticks.
+func TestConvergeBackstop(t *testing.T) {
+	src, be := newLogSource(4096, call(1)), newMem()
+	r := fastpath.New(src, be, fastpath.Config{Tick: time.Millisecond, FullEvery: 3})
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	src.miss = true
+	src.Set(call(1), call(2))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Stats().Mappings != 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	if got := be.keys(); !slices.Equal(got, []uint16{1, 2}) {
+		t.Errorf("the kernel holds %v, want the missed call 2 too", got)
+	}
+}
+
+// manySource is a Source TestConvergeMany changes.
+type manySource interface {
+	fastpath.Source
+	Set(maps ...conntrack.GREMap)
+	Credited(m conntrack.GREMap, in bool) fastpathtest.Credit
+}
+
 // TestConvergeMany: over rounds of random changes to a thousand calls
-// (some added, some gone, some moved to another inside host), the kernel
-// holds exactly the desired state after each converge, with the fewest
-// changes, and every mapping's counters, read by either key, credit its
-// own call.
+// (some added, some gone, some moved to another inside host, in one or
+// several generations), the kernel holds exactly the desired state after
+// each converge, with the fewest changes, and every mapping's counters,
+// read by either key, credit its own call; the same through a change log
+// (a converge applies what it names), a short one that the reconciler
+// falls behind now and then (a converge then diffs the whole state).
 func TestConvergeMany(t *testing.T) {
+	t.Run("whole", func(t *testing.T) { convergeMany(t, fastpathtest.New()) })
+	t.Run("log", func(t *testing.T) {
+		src := newLogSource(4096)
+		st := convergeMany(t, src)
+		if st.Full != 1 || src.reads < 20 {
+			t.Errorf("%d whole converges (want Start's only), %d read the log", st.Full, src.reads)
+		}
+	})
+	t.Run("short-log", func(t *testing.T) {
+		src := newLogSource(150)
+		st := convergeMany(t, src)
+		t.Logf("%d whole converges, %d read the log", st.Full, src.reads)
+		if st.Full < 3 || src.reads < 5 {
+			t.Errorf("%d whole converges, %d read the log: the test overran it too seldom or too often", st.Full, src.reads)
+		}
+	})
+}
+
+func convergeMany(t *testing.T, src manySource) fastpath.Stats {
 	rng := rand.New(rand.NewPCG(1, 2))
 	mk := func(i int, inside byte) conntrack.GREMap {
 		return conntrack.GREMap{Peer: conntrack.Addr{203, 0, 113, byte(i % 7)}, OuterID: uint16(i), Public: conntrack.Addr{198, 51, 100, byte(i % 3)},
@@ -371,23 +545,25 @@ func TestConvergeMany(t *testing.T) {
 		}
 		return ms
 	}
-	src, be := fastpathtest.New(), newMem()
-	r := fastpath.New(src, be, fastpath.Config{})
+	be := newMem()
+	r := fastpath.New(src, be, fastpath.Config{FullEvery: -1})
 	if err := r.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for round := range 20 {
+	for round := range 40 {
 		changes := 0
-		for range 1 + rng.IntN(300) {
-			i := rng.IntN(1000)
-			if _, ok := want[i]; ok && rng.IntN(2) == 0 {
-				delete(want, i)
-			} else {
-				want[i] = mk(i, byte(rng.IntN(4)))
+		for range 1 + rng.IntN(3) {
+			for range 1 + rng.IntN(100) {
+				i := rng.IntN(1000)
+				if _, ok := want[i]; ok && rng.IntN(2) == 0 {
+					delete(want, i)
+				} else {
+					want[i] = mk(i, byte(rng.IntN(4)))
+				}
+				changes++
 			}
-			changes++
+			src.Set(set()...)
 		}
-		src.Set(set()...)
 		r.Converge()
 		if len(be.held) != len(want) {
 			t.Fatalf("round %d: kernel holds %d, want %d", round, len(be.held), len(want))
@@ -414,6 +590,7 @@ func TestConvergeMany(t *testing.T) {
 			t.Fatalf("%+v credited in %+v out %+v", m, in, out)
 		}
 	}
+	return r.Stats()
 }
 
 // BenchmarkConverge: one call set up and one torn down per converge at
