@@ -62,7 +62,9 @@ func TestStateBufJSON(t *testing.T) {
 	scene.EnableReplica()
 	s.before(t, scene)
 	n := len(scene.Snapshot().Conns)
-	t.Run("scene", func(t *testing.T) { stateJSONEqual(t, &b, scene, n, `"msg_bytes":"`, `"wrote":"`, `"has_isn":true`, `"resv":[0,-1]`, `"state":3`, `"state":0`) })
+	t.Run("scene", func(t *testing.T) {
+		stateJSONEqual(t, &b, scene, n, `"msg_bytes":"`, `"wrote":"`, `"has_isn":true`, `"resv":[0,-1]`, `"state":3`, `"state":0`)
+	})
 	t.Run("restored", func(t *testing.T) {
 		restored := newTable(bigLimits)
 		if skipped, err := restored.Restore(scene.Snapshot()); err != nil || skipped != 0 {
