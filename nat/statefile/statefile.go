@@ -51,6 +51,13 @@ func Write(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("state file %s: encode: %w", path, err)
 	}
+	return WriteJSON(path, data)
+}
+
+// WriteJSON is Write of data, a JSON document its caller encoded: the same
+// checks (a leading positive "version"), the same atomic replacement. A
+// newline is added, in data's spare capacity if it has some (one write).
+func WriteJSON(path string, data []byte) error {
 	if err := leadingVersion(data); err != nil {
 		return fmt.Errorf("state file %s: refusing to write: %w", path, err)
 	}
@@ -70,9 +77,11 @@ func Write(path string, v any) error {
 			os.Remove(tmp.Name())
 		}
 	}()
-	// The newline apart: appending it would copy megabytes.
-	_, err = tmp.Write(data)
-	if err == nil {
+	// The newline apart unless there is room for it: appending it would
+	// copy megabytes.
+	if len(data) < cap(data) {
+		_, err = tmp.Write(append(data, '\n'))
+	} else if _, err = tmp.Write(data); err == nil {
 		_, err = tmp.Write([]byte{'\n'})
 	}
 	if err != nil {

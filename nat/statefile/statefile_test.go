@@ -234,3 +234,38 @@ func TestLeadingVersion(t *testing.T) {
 		}
 	}
 }
+
+// WriteJSON writes the caller's encoding as Write writes its own: the same
+// bytes and newline, whether or not the buffer has room for the newline,
+// and the same refusal of a document without a leading version.
+func TestWriteJSON(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	doc := `{"version":2,"calls":["a"]}`
+	for _, data := range [][]byte{[]byte(doc), append(make([]byte, 0, 100), doc...)} {
+		if err := WriteJSON(path, data); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(path); err != nil || string(got) != doc+"\n" {
+			t.Fatalf("file %q %v, want %q", got, err, doc+"\n")
+		}
+		if string(data) != doc {
+			t.Errorf("data changed to %q", data)
+		}
+	}
+	if err := Write(path, state{Version: 2, Calls: []string{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != doc+"\n" {
+		t.Errorf("Write wrote %q, WriteJSON %q", got, doc+"\n")
+	}
+	if err := WriteJSON(path, []byte(`{"calls":[],"version":2}`)); err == nil {
+		t.Error("WriteJSON without a leading version: no error")
+	}
+	if got, _ := os.ReadFile(path); string(got) != doc+"\n" {
+		t.Errorf("a refused write changed the file to %q", got)
+	}
+	if names := dirEntries(t, dir); len(names) != 1 {
+		t.Errorf("directory holds %q, want only state.json", names)
+	}
+}
