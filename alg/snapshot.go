@@ -2,7 +2,8 @@ package alg
 
 import (
 	"encoding/base64"
-	"strconv"
+
+	"github.com/pptpgw/pptpgw/alg/jsonw"
 )
 
 // StreamState is a Stream's position, for the state file: a daemon
@@ -90,17 +91,17 @@ func (p *StreamPos) wroteBytes(b []byte) []byte {
 // byte; recs are p's records.
 func (p *StreamPos) AppendJSON(b []byte, recs []Rewrite) []byte {
 	b = append(b, `{"started":`...)
-	b = strconv.AppendBool(b, p.started)
+	b = jsonw.Bool(b, p.started)
 	if p.hasISN {
 		b = append(b, `,"has_isn":true`...)
 	}
 	if p.isn != 0 {
-		b = strconv.AppendUint(append(b, `,"isn":`...), uint64(p.isn), 10)
+		b = jsonw.Uint(append(b, `,"isn":`...), uint64(p.isn))
 	}
-	b = strconv.AppendBool(append(b, `,"in_sync":`...), p.inSync)
-	b = strconv.AppendBool(append(b, `,"fin_seen":`...), p.finSeen)
-	b = strconv.AppendUint(append(b, `,"next":`...), uint64(p.next), 10)
-	b = strconv.AppendUint(append(b, `,"msg_start":`...), uint64(p.msgStart), 10)
+	b = jsonw.Bool(append(b, `,"in_sync":`...), p.inSync)
+	b = jsonw.Bool(append(b, `,"fin_seen":`...), p.finSeen)
+	b = jsonw.Uint(append(b, `,"next":`...), uint64(p.next))
+	b = jsonw.Uint(append(b, `,"msg_start":`...), uint64(p.msgStart))
 	if p.n > 0 {
 		var w [prefixLen]byte
 		b = append(base64.StdEncoding.AppendEncode(append(b, `,"msg_bytes":"`...), p.pre[:p.n]), '"')
@@ -112,9 +113,9 @@ func (p *StreamPos) AppendJSON(b []byte, recs []Rewrite) []byte {
 		} else {
 			b = append(b, ',')
 		}
-		b = strconv.AppendUint(append(b, '['), uint64(r.Seq), 10)
-		b = strconv.AppendUint(append(b, ','), uint64(r.Orig), 10)
-		b = append(strconv.AppendUint(append(b, ','), uint64(r.New), 10), ']')
+		b = jsonw.Uint(append(b, '['), uint64(r.Seq))
+		b = jsonw.Uint(append(b, ','), uint64(r.Orig))
+		b = append(jsonw.Uint(append(b, ','), uint64(r.New)), ']')
 	}
 	if len(recs) > 0 {
 		b = append(b, ']')

@@ -1,11 +1,10 @@
 package conntrack
 
 import (
-	"encoding/json"
 	"slices"
-	"strconv"
 
 	"github.com/pptpgw/pptpgw/alg"
+	"github.com/pptpgw/pptpgw/alg/jsonw"
 )
 
 // StateBuf is the table's state as the state writer copies it under the
@@ -127,7 +126,7 @@ func (it *stateIter) snap() ConnSnap {
 
 // AppendJSON appends b as encoding/json encodes b.Snapshot().
 func (b *StateBuf) AppendJSON(dst []byte) []byte {
-	dst = strconv.AppendInt(append(dst, `{"version":`...), SnapshotVersion, 10)
+	dst = jsonw.Int(append(dst, `{"version":`...), SnapshotVersion)
 	dst = append(dst, `,"conns":[`...)
 	it := stateIter{b: b}
 	for i := range b.conns {
@@ -148,19 +147,19 @@ func (r *connRec) appendJSON(b []byte, calls []callRec, out, in []alg.Rewrite) [
 	b = append(b, '"')
 	b = appendTrue(b, `,"identity":true`, r.identity)
 	b = appendTrue(b, `,"local":true`, r.local)
-	b = strconv.AppendUint(append(b, `,"role":`...), uint64(r.role), 10)
+	b = jsonw.Uint(append(b, `,"role":`...), uint64(r.role))
 	b = appendTrue(b, `,"mid_stream":true`, r.midStream)
 	b = appendTrue(b, `,"closing":true`, r.closing)
 	if r.ended != 0 {
-		b = strconv.AppendInt(append(b, `,"ended":`...), r.ended, 10)
+		b = jsonw.Int(append(b, `,"ended":`...), r.ended)
 	}
-	b = strconv.AppendInt(append(b, `,"last_seen":`...), r.lastSeen, 10)
+	b = jsonw.Int(append(b, `,"last_seen":`...), r.lastSeen)
 	if r.unalloc != 0 {
-		b = strconv.AppendInt(append(b, `,"unalloc":`...), int64(r.unalloc), 10)
+		b = jsonw.Int(append(b, `,"unalloc":`...), int64(r.unalloc))
 	}
-	b = strconv.AppendInt(append(b, `,"resv":[`...), int64(r.resv[0]), 10)
-	b = strconv.AppendInt(append(b, ','), int64(r.resv[1]), 10)
-	b = strconv.AppendInt(append(b, `],"cur":`...), int64(r.cur), 10)
+	b = jsonw.Int(append(b, `,"resv":[`...), int64(r.resv[0]))
+	b = jsonw.Int(append(b, ','), int64(r.resv[1]))
+	b = jsonw.Int(append(b, `],"cur":`...), int64(r.cur))
 	b = r.out.AppendJSON(append(b, `,"out":`...), out)
 	b = r.in.AppendJSON(append(b, `,"in":`...), in)
 	b = append(b, `,"calls":[`...)
@@ -172,37 +171,37 @@ func (r *connRec) appendJSON(b []byte, calls []callRec, out, in []alg.Rewrite) [
 	}
 	b = append(b, ']')
 	if r.origin != "" {
-		b = appendString(append(b, `,"origin":`...), r.origin)
+		b = jsonw.String(append(b, `,"origin":`...), r.origin)
 	}
 	return append(b, '}')
 }
 
 // appendJSON appends k as encoding/json encodes its CallSnap.
 func (k *callRec) appendJSON(b []byte) []byte {
-	b = strconv.AppendUint(append(b, `{"role":`...), uint64(k.role), 10)
-	b = strconv.AppendUint(append(b, `,"state":`...), uint64(k.state), 10)
-	b = appendAddr(append(b, `,"inside":"`...), k.inside)
-	b = strconv.AppendUint(append(b, `","inside_id":`...), uint64(k.insideID), 10)
-	b = strconv.AppendBool(append(b, `,"has_inside":`...), k.hasInside)
-	b = appendAddr(append(b, `,"public":"`...), k.public)
-	b = strconv.AppendUint(append(b, `","outer_id":`...), uint64(k.outerID), 10)
-	b = appendAddr(append(b, `,"peer":"`...), k.peer)
-	b = strconv.AppendUint(append(b, `","peer_id":`...), uint64(k.peerID), 10)
-	b = strconv.AppendBool(append(b, `,"has_peer":`...), k.hasPeer)
+	b = jsonw.Uint(append(b, `{"role":`...), uint64(k.role))
+	b = jsonw.Uint(append(b, `,"state":`...), uint64(k.state))
+	b = jsonw.IPv4(append(b, `,"inside":"`...), k.inside)
+	b = jsonw.Uint(append(b, `","inside_id":`...), uint64(k.insideID))
+	b = jsonw.Bool(append(b, `,"has_inside":`...), k.hasInside)
+	b = jsonw.IPv4(append(b, `,"public":"`...), k.public)
+	b = jsonw.Uint(append(b, `","outer_id":`...), uint64(k.outerID))
+	b = jsonw.IPv4(append(b, `,"peer":"`...), k.peer)
+	b = jsonw.Uint(append(b, `","peer_id":`...), uint64(k.peerID))
+	b = jsonw.Bool(append(b, `,"has_peer":`...), k.hasPeer)
 	b = appendTrue(b, `,"identity":true`, k.identity)
 	b = appendTrue(b, `,"picked_up":true`, k.pickedUp)
-	b = strconv.AppendInt(append(b, `,"created":`...), k.created, 10)
-	b = strconv.AppendInt(append(b, `,"since":`...), k.since, 10)
-	b = strconv.AppendInt(append(b, `,"last_seen":`...), k.lastSeen, 10)
-	b = strconv.AppendUint(append(b, `,"packets_in":`...), k.pktsIn, 10)
-	b = strconv.AppendUint(append(b, `,"packets_out":`...), k.pktsOut, 10)
-	b = strconv.AppendUint(append(b, `,"bytes_in":`...), k.bytesIn, 10)
-	b = strconv.AppendUint(append(b, `,"bytes_out":`...), k.bytesOut, 10)
+	b = jsonw.Int(append(b, `,"created":`...), k.created)
+	b = jsonw.Int(append(b, `,"since":`...), k.since)
+	b = jsonw.Int(append(b, `,"last_seen":`...), k.lastSeen)
+	b = jsonw.Uint(append(b, `,"packets_in":`...), k.pktsIn)
+	b = jsonw.Uint(append(b, `,"packets_out":`...), k.pktsOut)
+	b = jsonw.Uint(append(b, `,"bytes_in":`...), k.bytesIn)
+	b = jsonw.Uint(append(b, `,"bytes_out":`...), k.bytesOut)
 	if k.auth != "" {
-		b = appendString(append(b, `,"auth":`...), k.auth)
+		b = jsonw.String(append(b, `,"auth":`...), k.auth)
 	}
 	if k.mppe != "" {
-		b = appendString(append(b, `,"mppe":`...), k.mppe)
+		b = jsonw.String(append(b, `,"mppe":`...), k.mppe)
 	}
 	b = appendTrue(b, `,"negotiating":true`, k.negotiat)
 	return append(b, '}')
@@ -216,29 +215,7 @@ func appendTrue(b []byte, member string, v bool) []byte {
 	return b
 }
 
-// appendAddr appends a as netip.Addr.String writes an IPv4 address.
-func appendAddr(b []byte, a Addr) []byte {
-	b = strconv.AppendUint(b, uint64(a[0]), 10)
-	for _, x := range a[1:] {
-		b = strconv.AppendUint(append(b, '.'), uint64(x), 10)
-	}
-	return b
-}
-
 // appendEndpoint appends e as epString writes it.
 func appendEndpoint(b []byte, e Endpoint) []byte {
-	return strconv.AppendUint(append(appendAddr(b, e.Addr), ':'), uint64(e.Port), 10)
-}
-
-// appendString appends s as a JSON string, as encoding/json writes it: as
-// is when it is printable ASCII without a character encoding/json escapes,
-// else by encoding/json itself (a node's name with such a character: rare).
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always encodes
-			return append(b, q...)
-		}
-	}
-	return append(append(append(b, '"'), s...), '"')
+	return jsonw.Uint(append(jsonw.IPv4(b, e.Addr), ':'), uint64(e.Port))
 }

