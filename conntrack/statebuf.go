@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"io"
 	"slices"
 
 	"github.com/pptpgw/pptpgw/alg"
@@ -9,13 +10,15 @@ import (
 
 // StateBuf is the table's state as the state writer copies it under the
 // read lock (SnapshotTo): values in slices it reuses, no string formatted
-// and nothing allocated once it has grown. AppendJSON encodes it after the
-// lock, byte for byte as encoding/json encodes the Snapshot it stands for
+// and nothing allocated once it has grown. AppendJSON (or EncodeTo, in
+// chunks) encodes it after the lock, byte for byte as encoding/json encodes the Snapshot it stands for
 // (Snapshot), without reflection: a fifth of its CPU per call.
 type StateBuf struct {
 	conns []connRec
 	calls []callRec     // each connection's, in turn (connRec.calls)
 	recs  []alg.Rewrite // each connection's out then in records, in turn
+	// scratch is EncodeTo's buffer.
+	scratch []byte
 }
 
 // connRec is a ConnSnap as values.
@@ -126,17 +129,47 @@ func (it *stateIter) snap() ConnSnap {
 
 // AppendJSON appends b as encoding/json encodes b.Snapshot().
 func (b *StateBuf) AppendJSON(dst []byte) []byte {
-	dst = jsonw.Int(append(dst, `{"version":`...), SnapshotVersion)
-	dst = append(dst, `,"conns":[`...)
+	dst = appendHead(dst)
 	it := stateIter{b: b}
 	for i := range b.conns {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		r, calls, out, in := it.next()
-		dst = r.appendJSON(dst, calls, out, in)
+		dst = it.appendConn(dst, i)
 	}
 	return append(dst, "]}"...)
+}
+
+// encodeChunk is what EncodeTo gathers before it writes.
+const encodeChunk = 64 << 10
+
+// EncodeTo writes AppendJSON's bytes to w, some 64 KiB at a time from a
+// buffer b keeps: the document is never whole in memory.
+func (b *StateBuf) EncodeTo(w io.Writer) (err error) {
+	buf := appendHead(b.scratch[:0])
+	defer func() { b.scratch = buf[:0] }()
+	it := stateIter{b: b}
+	for i := range b.conns {
+		if buf = it.appendConn(buf, i); len(buf) >= encodeChunk {
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+	}
+	buf = append(buf, "]}"...)
+	_, err = w.Write(buf)
+	return err
+}
+
+func appendHead(b []byte) []byte {
+	return append(jsonw.Int(append(b, `{"version":`...), SnapshotVersion), `,"conns":[`...)
+}
+
+// appendConn appends the next connection, the i-th.
+func (it *stateIter) appendConn(b []byte, i int) []byte {
+	if i > 0 {
+		b = append(b, ',')
+	}
+	r, calls, out, in := it.next()
+	return r.appendJSON(b, calls, out, in)
 }
 
 // appendJSON appends r as encoding/json encodes its ConnSnap.

@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
 	"testing"
 )
@@ -65,4 +66,50 @@ func FuzzStateBufJSON(f *testing.F) {
 			calls: []callRec{{auth: auth, mppe: mppe, created: n, since: -n}}}
 		stateBufMatches(t, &b)
 	})
+}
+
+// chunks records EncodeTo's writes; it fails the write fail.
+type chunks struct {
+	all  []byte
+	n    int
+	fail int
+}
+
+func (c *chunks) Write(p []byte) (int, error) {
+	c.n++
+	if c.n == c.fail {
+		return 0, errors.New("disk full")
+	}
+	c.all = append(c.all, p...)
+	return len(p), nil
+}
+
+// EncodeTo writes AppendJSON's bytes in chunks of some 64 KiB, reusing its
+// buffer, and stops at the first failed write.
+func TestStateBufEncodeTo(t *testing.T) {
+	var b StateBuf
+	for i := range 2000 {
+		b.conns = append(b.conns, connRec{inside: Endpoint{Addr{10, 0, byte(i >> 8), byte(i)}, 40000}, calls: 1, cur: -1})
+		b.calls = append(b.calls, callRec{inside: Addr{10, 0, byte(i >> 8), byte(i)}, created: int64(i) << 40})
+	}
+	want := b.AppendJSON(nil)
+	for range 2 {
+		var c chunks
+		if err := b.EncodeTo(&c); err != nil {
+			t.Fatal(err)
+		}
+		if string(c.all) != string(want) {
+			t.Fatal("EncodeTo differs from AppendJSON")
+		}
+		if least := len(want) / (encodeChunk + 1024); c.n <= least || c.n > len(want)/encodeChunk+1 {
+			t.Errorf("%d writes of %d bytes", c.n, len(want))
+		}
+	}
+	if cap(b.scratch) > 2*encodeChunk {
+		t.Errorf("buffer of %d bytes kept", cap(b.scratch))
+	}
+	c := chunks{fail: 2}
+	if err := b.EncodeTo(&c); err == nil || c.n != 2 {
+		t.Errorf("failed write: %v after %d writes", err, c.n)
+	}
 }

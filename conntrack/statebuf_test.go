@@ -1,6 +1,7 @@
 package conntrack_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -35,6 +36,10 @@ func stateJSONEqual(t *testing.T, b *conntrack.StateBuf, tbl *conntrack.Table, c
 		if !strings.Contains(string(got), h) {
 			t.Errorf("no %s in %s", h, got[2:])
 		}
+	}
+	var w bytes.Buffer
+	if err := b.EncodeTo(&w); err != nil || w.String() != string(got[2:]) {
+		t.Errorf("EncodeTo: %v\n%s\nwant AppendJSON's\n%s", err, w.Bytes(), got[2:])
 	}
 	var back conntrack.Snapshot
 	if err := json.Unmarshal(got[2:], &back); err != nil {

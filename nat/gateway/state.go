@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,23 +30,18 @@ func (p StateFile) Read(s *conntrack.Snapshot) (bool, error) {
 
 func (p StateFile) Write(s conntrack.Snapshot) error { return statefile.Write(string(p), s) }
 
-// WriteJSON writes a snapshot the writer encoded (conntrack.StateBuf).
-func (p StateFile) WriteJSON(data []byte) error { return statefile.WriteJSON(string(p), data) }
-
-// jsonStateStore is a StateStore that takes the snapshot encoded
-// (StateFile): the writer copies the table into a StateBuf (a quarter to a
-// tenth of Snapshot's time under the lock) and encodes it without
-// encoding/json's reflection (a fifth of its CPU), into buffers it reuses.
-type jsonStateStore interface {
-	WriteJSON(data []byte) error
+// WriteStream writes a snapshot the writer encodes (conntrack.StateBuf).
+func (p StateFile) WriteStream(encode func(io.Writer) error) error {
+	return statefile.WriteStream(string(p), encode)
 }
 
-// stateBufs are a write's buffers, 0.5 MB per 1 000 calls, kept in a
-// sync.Pool between writes: reused while calls are set up, given back to
-// the heap by the garbage collector when the table is quiet.
-type stateBufs struct {
-	snap conntrack.StateBuf
-	data []byte
+// streamStateStore is a StateStore that takes the snapshot as its encoder
+// (StateFile): the writer copies the table into a StateBuf it reuses (a
+// quarter to a tenth of Snapshot's time under the lock) and encodes it
+// without encoding/json's reflection (a fifth of its CPU), some 64 KiB at
+// a time: the file is never whole in memory.
+type streamStateStore interface {
+	WriteStream(encode func(io.Writer) error) error
 }
 
 // restore reads the state file; a bad one is set aside and the gateway
@@ -100,7 +96,10 @@ type stateWriter struct {
 	snapNanos      atomic.Int64 // the last snapshot's time under the table's read lock
 	writeNanos     atomic.Int64 // the last write's time (encode, write, fsync, rename)
 	lastWrite      atomic.Int64 // when the last write succeeded (unix ns)
-	bufs           sync.Pool    // of *stateBufs
+	// bufs holds the writer's *conntrack.StateBuf between writes (some
+	// 400 B per call): reused while calls are set up, given back to the
+	// heap by the garbage collector when the table is quiet.
+	bufs sync.Pool
 }
 
 // writeState writes the state file when the table's state generation grew
@@ -173,22 +172,21 @@ func (g *Gateway) snapshot() {
 // table's read lock and the time the encoding and writing took.
 func (g *Gateway) writeSnapshot() (snapTime, writeTime time.Duration, err error) {
 	t0 := time.Now()
-	js, ok := g.deps.State.(jsonStateStore)
+	ss, ok := g.deps.State.(streamStateStore)
 	if !ok {
 		snap := g.table.Snapshot()
 		t1 := time.Now()
 		err = g.deps.State.Write(snap)
 		return t1.Sub(t0), time.Since(t1), err
 	}
-	b, _ := g.state.bufs.Get().(*stateBufs)
+	b, _ := g.state.bufs.Get().(*conntrack.StateBuf)
 	if b == nil {
-		b = new(stateBufs)
+		b = new(conntrack.StateBuf)
 	}
 	defer g.state.bufs.Put(b)
-	g.table.SnapshotTo(&b.snap)
+	g.table.SnapshotTo(b)
 	t1 := time.Now()
-	b.data = b.snap.AppendJSON(b.data[:0])
-	err = js.WriteJSON(b.data)
+	err = ss.WriteStream(b.EncodeTo)
 	return t1.Sub(t0), time.Since(t1), err
 }
 

@@ -2,6 +2,7 @@ package statefile
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -235,35 +236,49 @@ func TestLeadingVersion(t *testing.T) {
 	}
 }
 
-// WriteJSON writes the caller's encoding as Write writes its own: the same
-// bytes and newline, whether or not the buffer has room for the newline,
-// and the same refusal of a document without a leading version.
-func TestWriteJSON(t *testing.T) {
+// WriteStream writes what its encoder writes as Write writes its own
+// encoding: the same bytes and newline, however the encoder cuts its
+// writes; a document without a leading version, or an encoder's error,
+// leaves the file as it was and no temporary file.
+func TestWriteStream(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "state.json")
 	doc := `{"version":2,"calls":["a"]}`
-	for _, data := range [][]byte{[]byte(doc), append(make([]byte, 0, 100), doc...)} {
-		if err := WriteJSON(path, data); err != nil {
+	for _, chunk := range []int{1, 3, len(doc)} {
+		os.Remove(path)
+		err := WriteStream(path, func(w io.Writer) error {
+			for i := 0; i < len(doc); i += chunk {
+				if _, err := w.Write([]byte(doc[i:min(i+chunk, len(doc))])); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
 		if got, err := os.ReadFile(path); err != nil || string(got) != doc+"\n" {
-			t.Fatalf("file %q %v, want %q", got, err, doc+"\n")
-		}
-		if string(data) != doc {
-			t.Errorf("data changed to %q", data)
+			t.Fatalf("writes of %d bytes: file %q %v, want %q", chunk, got, err, doc+"\n")
 		}
 	}
 	if err := Write(path, state{Version: 2, Calls: []string{"a"}}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(path); string(got) != doc+"\n" {
-		t.Errorf("Write wrote %q, WriteJSON %q", got, doc+"\n")
+		t.Errorf("Write wrote %q, WriteStream %q", got, doc+"\n")
 	}
-	if err := WriteJSON(path, []byte(`{"calls":[],"version":2}`)); err == nil {
-		t.Error("WriteJSON without a leading version: no error")
-	}
-	if got, _ := os.ReadFile(path); string(got) != doc+"\n" {
-		t.Errorf("a refused write changed the file to %q", got)
+	failed := errors.New("encoder failed")
+	for _, enc := range []func(io.Writer) error{
+		func(w io.Writer) error { _, err := io.WriteString(w, `{"calls":[],"version":2}`); return err },
+		func(w io.Writer) error { _, err := io.WriteString(w, `{"version":0}`); return err },
+		func(w io.Writer) error { io.WriteString(w, `{"version":3,`); return failed },
+	} {
+		if err := WriteStream(path, enc); err == nil {
+			t.Error("WriteStream: no error")
+		}
+		if got, _ := os.ReadFile(path); string(got) != doc+"\n" {
+			t.Errorf("a failed write changed the file to %q", got)
+		}
 	}
 	if names := dirEntries(t, dir); len(names) != 1 {
 		t.Errorf("directory holds %q, want only state.json", names)
