@@ -179,6 +179,7 @@ func TestStateFileStream(t *testing.T) {
 	for h.calls < 20 {
 		h.addCall()
 	}
+	h.settle() // the writer's own writes of the set-ups are done
 	h.g.snapshot()
 	if s := h.g.Stats(); s["state_write_errors"] != 0 {
 		t.Fatalf("%d write errors", s["state_write_errors"])
