@@ -2,6 +2,7 @@ package conntrack_test
 
 import (
 	"encoding/json"
+	"io"
 	"testing"
 	"time"
 
@@ -224,7 +225,8 @@ func BenchmarkSnapshot10k(b *testing.B) {
 }
 
 // BenchmarkStateEncode10k: the state file's encoding of 10 000 calls off
-// the lock, by encoding/json (as before StateBuf) and by AppendJSON.
+// the lock, by encoding/json (as before StateBuf), by AppendJSON and by
+// EncodeTo (the state writer's, in 64 KiB chunks).
 func BenchmarkStateEncode10k(b *testing.B) {
 	tbl := table10k(b)
 	var sb conntrack.StateBuf
@@ -245,5 +247,13 @@ func BenchmarkStateEncode10k(b *testing.B) {
 			data = sb.AppendJSON(data[:0])
 		}
 		b.SetBytes(int64(len(data)))
+	})
+	b.Run("EncodeTo", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := sb.EncodeTo(io.Discard); err != nil {
+				b.Fatal(err)
+			}
+		}
 	})
 }
