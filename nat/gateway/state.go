@@ -36,9 +36,9 @@ func (p StateFile) WriteStream(encode func(io.Writer) error) error {
 }
 
 // streamStateStore is a StateStore that takes the snapshot as its encoder
-// (StateFile): the writer copies the table into a StateBuf it reuses (a
-// quarter to a tenth of Snapshot's time under the lock) and encodes it
-// without encoding/json's reflection (a fifth of its CPU), some 64 KiB at
+// (StateFile): the writer copies the table into a StateBuf it reuses
+// (about a quarter of Snapshot's time under the lock) and encodes it
+// without encoding/json's reflection (about a fifth of its CPU), 64 KiB at
 // a time: the file is never whole in memory.
 type streamStateStore interface {
 	WriteStream(encode func(io.Writer) error) error
