@@ -1,5 +1,11 @@
 package alg
 
+import (
+	"encoding/base64"
+
+	"github.com/pptpgw/pptpgw/alg/jsonw"
+)
+
 // StreamState is a Stream's position, for the state file: a daemon
 // restarted mid-stream resumes walking where it stopped, including a
 // message (and a Call ID field) cut in the middle.
@@ -18,19 +24,103 @@ type StreamState struct {
 
 // State returns the stream's position.
 func (s *Stream) State() StreamState {
-	st := StreamState{Started: s.started, HasISN: s.hasISN, ISN: s.isn, InSync: s.inSync, FinSeen: s.finSeen, Next: s.next,
-		MsgStart: s.msg.Start}
-	if s.msg.n > 0 {
-		st.MsgBytes = append([]byte(nil), s.msg.pre[:s.msg.n]...)
-		st.Wrote = make([]byte, s.msg.n) // zero where nothing was written: the header
-		if s.msg.n > HeaderLen {
-			copy(st.Wrote[HeaderLen:], s.msg.wrote[:])
-		}
+	p, recs := s.Pos(nil)
+	return p.State(recs)
+}
+
+// StreamPos is a Stream's position as a value: StreamState without its
+// slices, for the state writer to copy many of under the table's lock
+// without allocating and to encode after it (AppendJSON). Its rewrite
+// records go to a slice the caller keeps.
+type StreamPos struct {
+	started, hasISN, inSync, finSeen bool
+	n                                uint8 // bytes of the message prefix seen
+	isn, next, msgStart              uint32
+	pre                              [prefixLen]byte
+	wrote                            [prefixLen - HeaderLen]byte
+	recs                             int32 // rewrite records: the last recs of the caller's slice
+}
+
+// Rewrite is a rewrite record in a position: the byte at Seq was Orig and
+// went out as New.
+type Rewrite struct {
+	Seq       uint32
+	Orig, New byte
+}
+
+// Pos returns the stream's position, its rewrite records appended to recs.
+func (s *Stream) Pos(recs []Rewrite) (StreamPos, []Rewrite) {
+	p := StreamPos{started: s.started, hasISN: s.hasISN, inSync: s.inSync, finSeen: s.finSeen, n: s.msg.n,
+		isn: s.isn, next: s.next, msgStart: s.msg.Start, pre: s.msg.pre, wrote: s.msg.wrote}
+	rs := s.recs()
+	p.recs = int32(len(rs))
+	for _, r := range rs {
+		recs = append(recs, Rewrite{r.seq, r.orig, r.new})
 	}
-	for _, r := range s.recs() {
-		st.Records = append(st.Records, [3]int64{int64(r.seq), int64(r.orig), int64(r.new)})
+	return p, recs
+}
+
+// Records is how many rewrite records of the caller's slice are p's.
+func (p *StreamPos) Records() int { return int(p.recs) }
+
+// State is p as the state file keeps it; recs are p's records.
+func (p *StreamPos) State(recs []Rewrite) StreamState {
+	st := StreamState{Started: p.started, HasISN: p.hasISN, ISN: p.isn, InSync: p.inSync, FinSeen: p.finSeen, Next: p.next,
+		MsgStart: p.msgStart}
+	if p.n > 0 {
+		st.MsgBytes = append([]byte(nil), p.pre[:p.n]...)
+		st.Wrote = p.wroteBytes(make([]byte, 0, p.n))
+	}
+	for _, r := range recs {
+		st.Records = append(st.Records, [3]int64{int64(r.Seq), int64(r.Orig), int64(r.New)})
 	}
 	return st
+}
+
+// wroteBytes appends StreamState.Wrote: zero where nothing was written
+// (the header), then what was written in place of the prefix's bytes.
+func (p *StreamPos) wroteBytes(b []byte) []byte {
+	var zero [HeaderLen]byte
+	if p.n <= HeaderLen {
+		return append(b, zero[:p.n]...)
+	}
+	return append(append(b, zero[:]...), p.wrote[:min(int(p.n)-HeaderLen, len(p.wrote))]...)
+}
+
+// AppendJSON appends p as encoding/json writes its StreamState, byte for
+// byte; recs are p's records.
+func (p *StreamPos) AppendJSON(b []byte, recs []Rewrite) []byte {
+	b = append(b, `{"started":`...)
+	b = jsonw.Bool(b, p.started)
+	if p.hasISN {
+		b = append(b, `,"has_isn":true`...)
+	}
+	if p.isn != 0 {
+		b = jsonw.Uint(append(b, `,"isn":`...), uint64(p.isn))
+	}
+	b = jsonw.Bool(append(b, `,"in_sync":`...), p.inSync)
+	b = jsonw.Bool(append(b, `,"fin_seen":`...), p.finSeen)
+	b = jsonw.Uint(append(b, `,"next":`...), uint64(p.next))
+	b = jsonw.Uint(append(b, `,"msg_start":`...), uint64(p.msgStart))
+	if p.n > 0 {
+		var w [prefixLen]byte
+		b = append(base64.StdEncoding.AppendEncode(append(b, `,"msg_bytes":"`...), p.pre[:p.n]), '"')
+		b = append(base64.StdEncoding.AppendEncode(append(b, `,"wrote":"`...), p.wroteBytes(w[:0])), '"')
+	}
+	for i, r := range recs {
+		if i == 0 {
+			b = append(b, `,"records":[`...)
+		} else {
+			b = append(b, ',')
+		}
+		b = jsonw.Uint(append(b, '['), uint64(r.Seq))
+		b = jsonw.Uint(append(b, ','), uint64(r.Orig))
+		b = append(jsonw.Uint(append(b, ','), uint64(r.New)), ']')
+	}
+	if len(recs) > 0 {
+		b = append(b, ']')
+	}
+	return append(b, '}')
 }
 
 // SetState restores a position saved by State. A damaged position makes

@@ -154,3 +154,55 @@ func TestStateDamaged(t *testing.T) {
 		})
 	}
 }
+
+// posJSONEqual checks that AppendJSON writes what encoding/json writes
+// for the position's StreamState, byte for byte.
+func posJSONEqual(t testing.TB, p StreamPos, recs []Rewrite) {
+	t.Helper()
+	want, err := json.Marshal(p.State(recs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.AppendJSON([]byte("x"), recs); string(got[1:]) != string(want) {
+		t.Fatalf("AppendJSON\n got %s\nwant %s", got[1:], want)
+	}
+}
+
+// The state writer's encoding of a position is encoding/json's, anywhere
+// in a stream (mid-header, mid-Call ID, with rewrite records, in garbage).
+func TestStreamPosJSON(t *testing.T) {
+	for _, ps := range [][]part{testStream, {junk([]byte{1, 2, 3, 4, 5}), {goldenOCRQ, true}, junk(setU16(goldenCCRQ, 6, 0))}} {
+		for _, isn := range []uint32{0, 11, 0xffffffff - (ocrqAt + 13)} {
+			in, _, _ := reference(t, isn, ps)
+			for cut := 0; cut <= len(in); cut++ {
+				c := newConn(t, isn, false)
+				c.walk(in[:cut])
+				p, recs := c.s.Pos([]Rewrite{{1, 2, 3}})
+				if p.Records() != len(recs)-1 {
+					t.Fatalf("Records %d, %d appended", p.Records(), len(recs)-1)
+				}
+				posJSONEqual(t, p, recs[1:])
+			}
+		}
+	}
+	posJSONEqual(t, StreamPos{}, nil)
+}
+
+// FuzzStreamPosJSON: any position, as the fields allow, encodes as
+// encoding/json encodes it.
+func FuzzStreamPosJSON(f *testing.F) {
+	f.Add(byte(0xff), uint8(20), uint32(1), uint32(2), uint32(3), []byte("0123456789abcdefghij"), []byte("ABCDEFGHIJKLMNOP"), []byte{1, 2, 3, 4, 5, 6})
+	f.Add(byte(0), uint8(0), uint32(0), uint32(0), uint32(0), []byte{}, []byte{}, []byte{})
+	f.Fuzz(func(t *testing.T, flags byte, n uint8, isn, next, start uint32, pre, wrote, recBytes []byte) {
+		p := StreamPos{started: flags&1 != 0, hasISN: flags&2 != 0, inSync: flags&4 != 0, finSeen: flags&8 != 0,
+			n: n % (prefixLen + 1), isn: isn, next: next, msgStart: start}
+		copy(p.pre[:], pre)
+		copy(p.wrote[:], wrote)
+		var recs []Rewrite
+		for i := 0; i+6 <= len(recBytes); i += 6 {
+			recs = append(recs, Rewrite{uint32(recBytes[i])<<24 | uint32(recBytes[i+1])<<16 | uint32(recBytes[i+2])<<8 | uint32(recBytes[i+3]), recBytes[i+4], recBytes[i+5]})
+		}
+		p.recs = int32(len(recs))
+		posJSONEqual(t, p, recs)
+	})
+}

@@ -89,34 +89,17 @@ func parseAddr(s string) (Addr, error) {
 
 // Snapshot returns the table's state.
 func (t *Table) Snapshot() Snapshot {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	s := Snapshot{Version: SnapshotVersion, Conns: make([]ConnSnap, 0, len(t.idx.conns))}
-	for _, c := range t.idx.conns {
-		s.Conns = append(s.Conns, c.snap())
-	}
-	return s
+	var b StateBuf
+	t.SnapshotTo(&b)
+	return b.Snapshot()
 }
 
 // snap is c as a Snapshot keeps it (t.mu held).
 func (c *Conn) snap() ConnSnap {
-	cs := ConnSnap{Inside: epString(c.Inside), Outside: epString(c.Outside), Public: epString(c.Public),
-		Identity: c.Identity, Local: c.Local, Role: c.Role, MidStream: c.midStream, Closing: c.closing, Ended: c.ended,
-		LastSeen: c.lastSeen, Unalloc: int(c.unalloc), Resv: c.resv, Cur: -1,
-		Out: c.out.State(), In: c.in.State(), Calls: make([]CallSnap, 0, len(c.calls)), Origin: c.replicaOf().origin}
-	for i, k := range c.calls {
-		if k == c.cur {
-			cs.Cur = i
-		}
-		cs.Calls = append(cs.Calls, CallSnap{Role: k.Role, State: k.State,
-			Inside: k.Inside.String(), InsideID: k.InsideID, HasInside: k.hasInside,
-			Public: k.Public.String(), OuterID: k.OuterID, Peer: k.Peer.String(), PeerID: k.PeerID,
-			HasPeer: k.hasPeer, Identity: k.identity, PickedUp: k.pickedUp, Created: k.created,
-			Since: k.since, LastSeen: k.lastSeen.Load(), PktsIn: k.pktsIn.Load(), PktsOut: k.pktsOut.Load(),
-			BytesIn: k.bytesIn.Load(), BytesOut: k.bytesOut.Load(),
-			Auth: k.Auth().String(), MPPE: k.mppeString(), Negotiating: k.ppp.watch.Load()})
-	}
-	return cs
+	var b StateBuf
+	b.add(c)
+	it := stateIter{b: &b}
+	return it.snap()
 }
 
 // Restore loads a snapshot into an empty table. Entries that do not parse

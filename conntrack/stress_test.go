@@ -115,6 +115,8 @@ func TestConcurrency(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		var sb conntrack.StateBuf // the state writer's, reused
+		var data []byte
 		for {
 			select {
 			case <-stop:
@@ -125,6 +127,11 @@ func TestConcurrency(t *testing.T) {
 			_ = tbl.Stats()
 			if _, err := json.Marshal(tbl.Snapshot()); err != nil {
 				t.Error(err)
+				return
+			}
+			tbl.SnapshotTo(&sb)
+			if data = sb.AppendJSON(data[:0]); !json.Valid(data) {
+				t.Errorf("state writer's JSON not valid: %.200s", data)
 				return
 			}
 			_ = tbl.Limits()

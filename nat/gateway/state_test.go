@@ -2,11 +2,18 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/pptpgw/pptpgw/conntrack"
 	"github.com/pptpgw/pptpgw/nat/fastpath"
@@ -161,5 +168,42 @@ func BenchmarkStateWrite10k(b *testing.B) {
 		if err := f.Write(snap); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The writer's own encoding of a StateFile (StateBuf, streamed) is the
+// file encoding/json would write: read back, the same table; encoded
+// again by encoding/json, the same bytes.
+func TestStateFileStream(t *testing.T) {
+	h := newHeapGateway(t, 100)
+	for h.calls < 20 {
+		h.addCall()
+	}
+	h.settle() // the writer's own writes of the set-ups are done
+	h.g.snapshot()
+	if s := h.g.Stats(); s["state_write_errors"] != 0 {
+		t.Fatalf("%d write errors", s["state_write_errors"])
+	}
+	path := string(h.g.deps.State.(StateFile))
+	var snap conntrack.Snapshot
+	if found, err := h.g.deps.State.Read(&snap); !found || err != nil {
+		t.Fatalf("Read: %v %v", found, err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := json.Marshal(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(data) != string(want)+"\n" {
+		t.Errorf("file\n%s\nencoding/json\n%s", data, want)
+	}
+	sortConns := func(s conntrack.Snapshot) []conntrack.ConnSnap {
+		return slices.SortedFunc(slices.Values(s.Conns), func(a, b conntrack.ConnSnap) int { return strings.Compare(a.Inside, b.Inside) })
+	}
+	if diff := cmp.Diff(sortConns(h.g.table.Snapshot()), sortConns(snap), cmpopts.EquateEmpty()); diff != "" || len(snap.Conns) != 20 {
+		t.Errorf("%d connections read back (-table +file):\n%s", len(snap.Conns), diff)
 	}
 }

@@ -4,10 +4,12 @@
 package statefile
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -54,6 +56,63 @@ func Write(path string, v any) error {
 	if err := leadingVersion(data); err != nil {
 		return fmt.Errorf("state file %s: refusing to write: %w", path, err)
 	}
+	return replace(path, func(tmp *os.File) error {
+		// The newline apart: appending it would copy megabytes.
+		_, err := tmp.Write(data)
+		if err == nil {
+			_, err = tmp.Write([]byte{'\n'})
+		}
+		if err != nil {
+			return fmt.Errorf("write %s: %w", tmp.Name(), err)
+		}
+		return nil
+	})
+}
+
+// WriteStream is Write of a document encode writes into w, a buffered
+// writer onto the temporary file, so that the document is never whole in
+// memory: the same check of its leading "version" (on what encode wrote
+// first), the same atomic replacement, a newline added.
+func WriteStream(path string, encode func(w io.Writer) error) error {
+	return replace(path, func(tmp *os.File) error {
+		bw := bufio.NewWriterSize(tmp, streamBuf)
+		h := headWriter{w: bw}
+		if err := encode(&h); err != nil {
+			return fmt.Errorf("write %s: %w", tmp.Name(), err)
+		}
+		if err := leadingVersion(h.head); err != nil {
+			return fmt.Errorf("refusing to write: %w", err)
+		}
+		if err := bw.WriteByte('\n'); err != nil {
+			return fmt.Errorf("write %s: %w", tmp.Name(), err)
+		}
+		if err := bw.Flush(); err != nil {
+			return fmt.Errorf("write %s: %w", tmp.Name(), err)
+		}
+		return nil
+	})
+}
+
+// streamBuf is WriteStream's buffer: a few dozen writes for a 10 000-call
+// table.
+const streamBuf = 64 << 10
+
+// headWriter keeps the first bytes written through it, for leadingVersion.
+type headWriter struct {
+	w    io.Writer
+	head []byte
+}
+
+func (h *headWriter) Write(p []byte) (int, error) {
+	if n := 64 - len(h.head); n > 0 {
+		h.head = append(h.head, p[:min(n, len(p))]...)
+	}
+	return h.w.Write(p)
+}
+
+// replace writes path's new content into a temporary file beside it with
+// fill, then fsyncs it, renames it over path and fsyncs the directory.
+func replace(path string, fill func(tmp *os.File) error) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return fmt.Errorf("state file %s: %w", path, err)
@@ -70,13 +129,8 @@ func Write(path string, v any) error {
 			os.Remove(tmp.Name())
 		}
 	}()
-	// The newline apart: appending it would copy megabytes.
-	_, err = tmp.Write(data)
-	if err == nil {
-		_, err = tmp.Write([]byte{'\n'})
-	}
-	if err != nil {
-		return fmt.Errorf("state file %s: write %s: %w", path, tmp.Name(), err)
+	if err := fill(tmp); err != nil {
+		return fmt.Errorf("state file %s: %w", path, err)
 	}
 	if err := tmp.Sync(); err != nil {
 		return fmt.Errorf("state file %s: fsync %s: %w", path, tmp.Name(), err)

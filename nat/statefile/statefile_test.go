@@ -2,6 +2,7 @@ package statefile
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -232,5 +233,54 @@ func TestLeadingVersion(t *testing.T) {
 		if err := leadingVersion([]byte(tc.data)); (err == nil) != tc.ok {
 			t.Errorf("leadingVersion(%s) = %v, want ok %v", tc.data, err, tc.ok)
 		}
+	}
+}
+
+// WriteStream writes what its encoder writes as Write writes its own
+// encoding: the same bytes and newline, however the encoder cuts its
+// writes; a document without a leading version, or an encoder's error,
+// leaves the file as it was and no temporary file.
+func TestWriteStream(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	doc := `{"version":2,"calls":["a"]}`
+	for _, chunk := range []int{1, 3, len(doc)} {
+		os.Remove(path)
+		err := WriteStream(path, func(w io.Writer) error {
+			for i := 0; i < len(doc); i += chunk {
+				if _, err := w.Write([]byte(doc[i:min(i+chunk, len(doc))])); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(path); err != nil || string(got) != doc+"\n" {
+			t.Fatalf("writes of %d bytes: file %q %v, want %q", chunk, got, err, doc+"\n")
+		}
+	}
+	if err := Write(path, state{Version: 2, Calls: []string{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != doc+"\n" {
+		t.Errorf("Write wrote %q, WriteStream %q", got, doc+"\n")
+	}
+	failed := errors.New("encoder failed")
+	for _, enc := range []func(io.Writer) error{
+		func(w io.Writer) error { _, err := io.WriteString(w, `{"calls":[],"version":2}`); return err },
+		func(w io.Writer) error { _, err := io.WriteString(w, `{"version":0}`); return err },
+		func(w io.Writer) error { io.WriteString(w, `{"version":3,`); return failed },
+	} {
+		if err := WriteStream(path, enc); err == nil {
+			t.Error("WriteStream: no error")
+		}
+		if got, _ := os.ReadFile(path); string(got) != doc+"\n" {
+			t.Errorf("a failed write changed the file to %q", got)
+		}
+	}
+	if names := dirEntries(t, dir); len(names) != 1 {
+		t.Errorf("directory holds %q, want only state.json", names)
 	}
 }
