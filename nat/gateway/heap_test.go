@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/binary"
 	"math"
 	"net/netip"
@@ -61,8 +62,18 @@ func newHeapGateway(tb testing.TB, maxCalls int) *heapGateway {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	go g.Run(tb.Context())
-	tb.Cleanup(g.Stop)
+	// Run stops the gateway itself once its goroutines are done: the
+	// cleanup waits for that, as the daemon does, instead of racing them.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g.Run(ctx)
+	}()
+	tb.Cleanup(func() {
+		cancel()
+		<-done
+	})
 	return &heapGateway{tb: tb, g: g, ctl: qs[0]}
 }
 
