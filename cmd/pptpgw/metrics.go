@@ -46,6 +46,7 @@ var (
 	fQueueDropped = counter("queue_dropped_total", "Packets lost at the NFQUEUE queues: kernel (queue full or no listener), enobufs (netlink socket overrun).", "reason")
 	fFastCalls    = gauge("fastpath_calls", "Calls the GRE fast path holds in the kernel, by path.", "path")
 	fFastErrors   = counter("fastpath_errors_total", "Updates and counter reads the kernel refused, by fast path.", "path")
+	fFastRereads  = counter("fastpath_rereads_total", "Converges that read the whole desired state, not its change log (start, after a failure, an overrun log, a policy change, the minute's backstop), by fast path.", "path")
 	fGREPath      = gauge("gre_path_info", "The GRE path in use (the first tier): 1 for its path label.", "path")
 
 	// statFamilies maps the stats keys without a pattern.
@@ -174,7 +175,7 @@ func metricOf(key string, v uint64) []metricSample {
 	return []metricSample{fallback(key, x)}
 }
 
-// fastPathSample maps gre_PATH_{in,out,calls,errors} and gre_path_PATH.
+// fastPathSample maps gre_PATH_{in,out,calls,errors,rereads} and gre_path_PATH.
 func fastPathSample(key string, x float64) (metricSample, bool) {
 	if p, ok := strings.CutPrefix(key, "gre_path_"); ok {
 		return metricSample{f: fGREPath, label: p, v: x}, true
@@ -192,6 +193,8 @@ func fastPathSample(key string, x float64) (metricSample, bool) {
 		return metricSample{f: fFastCalls, label: path, v: x}, true
 	case "errors":
 		return metricSample{f: fFastErrors, label: path, v: x}, true
+	case "rereads":
+		return metricSample{f: fFastRereads, label: path, v: x}, true
 	}
 	return metricSample{}, false
 }

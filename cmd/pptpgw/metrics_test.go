@@ -37,7 +37,7 @@ func allStatKeys() map[string]uint64 {
 		s[k] = 5
 	}
 	for _, p := range []string{"bpf", "kernel"} {
-		for _, w := range []string{"in", "out", "calls", "errors"} {
+		for _, w := range []string{"in", "out", "calls", "errors", "rereads"} {
 			s["gre_"+p+"_"+w] = 4
 		}
 	}
@@ -110,6 +110,7 @@ func TestMetricsExposition(t *testing.T) {
 		`pptpgw_icmp_dropped_total{reason="prohibited"} 23`,
 		`pptpgw_queue_dropped_total{reason="enobufs"} 3`,
 		`pptpgw_fastpath_calls{path="kernel"} 4`,
+		`pptpgw_fastpath_rereads_total{path="bpf"} 4`,
 		`pptpgw_gre_path_info{path="bpf"} 1`,
 		`pptpgw_calls_active 0`,
 		`pptpgw_calls_limit 4096`,

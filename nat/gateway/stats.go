@@ -39,7 +39,7 @@ func (g *Gateway) Stats() map[string]uint64 {
 	return s
 }
 
-// fastPathStats: gre_PATH_{in,out,calls,errors} of each fast path
+// fastPathStats: gre_PATH_{in,out,calls,errors,rereads} of each fast path
 // running (PATH kernel or bpf) and gre_path_PATH = 1 for the first.
 func (g *Gateway) fastPathStats(s map[string]uint64) {
 	s["gre_path_"+g.pathChoice.Path] = 1
@@ -50,6 +50,7 @@ func (g *Gateway) fastPathStats(s map[string]uint64) {
 		s[p+"_out"] = st.PacketsOut
 		s[p+"_calls"] = st.Mappings
 		s[p+"_errors"] = st.Errors
+		s[p+"_rereads"] = st.Full
 	}
 }
 
