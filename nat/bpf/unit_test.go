@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf/asm"
 
@@ -277,5 +279,62 @@ func TestFirstErrors(t *testing.T) {
 	f.add(errors.New("bpf: delete from pptpgw_gre_out: bad"))
 	if got := f.err().Error(); strings.Count(got, "full") != 1 || strings.Count(got, "bad") != 1 || !strings.Contains(got, "and 5 more") {
 		t.Fatalf("%q", got)
+	}
+}
+
+// TestLinesModel: random puts and empties over a few lines, the clock
+// moving on, against a model: a key is found exactly where it was put,
+// never twice, a line never takes a third key, and no slot is reused
+// within the grace.
+func TestLinesModel(t *testing.T) {
+	l := newLines(make([]byte, 4*lineSize), false)
+	rng := rand.New(rand.NewPCG(3, 4))
+	keys := make([]key, 40)
+	for i := range keys {
+		keys[i] = makeKey(addr("203.0.113.5"), conntrack.Addr{198, 51, 100, byte(i)}, uint16(i*7919))
+	}
+	where := map[key]int{}         // the model: slot of every key put
+	emptied := map[int]time.Time{} // when each slot was emptied
+	now := time.Now()
+	for step := range 5000 {
+		k := keys[rng.IntN(len(keys))]
+		if s, ok := where[k]; ok && rng.IntN(2) == 0 {
+			l.empty(s)
+			delete(where, k)
+			emptied[s] = now
+		} else if !ok {
+			v := inValue(testMap)
+			v.Addr = conntrack.Addr{192, 168, 1, byte(step)}
+			free := 0
+			first := int(lineOf(k, l.shift)) * 2
+			for s := first; s < first+2; s++ {
+				if !l.used(s) && now.Sub(emptied[s]) >= slotGrace {
+					free++
+				}
+			}
+			if got := l.put(k, v); got != (free > 0) {
+				t.Fatalf("step %d: put %v with %d usable slots", step, got, free)
+			} else if got {
+				s, found := l.find(k)
+				if !found || s/2 != first/2 || !sameMapping(l.value(s), v) {
+					t.Fatalf("step %d: put key found %v in slot %d (line %d)", step, found, s, first/2)
+				}
+				if t0, ok := emptied[s]; ok && now.Sub(t0) < slotGrace {
+					t.Fatalf("step %d: slot %d reused %v after it was emptied", step, s, now.Sub(t0))
+				}
+				where[k] = s
+			}
+		}
+		if rng.IntN(50) == 0 { // the clock moves on, now and then past the grace
+			d := time.Duration(rng.IntN(1500)) * time.Millisecond
+			now = now.Add(d)
+			l.epoch = l.epoch.Add(-d)
+		}
+		for _, k := range keys {
+			s, found := l.find(k)
+			if want, ok := where[k]; found != ok || ok && s != want {
+				t.Fatalf("step %d: key in slot %d (%v), model says %d (%v)", step, s, found, want, ok)
+			}
+		}
 	}
 }
