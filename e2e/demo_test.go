@@ -5,6 +5,7 @@ package e2e
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -86,5 +87,8 @@ func TestDemo(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("after demo down: %s still there (%v)", dir, err)
+	}
+	if pins, _ := filepath.Glob(filepath.Join(lab.BPFFS, "pptpgw-"+prefix+"-*")); len(pins) != 0 {
+		t.Errorf("after demo down: bpf pins left %v", pins)
 	}
 }

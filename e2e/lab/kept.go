@@ -171,6 +171,10 @@ func Teardown(dir, prefix string, log io.Writer) error {
 			continue
 		}
 		fmt.Fprintf(log, "lab: deleted namespace %s\n", name)
+		// The bpf path's pins outlive the daemon on purpose; not the lab's.
+		if err := os.RemoveAll(n.BPFPinDir()); err != nil {
+			errs = append(errs, err.Error())
+		}
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, err.Error())
