@@ -122,6 +122,9 @@ type Stream struct {
 	more       *[]record
 }
 
+// Started reports whether the tracker has seen a segment.
+func (s *Stream) Started() bool { return s.started }
+
 // Synced reports whether the tracker is walking messages (false after a
 // framing error or when the connection was first seen mid-stream, until the
 // next valid header).

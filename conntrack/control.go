@@ -121,13 +121,14 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 	// without the lock, so GRE lookups never wait for it.
 	t.mu.RLock()
 	c := t.idx.conns[key]
+	fresh := c == nil || seg.SYN && (c.replaceable() || c.reopened(seg))
 	t.mu.RUnlock()
 	var spec ConnSpec
 	resolved := false
 	// A SYN or SYN-ACK on the ports of an ended connection starts a new
 	// one (ports are reused, e.g. after a RST): the SYN usually cannot be
 	// resolved yet (its kernel entry is unconfirmed), the SYN-ACK can.
-	if c == nil || (c.replaceable() && seg.SYN) {
+	if fresh {
 		if seg.RST || (seg.FIN && len(seg.Payload) == 0) {
 			return ControlResult{}
 		}
@@ -141,9 +142,10 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 	t.lock()
 	defer t.unlock()
 	c = t.idx.conns[key]
-	if c != nil && c.replaceable() && seg.SYN && resolved && !(seg.ACK && c.synDup(seg)) {
+	if c != nil && seg.SYN && resolved && (c.replaceable() && !(seg.ACK && c.synDup(seg)) || c.reopened(seg)) {
 		// A new connection on the same ports after the old one ended
-		// (or one restored from before a reboot).
+		// (or one restored from before a reboot, or one whose end went
+		// unseen).
 		t.removeConn(c)
 		c = nil
 	}
@@ -211,6 +213,25 @@ func (t *Table) teardown(c *Conn, seg *Segment, now int64) {
 	case seg.FIN:
 		t.closing(c)
 	}
+}
+
+// reopened reports a SYN-ACK answering the last SYN seen on c's ports
+// when c has not ended: the endpoints started a new connection and c's
+// end went unseen (it passed while a firewall reload took pptpgw's rules
+// away, or just before a crash the state file had not caught up with).
+// The kernel's conntrack resyncs on the same evidence: a SYN/ACK that
+// acknowledges a SYN it had ignored on an established connection.
+func (c *Conn) reopened(seg *Segment) bool {
+	if !seg.SYN || !seg.ACK || c.synDup(seg) {
+		return false
+	}
+	// The answering end had spoken before (else this is the handshake
+	// that opened c).
+	opener, responder := &c.out, &c.in
+	if seg.Src == c.Inside {
+		opener, responder = &c.in, &c.out
+	}
+	return responder.Started() && opener.IsISN(seg.Ack-1)
 }
 
 // synDup reports a SYN-ACK that repeats the one its sender's direction

@@ -129,3 +129,56 @@ func TestPortReuseAfterReset(t *testing.T) {
 		}
 	}
 }
+
+// TestPortReuseUnseenEnd: a new connection on the ports of one whose end
+// pptpgw never saw (it passed during a firewall reload, or just before a
+// crash the state file had not caught up with) is a new connection from
+// the SYN-ACK that answers its SYN, as the kernel's conntrack resyncs: the
+// old one's calls end, and the same inside Call ID is a new call that the
+// PAC's reply establishes. A SYN-ACK that answers no SYN seen changes
+// nothing.
+func TestPortReuseUnseenEnd(t *testing.T) {
+	established := func(tbl *conntrack.Table) (n int, peer uint16) {
+		for _, c := range tbl.Calls() {
+			if c.State == conntrack.StateEstablished {
+				n, peer = n+1, c.PeerID
+			}
+		}
+		return n, peer
+	}
+	tbl := conntrack.New(conntrack.Limits{}, nil)
+	res := &oddResolver{}
+	f := pnsFlow(t, tbl, res, cli1, 40000, pac1)
+	f.noCheck = true
+	f.open(dirOut)
+	f.noCheck = false
+	f.send(dirOut, sccrq())
+	f.send(dirIn, sccrp())
+	f.pnsCall(7, 99)
+
+	stray := &conntrack.Segment{Src: f.ends[dirIn], Dst: f.ends[dirOut], Seq: 123456, Ack: 424242, SYN: true, ACK: true}
+	res.asked.Store(1) // a SYN-ACK resolves
+	tbl.Control(stray, f.now, res)
+	if n, _ := established(tbl); n != 1 || tbl.Counters.ConnsOpened.Load() != 1 {
+		t.Fatalf("a SYN-ACK answering no SYN: %d calls established, %d connections opened", n, tbl.Counters.ConnsOpened.Load())
+	}
+
+	g := pnsFlow(t, tbl, res, cli1, 40000, pac1)
+	g.next = [2]uint32{700000, 9000}
+	res.asked.Store(1) // the SYN is walked on the old connection, not asked about; its SYN-ACK resolves
+	g.noCheck = true
+	g.open(dirOut)
+	g.noCheck = false
+	if got := tbl.Counters.ConnsOpened.Load(); got != 2 {
+		t.Fatalf("%d connections opened, want the new one", got)
+	}
+	if n, _ := established(tbl); n != 0 {
+		t.Fatalf("%d calls of the old connection left", n)
+	}
+	g.send(dirOut, sccrq())
+	g.send(dirIn, sccrp())
+	g.pnsCall(7, 100)
+	if n, peer := established(tbl); n != 1 || peer != 100 {
+		t.Fatalf("the new connection's call: %d established, PAC Call ID %d", n, peer)
+	}
+}
