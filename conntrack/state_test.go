@@ -257,3 +257,58 @@ func BenchmarkStateEncode10k(b *testing.B) {
 		}
 	})
 }
+
+// TestRestoreClearInWriteWindow: the client clears its calls one by one
+// (CCRQ, wait for the CDN, next) and the daemon is killed after it passed
+// the first CCRQ but before the state file had it: the restored table's
+// client direction is one CCRQ behind. The first CDN (retransmitted after
+// the restart) ends its call, and every later CCRQ is still rewritten to
+// its call's outer Call ID.
+func TestRestoreClearInWriteWindow(t *testing.T) {
+	tbl := newTable(conntrack.Limits{})
+	f := pnsFlow(t, tbl, &fakeResolver{}, cli1, 40001, pac1)
+	f.start()
+	var outers []uint16
+	for i := range 3 {
+		outers = append(outers, f.pnsCall(uint16(i), 0x100+uint16(i)))
+	}
+	snap := tbl.Snapshot()
+	f.send(dirOut, ccrq(0))
+	f.tbl = restoreInto(t, snap, conntrack.Limits{})
+	for i := range 3 {
+		if i > 0 {
+			out := f.send(dirOut, ccrq(uint16(i)))
+			if f.last.Drop || !f.last.Tracked || u16(out, 12) != outers[i] {
+				t.Fatalf("CCRQ %d after the restore: %+v, Call ID %#04x, want the outer %#04x", i, f.last, u16(out, 12), outers[i])
+			}
+		}
+		f.send(dirIn, cdn(0x100+uint16(i)))
+		if r := rows(f.tbl); len(r) != 2-i {
+			t.Fatalf("after CDN %d: %d calls left, want %d", i, len(r), 2-i)
+		}
+	}
+}
+
+// TestRestoreClearVerdictLost: the daemon walked the first CCRQ and the
+// state file has it, but the daemon was killed before its verdict: the
+// client retransmits it to the restarted daemon, which gives it the
+// rewrite its first copy got.
+func TestRestoreClearVerdictLost(t *testing.T) {
+	tbl := newTable(conntrack.Limits{})
+	f := pnsFlow(t, tbl, &fakeResolver{}, cli1, 40001, pac1)
+	f.start()
+	var outers []uint16
+	for i := range 2 {
+		outers = append(outers, f.pnsCall(uint16(i), 0x100+uint16(i)))
+	}
+	seq := f.next[dirOut]
+	f.send(dirOut, ccrq(0))
+	f.tbl = restoreInto(t, f.tbl.Snapshot(), conntrack.Limits{})
+	if out := f.resend(dirOut, seq, ccrq(0)); f.last.Drop || u16(out, 12) != outers[0] {
+		t.Fatalf("the retransmitted CCRQ: %+v, Call ID %#04x, want the outer %#04x", f.last, u16(out, 12), outers[0])
+	}
+	f.send(dirIn, cdn(0x100))
+	if out := f.send(dirOut, ccrq(1)); f.last.Drop || u16(out, 12) != outers[1] {
+		t.Fatalf("the next CCRQ: %+v, Call ID %#04x, want the outer %#04x", f.last, u16(out, 12), outers[1])
+	}
+}
