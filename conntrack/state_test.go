@@ -312,3 +312,26 @@ func TestRestoreClearVerdictLost(t *testing.T) {
 		t.Fatalf("the next CCRQ: %+v, Call ID %#04x, want the outer %#04x", f.last, u16(out, 12), outers[1])
 	}
 }
+
+// TestRestoreClearCoalesced: as TestRestoreClearVerdictLost, but the
+// client sent its CCRQs back to back and retransmits them as one segment:
+// the part the state file had is replayed from its rewrite records, the
+// rest walked, every Call ID rewritten.
+func TestRestoreClearCoalesced(t *testing.T) {
+	tbl := newTable(conntrack.Limits{})
+	f := pnsFlow(t, tbl, &fakeResolver{}, cli1, 40001, pac1)
+	f.start()
+	var outers []uint16
+	for i := range 3 {
+		outers = append(outers, f.pnsCall(uint16(i), 0x100+uint16(i)))
+	}
+	seq := f.next[dirOut]
+	f.send(dirOut, ccrq(0))
+	f.tbl = restoreInto(t, f.tbl.Snapshot(), conntrack.Limits{})
+	out := f.resend(dirOut, seq, cat(ccrq(0), ccrq(1), ccrq(2)))
+	for i := range 3 {
+		if f.last.Drop || u16(out, 16*i+12) != outers[i] {
+			t.Fatalf("CCRQ %d in the coalesced retransmission: %+v, Call ID %#04x, want the outer %#04x", i, f.last, u16(out, 16*i+12), outers[i])
+		}
+	}
+}
