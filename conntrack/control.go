@@ -215,23 +215,25 @@ func (t *Table) teardown(c *Conn, seg *Segment, now int64) {
 	}
 }
 
-// reopened reports a SYN-ACK answering the last SYN seen on c's ports
-// when c has not ended: the endpoints started a new connection and c's
-// end went unseen (it passed while a firewall reload took pptpgw's rules
-// away, or just before a crash the state file had not caught up with).
-// The kernel's conntrack resyncs on the same evidence: a SYN/ACK that
-// acknowledges a SYN it had ignored on an established connection.
+// reopened reports a new SYN-ACK on the ports of c when c has not ended:
+// the endpoints started a new connection and c's end went unseen (it
+// passed while a firewall reload took pptpgw's rules away, or just before
+// a crash the state file had not caught up with). The evidence: it
+// answers the last SYN seen there, as the kernel's conntrack resyncs on a
+// SYN/ACK acknowledging a SYN it had ignored; or c was restored and its
+// answering end has said nothing since, as a live end never sends a new
+// SYN-ACK (the SYN may have passed while the daemon was down).
 func (c *Conn) reopened(seg *Segment) bool {
 	if !seg.SYN || !seg.ACK || c.synDup(seg) {
 		return false
 	}
 	// The answering end had spoken before (else this is the handshake
 	// that opened c).
-	opener, responder := &c.out, &c.in
+	opener, responder, d := &c.out, &c.in, 1
 	if seg.Src == c.Inside {
-		opener, responder = &c.in, &c.out
+		opener, responder, d = &c.in, &c.out, 0
 	}
-	return responder.Started() && opener.IsISN(seg.Ack-1)
+	return responder.Started() && (opener.IsISN(seg.Ack-1) || c.stale[d])
 }
 
 // synDup reports a SYN-ACK that repeats the one its sender's direction

@@ -182,3 +182,45 @@ func TestPortReuseUnseenEnd(t *testing.T) {
 		t.Fatalf("the new connection's call: %d established, PAC Call ID %d", n, peer)
 	}
 }
+
+// TestPortReuseAfterRestore: the state file still has a connection whose
+// end came just before a crash; after the restart a new connection on its
+// ports shows its SYN-ACK only (its SYN passed while the daemon was down):
+// it is a new connection, the restored one's calls end, and the new one's
+// call on the same inside Call ID establishes.
+func TestPortReuseAfterRestore(t *testing.T) {
+	tbl := conntrack.New(conntrack.Limits{}, nil)
+	res := &fakeResolver{}
+	f := pnsFlow(t, tbl, res, cli1, 40000, pac1)
+	f.start()
+	f.pnsCall(7, 99)
+	snap := tbl.Snapshot()
+	tbl = conntrack.New(conntrack.Limits{}, nil)
+	if skipped, err := tbl.Restore(snap); err != nil || skipped != 0 {
+		t.Fatalf("Restore: %d skipped, %v", skipped, err)
+	}
+	// The kernel knows the ports: the new connection's entry has them.
+	if confirmed, _ := tbl.ConfirmRestored(res); confirmed != 1 {
+		t.Fatalf("%d restored connections confirmed, want 1", confirmed)
+	}
+	g := pnsFlow(t, tbl, res, cli1, 40000, pac1)
+	g.next = [2]uint32{700000, 9000}
+	g.syn[dirOut] = true // the SYN went by unseen
+	g.next[dirOut]++
+	g.noCheck = true
+	g.segment(dirIn, true, false, false, nil)
+	g.segment(dirOut, false, false, false, nil)
+	g.noCheck = false
+	g.send(dirOut, sccrq())
+	g.send(dirIn, sccrp())
+	g.pnsCall(7, 100)
+	var peers []uint16
+	for _, c := range tbl.Calls() {
+		if c.State == conntrack.StateEstablished {
+			peers = append(peers, c.PeerID)
+		}
+	}
+	if len(peers) != 1 || peers[0] != 100 {
+		t.Fatalf("established calls' PAC Call IDs %v, want the new connection's 100 only", peers)
+	}
+}
