@@ -156,6 +156,11 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 		}
 		c = t.newConn(key, spec)
 		c.firstSeen(seg)
+	} else if c.foreign(seg) {
+		spec := ConnSpec{Inside: c.Inside, Outside: c.Outside, Public: c.Public, Identity: c.Identity, Local: c.Local}
+		t.removeConn(c)
+		c = t.newConn(key, spec)
+		c.firstSeen(seg) // mid-stream: its calls are picked up
 	}
 	out := seg.Src == c.Inside
 	res := ControlResult{Tracked: true, Outbound: out}
@@ -234,6 +239,29 @@ func (c *Conn) reopened(seg *Segment) bool {
 		opener, responder, d = &c.in, &c.out, 0
 	}
 	return responder.Started() && (opener.IsISN(seg.Ack-1) || c.stale[d])
+}
+
+// maxResume bounds how far past its saved position a restored
+// direction's first segment may lie and still be its own stream: the
+// state file lags the daemon by a write gap's worth of control messages,
+// not a megabyte.
+const maxResume = 1 << 20
+
+// foreign reports a data segment that cannot belong to restored
+// connection c: its direction has shown nothing since the restart and the
+// segment lies far from the saved position, in another connection's
+// sequence space. c ended unseen just before a crash, and a new
+// connection took its ports, its handshake walked by the daemon that died.
+func (c *Conn) foreign(seg *Segment) bool {
+	d, dir := 1, &c.in
+	if seg.Src == c.Inside {
+		d, dir = 0, &c.out
+	}
+	if c.restoredAt == 0 || !c.stale[d] || seg.SYN || len(seg.Payload) == 0 || !dir.Started() {
+		return false
+	}
+	dist := seg.Seq - dir.Next()
+	return dist > maxResume && -dist > maxResume
 }
 
 // synDup reports a SYN-ACK that repeats the one its sender's direction

@@ -224,3 +224,39 @@ func TestPortReuseAfterRestore(t *testing.T) {
 		t.Fatalf("established calls' PAC Call IDs %v, want the new connection's 100 only", peers)
 	}
 }
+
+// TestRestoredPortsTakenWhileDown: the state file still has a connection
+// that ended just before a crash, and a new connection took its ports
+// with a handshake the dying daemon walked: the restarted daemon first
+// sees its data, far from the saved position. It is a new connection
+// picked up mid-stream; the restored one's calls end and the new call on
+// the same inside Call ID establishes.
+func TestRestoredPortsTakenWhileDown(t *testing.T) {
+	tbl := conntrack.New(conntrack.Limits{}, nil)
+	res := &fakeResolver{}
+	f := pnsFlow(t, tbl, res, cli1, 40000, pac1)
+	f.start()
+	f.pnsCall(7, 99)
+	snap := tbl.Snapshot()
+	tbl = conntrack.New(conntrack.Limits{}, nil)
+	if skipped, err := tbl.Restore(snap); err != nil || skipped != 0 {
+		t.Fatalf("Restore: %d skipped, %v", skipped, err)
+	}
+	if confirmed, _ := tbl.ConfirmRestored(res); confirmed != 1 {
+		t.Fatalf("%d restored connections confirmed, want 1", confirmed)
+	}
+	g := pnsFlow(t, tbl, res, cli1, 40000, pac1)
+	g.next, g.syn = [2]uint32{0x70000000, 0x20000000}, [2]bool{true, true}
+	g.send(dirOut, sccrq())
+	g.send(dirIn, sccrp())
+	g.pnsCall(7, 100)
+	var peers []uint16
+	for _, c := range tbl.Calls() {
+		if c.State == conntrack.StateEstablished {
+			peers = append(peers, c.PeerID)
+		}
+	}
+	if len(peers) != 1 || peers[0] != 100 {
+		t.Fatalf("established calls' PAC Call IDs %v, want the new connection's 100 only", peers)
+	}
+}
