@@ -265,14 +265,8 @@ func BenchmarkStateEncode10k(b *testing.B) {
 // the restart) ends its call, and every later CCRQ is still rewritten to
 // its call's outer Call ID.
 func TestRestoreClearInWriteWindow(t *testing.T) {
-	tbl := newTable(conntrack.Limits{})
-	f := pnsFlow(t, tbl, &fakeResolver{}, cli1, 40001, pac1)
-	f.start()
-	var outers []uint16
-	for i := range 3 {
-		outers = append(outers, f.pnsCall(uint16(i), 0x100+uint16(i)))
-	}
-	snap := tbl.Snapshot()
+	f, outers := callsToClear(t, 3)
+	snap := f.tbl.Snapshot()
 	f.send(dirOut, ccrq(0))
 	f.tbl = restoreInto(t, snap, conntrack.Limits{})
 	for i := range 3 {
@@ -294,13 +288,7 @@ func TestRestoreClearInWriteWindow(t *testing.T) {
 // client retransmits it to the restarted daemon, which gives it the
 // rewrite its first copy got.
 func TestRestoreClearVerdictLost(t *testing.T) {
-	tbl := newTable(conntrack.Limits{})
-	f := pnsFlow(t, tbl, &fakeResolver{}, cli1, 40001, pac1)
-	f.start()
-	var outers []uint16
-	for i := range 2 {
-		outers = append(outers, f.pnsCall(uint16(i), 0x100+uint16(i)))
-	}
+	f, outers := callsToClear(t, 2)
 	seq := f.next[dirOut]
 	f.send(dirOut, ccrq(0))
 	f.tbl = restoreInto(t, f.tbl.Snapshot(), conntrack.Limits{})
@@ -318,13 +306,7 @@ func TestRestoreClearVerdictLost(t *testing.T) {
 // the part the state file had is replayed from its rewrite records, the
 // rest walked, every Call ID rewritten.
 func TestRestoreClearCoalesced(t *testing.T) {
-	tbl := newTable(conntrack.Limits{})
-	f := pnsFlow(t, tbl, &fakeResolver{}, cli1, 40001, pac1)
-	f.start()
-	var outers []uint16
-	for i := range 3 {
-		outers = append(outers, f.pnsCall(uint16(i), 0x100+uint16(i)))
-	}
+	f, outers := callsToClear(t, 3)
 	seq := f.next[dirOut]
 	f.send(dirOut, ccrq(0))
 	f.tbl = restoreInto(t, f.tbl.Snapshot(), conntrack.Limits{})
@@ -334,4 +316,17 @@ func TestRestoreClearCoalesced(t *testing.T) {
 			t.Fatalf("CCRQ %d in the coalesced retransmission: %+v, Call ID %#04x, want the outer %#04x", i, f.last, u16(out, 16*i+12), outers[i])
 		}
 	}
+}
+
+// callsToClear is a connection with n calls (inside Call IDs 0.., PAC Call
+// IDs 0x100..) that its PNS is about to clear, and their outer Call IDs.
+func callsToClear(t *testing.T, n int) (*flow, []uint16) {
+	t.Helper()
+	f := pnsFlow(t, newTable(conntrack.Limits{}), &fakeResolver{}, cli1, 40001, pac1)
+	f.start()
+	var outers []uint16
+	for i := range n {
+		outers = append(outers, f.pnsCall(uint16(i), 0x100+uint16(i)))
+	}
+	return f, outers
 }

@@ -139,12 +139,11 @@ func TestPortReuseAfterReset(t *testing.T) {
 // nothing.
 func TestPortReuseUnseenEnd(t *testing.T) {
 	established := func(tbl *conntrack.Table) (n int, peer uint16) {
-		for _, c := range tbl.Calls() {
-			if c.State == conntrack.StateEstablished {
-				n, peer = n+1, c.PeerID
-			}
+		peers := establishedPeers(tbl)
+		if len(peers) > 0 {
+			peer = peers[len(peers)-1]
 		}
-		return n, peer
+		return len(peers), peer
 	}
 	tbl := conntrack.New(conntrack.Limits{}, nil)
 	res := &oddResolver{}
@@ -189,20 +188,7 @@ func TestPortReuseUnseenEnd(t *testing.T) {
 // it is a new connection, the restored one's calls end, and the new one's
 // call on the same inside Call ID establishes.
 func TestPortReuseAfterRestore(t *testing.T) {
-	tbl := conntrack.New(conntrack.Limits{}, nil)
-	res := &fakeResolver{}
-	f := pnsFlow(t, tbl, res, cli1, 40000, pac1)
-	f.start()
-	f.pnsCall(7, 99)
-	snap := tbl.Snapshot()
-	tbl = conntrack.New(conntrack.Limits{}, nil)
-	if skipped, err := tbl.Restore(snap); err != nil || skipped != 0 {
-		t.Fatalf("Restore: %d skipped, %v", skipped, err)
-	}
-	// The kernel knows the ports: the new connection's entry has them.
-	if confirmed, _ := tbl.ConfirmRestored(res); confirmed != 1 {
-		t.Fatalf("%d restored connections confirmed, want 1", confirmed)
-	}
+	tbl, res := restoredCall(t)
 	g := pnsFlow(t, tbl, res, cli1, 40000, pac1)
 	g.next = [2]uint32{700000, 9000}
 	g.syn[dirOut] = true // the SYN went by unseen
@@ -214,13 +200,7 @@ func TestPortReuseAfterRestore(t *testing.T) {
 	g.send(dirOut, sccrq())
 	g.send(dirIn, sccrp())
 	g.pnsCall(7, 100)
-	var peers []uint16
-	for _, c := range tbl.Calls() {
-		if c.State == conntrack.StateEstablished {
-			peers = append(peers, c.PeerID)
-		}
-	}
-	if len(peers) != 1 || peers[0] != 100 {
+	if peers := establishedPeers(tbl); len(peers) != 1 || peers[0] != 100 {
 		t.Fatalf("established calls' PAC Call IDs %v, want the new connection's 100 only", peers)
 	}
 }
@@ -232,6 +212,22 @@ func TestPortReuseAfterRestore(t *testing.T) {
 // picked up mid-stream; the restored one's calls end and the new call on
 // the same inside Call ID establishes.
 func TestRestoredPortsTakenWhileDown(t *testing.T) {
+	tbl, res := restoredCall(t)
+	g := pnsFlow(t, tbl, res, cli1, 40000, pac1)
+	g.next, g.syn = [2]uint32{0x70000000, 0x20000000}, [2]bool{true, true}
+	g.send(dirOut, sccrq())
+	g.send(dirIn, sccrp())
+	g.pnsCall(7, 100)
+	if peers := establishedPeers(tbl); len(peers) != 1 || peers[0] != 100 {
+		t.Fatalf("established calls' PAC Call IDs %v, want the new connection's 100 only", peers)
+	}
+}
+
+// restoredCall is a table restored from the state of a connection with one
+// call (inside Call ID 7, PAC Call ID 99) whose end the state file missed,
+// its ports confirmed by the kernel (a new connection's entry has them).
+func restoredCall(t *testing.T) (*conntrack.Table, *fakeResolver) {
+	t.Helper()
 	tbl := conntrack.New(conntrack.Limits{}, nil)
 	res := &fakeResolver{}
 	f := pnsFlow(t, tbl, res, cli1, 40000, pac1)
@@ -245,18 +241,16 @@ func TestRestoredPortsTakenWhileDown(t *testing.T) {
 	if confirmed, _ := tbl.ConfirmRestored(res); confirmed != 1 {
 		t.Fatalf("%d restored connections confirmed, want 1", confirmed)
 	}
-	g := pnsFlow(t, tbl, res, cli1, 40000, pac1)
-	g.next, g.syn = [2]uint32{0x70000000, 0x20000000}, [2]bool{true, true}
-	g.send(dirOut, sccrq())
-	g.send(dirIn, sccrp())
-	g.pnsCall(7, 100)
+	return tbl, res
+}
+
+// establishedPeers are the PAC Call IDs of tbl's established calls.
+func establishedPeers(tbl *conntrack.Table) []uint16 {
 	var peers []uint16
 	for _, c := range tbl.Calls() {
 		if c.State == conntrack.StateEstablished {
 			peers = append(peers, c.PeerID)
 		}
 	}
-	if len(peers) != 1 || peers[0] != 100 {
-		t.Fatalf("established calls' PAC Call IDs %v, want the new connection's 100 only", peers)
-	}
+	return peers
 }
