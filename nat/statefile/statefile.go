@@ -178,7 +178,6 @@ func Read(path string, v any, currentVersion int) (found bool, err error) {
 	return true, nil
 }
 
-// version returns the "version" of a JSON document, or why it has none.
 // leadingVersion checks that data, as json.Marshal wrote it (no spaces), starts with a
 // positive integer "version" member: what version accepts, without parsing the whole
 // document again (a 10 000-call table is megabytes, written several times a second while
@@ -198,6 +197,7 @@ func leadingVersion(data []byte) error {
 	return nil
 }
 
+// version returns the "version" of a JSON document, or why it has none.
 func version(data []byte) (int, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil {
