@@ -64,7 +64,7 @@ func (k *Call) info() CallInfo {
 		Public: k.Public, OuterID: k.OuterID,
 		Peer: k.Peer, PeerID: k.PeerID, HasPeer: k.hasPeer,
 		Identity: k.identity, PickedUp: k.pickedUp,
-		Created: k.created, LastSeen: k.lastSeen.Load(), SetUp: k.setUp,
+		Created: k.created, LastSeen: k.lastSeen.Load(), SetUp: k.setUpAt(),
 		PacketsIn: k.pktsIn.Load(), PacketsOut: k.pktsOut.Load(),
 		BytesIn: k.bytesIn.Load(), BytesOut: k.bytesOut.Load(),
 		Auth: k.Auth(), MPPE: k.mppeString(),

@@ -45,7 +45,7 @@ func (t *Table) needsPeek() bool {
 
 // fastNow: k may be translated by the kernel now.
 func (t *Table) fastNow(k *Call) bool {
-	return fastEligible(k) && !(k.ppp.watch.Load() && t.needsPeek())
+	return fastEligible(k) && !(k.ppp.watching() && t.needsPeek())
 }
 
 // bump records a change of the set Desired returns that the change log

@@ -84,30 +84,73 @@ const (
 	pppMPPESeen                     // a CCP Configure-Ack was seen (its option 18, if any, in mppe)
 	pppEncrypted                    // an encrypted (0x00FD) frame was seen
 	pppClearData                    // a network-layer datagram in clear was seen
+	pppWatch                        // still negotiating: GRE payloads are peeked
+)
+
+// pppState's word: the flags in its low byte, the alg.Auth in the next,
+// the frames peeked in the high half.
+const (
+	pppAuthShift = 8
+	pppAuthMask  = 0xff << pppAuthShift
+	pppPeekShift = 16
 )
 
 // maxPeek bounds the GRE packets of one call peeked at, so a peer that
 // never gets to encryption or data costs nothing for long. A negotiation
-// takes a few dozen frames (EAP-TLS the most).
+// takes a few dozen frames (EAP-TLS the most). It fits the word's 16 bits
+// of peeks: a call stops being peeked at when it is reached.
 const maxPeek = 512
 
-// pppState is a call's view of its PPP negotiation. watch is the only
-// thing the GRE path of a call in its steady state reads.
+// pppState is a call's view of its PPP negotiation, in two words (a call's
+// bytes are the table's size): the flags, the authentication and the peek
+// count share one, changed with atomic Or, And and CompareAndSwap, since
+// the GRE path reads and writes them without the table's lock. watching is
+// the only thing the GRE path of a call in its steady state reads.
 type pppState struct {
-	watch  atomic.Bool   // still negotiating: GRE payloads are peeked
-	auth   atomic.Uint32 // alg.Auth of the last LCP Configure-Ack with one; AuthNone once over without
-	mppe   atomic.Uint32 // alg.MPPE of the last CCP Configure-Ack
-	flags  atomic.Uint32 // ppp* bits
-	peeked atomic.Uint32 // frames peeked
+	word atomic.Uint32
+	mppe atomic.Uint32 // alg.MPPE of the last CCP Configure-Ack
 }
+
+func (p *pppState) flags() uint32     { return p.word.Load() & 0xff }
+func (p *pppState) watching() bool    { return p.word.Load()&pppWatch != 0 }
+func (p *pppState) setFlags(f uint32) { p.word.Or(f) }
+
+// setWatch starts or stops peeking; stopWatch reports whether it stopped it.
+func (p *pppState) setWatch(on bool) {
+	if on {
+		p.word.Or(pppWatch)
+	} else {
+		p.word.And(^pppWatch)
+	}
+}
+
+func (p *pppState) stopWatch() bool { return p.word.And(^pppWatch)&pppWatch != 0 }
+
+func (p *pppState) auth() alg.Auth { return alg.Auth(p.word.Load() & pppAuthMask >> pppAuthShift) }
+
+// setAuth records a, or only if the call has none yet (ifUnknown).
+func (p *pppState) setAuth(a alg.Auth, ifUnknown bool) {
+	for {
+		w := p.word.Load()
+		if ifUnknown && alg.Auth(w&pppAuthMask>>pppAuthShift) != alg.AuthUnknown {
+			return
+		}
+		if p.word.CompareAndSwap(w, w&^pppAuthMask|uint32(a)<<pppAuthShift) {
+			return
+		}
+	}
+}
+
+// peeked counts one more frame peeked at and returns the count.
+func (p *pppState) peeked() uint32 { return p.word.Add(1<<pppPeekShift) >> pppPeekShift }
 
 // Auth is the authentication protocol the call negotiated, as far as the
 // gateway has seen.
-func (k *Call) Auth() alg.Auth { return alg.Auth(k.ppp.auth.Load()) }
+func (k *Call) Auth() alg.Auth { return k.ppp.auth() }
 
 // MPPE is the MPPE option the call negotiated and whether one was seen.
 func (k *Call) MPPE() (alg.MPPE, bool) {
-	return alg.MPPE(k.ppp.mppe.Load()), k.ppp.flags.Load()&pppMPPESeen != 0
+	return alg.MPPE(k.ppp.mppe.Load()), k.ppp.flags()&pppMPPESeen != 0
 }
 
 // mppeString is what CallInfo shows: "" until CCP is acked, then the option
@@ -117,7 +160,7 @@ func (k *Call) mppeString() string {
 	switch {
 	case seen:
 		return m.String()
-	case k.ppp.flags.Load()&(pppEncrypted|pppClearData) != 0:
+	case k.ppp.flags()&(pppEncrypted|pppClearData) != 0:
 		return "none"
 	}
 	return ""
@@ -127,7 +170,7 @@ func (k *Call) mppeString() string {
 func (k *Call) restorePPP(auth, mppe string, watch bool) {
 	for a := alg.AuthNone; a <= alg.AuthOther; a++ {
 		if a.String() == auth {
-			k.ppp.auth.Store(uint32(a))
+			k.ppp.setAuth(a, false)
 		}
 	}
 	if mppe != "" {
@@ -140,9 +183,9 @@ func (k *Call) restorePPP(auth, mppe string, watch bool) {
 			}
 		}
 		k.ppp.mppe.Store(uint32(m))
-		k.ppp.flags.Store(pppMPPESeen | pppAuthOver)
+		k.ppp.setFlags(pppMPPESeen | pppAuthOver)
 	}
-	k.ppp.watch.Store(watch)
+	k.ppp.setWatch(watch)
 }
 
 // SetPolicy puts a policy in force (start, SIGHUP; nil: allow everything).
@@ -184,7 +227,7 @@ func (t *Table) Policy() *Policy {
 // callVerdict says why call k does not comply with p as far as its
 // negotiation has been seen, or "".
 func (p *Policy) callVerdict(k *Call) string {
-	f := k.ppp.flags.Load()
+	f := k.ppp.flags()
 	a := k.Auth()
 	if len(p.Auth) > 0 && (a == alg.AuthNone || !p.authAllowed(a)) {
 		return ReasonPolicyAuth
@@ -206,15 +249,15 @@ func (p *Policy) callVerdict(k *Call) string {
 // authOver records that call k is past its authentication phase: a call
 // that negotiated none now shows "none".
 func (k *Call) authOver() {
-	k.ppp.flags.Or(pppAuthOver)
-	k.ppp.auth.CompareAndSwap(uint32(alg.AuthUnknown), uint32(alg.AuthNone))
+	k.ppp.setFlags(pppAuthOver)
+	k.ppp.setAuth(alg.AuthNone, true)
 }
 
 // peek reads one GRE payload of call k, which is still negotiating, and
 // reports whether that cleared the call. It allocates nothing unless it
 // clears the call.
 func (t *Table) peek(k *Call, payload []byte, now int64) (cleared bool) {
-	if k.ppp.peeked.Add(1) >= maxPeek {
+	if k.ppp.peeked() >= maxPeek {
 		t.endWatch(k)
 	}
 	ev := alg.PeekPPP(payload)
@@ -222,20 +265,20 @@ func (t *Table) peek(k *Call, payload []byte, now int64) (cleared bool) {
 	case alg.PPPOther:
 		return false
 	case alg.PPPAuthAcked:
-		k.ppp.auth.Store(uint32(ev.Auth))
+		k.ppp.setAuth(ev.Auth, false)
 	case alg.PPPCCPAcked:
 		k.authOver()
 		k.ppp.mppe.Store(uint32(ev.MPPE))
-		k.ppp.flags.Or(pppMPPESeen)
+		k.ppp.setFlags(pppMPPESeen)
 	case alg.PPPNetControl:
 		k.authOver()
 	case alg.PPPEncrypted:
 		k.authOver()
-		k.ppp.flags.Or(pppEncrypted)
+		k.ppp.setFlags(pppEncrypted)
 		t.endWatch(k)
 	case alg.PPPData:
 		k.authOver()
-		k.ppp.flags.Or(pppClearData)
+		k.ppp.setFlags(pppClearData)
 		t.endWatch(k)
 	}
 	p := t.policy.Load()
@@ -254,7 +297,7 @@ func (t *Table) peek(k *Call, payload []byte, now int64) (cleared bool) {
 // call wait for it, the fast path may take it now: the generation grows,
 // without the lock (this is the packet path).
 func (t *Table) endWatch(k *Call) {
-	if k.ppp.watch.CompareAndSwap(true, false) && t.needsPeek() {
+	if k.ppp.stopWatch() && t.needsPeek() {
 		t.bumpCalls(k, nil)
 	}
 }
@@ -263,7 +306,7 @@ func (t *Table) endWatch(k *Call) {
 // like an admin DELETE: its GRE is dropped from now on, its outer ID stays
 // reserved, nothing is sent to the peers. It reports whether k was up.
 func (t *Table) clearLocked(k *Call, reason string, now int64) bool {
-	k.ppp.watch.Store(false)
+	k.ppp.setWatch(false)
 	if k.State != StateEstablished && k.State != StateClosing {
 		return k.State == StateRefused
 	}
@@ -277,7 +320,7 @@ func (t *Table) clearLocked(k *Call, reason string, now int64) bool {
 // policy, and a call cleared by this packet gets GRERefused.
 func (t *Table) GREInPPP(peer, dst Addr, outer uint16, ppp []byte, n int, now int64) (Addr, uint16, GREVerdict) {
 	inside, id, v, k := t.greIn(peer, dst, outer, n, now)
-	if v == GREForward && k.ppp.watch.Load() && t.peek(k, ppp, now) {
+	if v == GREForward && k.ppp.watching() && t.peek(k, ppp, now) {
 		return Addr{}, 0, GRERefused
 	}
 	return inside, id, v
@@ -286,7 +329,7 @@ func (t *Table) GREInPPP(peer, dst Addr, outer uint16, ppp []byte, n int, now in
 // GREOutPPP is GREOut for the packet path, peeking like GREInPPP.
 func (t *Table) GREOutPPP(src, peer Addr, peerID uint16, ppp []byte, n int, now int64) (Addr, GREVerdict) {
 	public, v, k := t.greOut(src, peer, peerID, n, now)
-	if (v == GREForward || v == GREIdentity) && k != nil && k.ppp.watch.Load() && t.peek(k, ppp, now) {
+	if (v == GREForward || v == GREIdentity) && k != nil && k.ppp.watching() && t.peek(k, ppp, now) {
 		return Addr{}, GRERefused
 	}
 	return public, v

@@ -73,7 +73,7 @@ func (b *StateBuf) add(c *Conn) {
 		}
 		b.calls = append(b.calls, callRec{inside: k.Inside, public: k.Public, peer: k.Peer, insideID: k.InsideID,
 			outerID: k.OuterID, peerID: k.PeerID, role: k.Role, state: k.State, hasInside: k.hasInside, hasPeer: k.hasPeer,
-			identity: k.identity, pickedUp: k.pickedUp, negotiat: k.ppp.watch.Load(), created: k.created, since: k.since,
+			identity: k.identity, pickedUp: k.pickedUp, negotiat: k.ppp.watching(), created: k.created, since: k.since,
 			lastSeen: k.lastSeen.Load(), pktsIn: k.pktsIn.Load(), pktsOut: k.pktsOut.Load(), bytesIn: k.bytesIn.Load(),
 			bytesOut: k.bytesOut.Load(), auth: k.Auth().String(), mppe: k.mppeString()})
 	}
