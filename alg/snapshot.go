@@ -133,6 +133,8 @@ func (s *Stream) SetState(st StreamState) {
 	s.settle()
 }
 
+// setState restores the message and the records of st into a cold part;
+// SetState gives it back if the position turns out idle.
 func (s *Stream) setState(st StreamState) {
 	m := &s.take().msg
 	m.Start = st.MsgStart

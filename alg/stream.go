@@ -22,6 +22,8 @@ const maxRecords = 128
 // A field split between two segments is decided byte by byte: the high byte
 // when it passes, the low byte later. The tracker calls the handler once per
 // byte of the stream, on the byte's first transmission, in stream order.
+// The *Msg it is given is valid during the call only (it lives in the
+// Stream's cold part, which goes back to a free list when idle).
 type Handler interface {
 	// CallIDHigh returns the byte to put in place of hi, the high byte of
 	// the Call ID field at offset off of message m. When the low byte is
