@@ -50,8 +50,9 @@ type Rewrite struct {
 
 // Pos returns the stream's position, its rewrite records appended to recs.
 func (s *Stream) Pos(recs []Rewrite) (StreamPos, []Rewrite) {
-	p := StreamPos{started: s.started, hasISN: s.hasISN, inSync: s.inSync, finSeen: s.finSeen, n: s.msg.n,
-		isn: s.isn, next: s.next, msgStart: s.msg.Start, pre: s.msg.pre, wrote: s.msg.wrote}
+	m := s.message()
+	p := StreamPos{started: s.started, hasISN: s.hasISN, inSync: s.inSync, finSeen: s.finSeen, n: m.n,
+		isn: s.isn, next: s.next, msgStart: m.Start, pre: m.pre, wrote: m.wrote}
 	rs := s.recs()
 	p.recs = int32(len(rs))
 	for _, r := range rs {
@@ -126,8 +127,17 @@ func (p *StreamPos) AppendJSON(b []byte, recs []Rewrite) []byte {
 // SetState restores a position saved by State. A damaged position makes
 // the tracker look for the next header instead of misbehaving.
 func (s *Stream) SetState(st StreamState) {
+	s.Release()
 	*s = Stream{started: st.Started, hasISN: st.HasISN, isn: st.ISN, inSync: st.InSync, finSeen: st.FinSeen, next: st.Next}
-	s.msg.Start = st.MsgStart
+	s.setState(st)
+	s.settle()
+}
+
+// setState restores the message and the records of st into a cold part;
+// SetState gives it back if the position turns out idle.
+func (s *Stream) setState(st StreamState) {
+	m := &s.take().msg
+	m.Start = st.MsgStart
 	n := len(st.MsgBytes)
 	if n > prefixLen || len(st.Wrote) != n {
 		s.inSync, n = false, 0
@@ -135,13 +145,13 @@ func (s *Stream) SetState(st StreamState) {
 	if !s.inSync && n >= HeaderLen {
 		n = 0 // out of sync, only the bytes a header search needs are kept
 	}
-	s.msg.n = uint8(copy(s.msg.pre[:], st.MsgBytes[:n]))
+	m.n = uint8(copy(m.pre[:], st.MsgBytes[:n]))
 	if n > HeaderLen {
-		copy(s.msg.wrote[:], st.Wrote[HeaderLen:n])
+		copy(m.wrote[:], st.Wrote[HeaderLen:n])
 	}
 	if s.inSync && !s.msgPosOK() {
 		s.inSync = false
-		s.msg = Msg{}
+		*m = Msg{}
 	}
 	for i, r := range st.Records {
 		if i == maxRecords {
@@ -156,7 +166,7 @@ func (s *Stream) SetState(st StreamState) {
 // prefixLen of them), and once its header is complete, the header is valid
 // and Next lies inside the message. It sets the message's type and length.
 func (s *Stream) msgPosOK() bool {
-	m := &s.msg
+	m := &s.c.msg
 	pos := s.next - m.Start
 	if s.finSeen {
 		pos-- // the FIN took a sequence number

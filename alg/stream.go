@@ -3,6 +3,7 @@ package alg
 import (
 	"encoding/binary"
 	"math"
+	"sync"
 
 	"github.com/pptpgw/pptpgw/alg/hdr"
 )
@@ -21,6 +22,8 @@ const maxRecords = 128
 // A field split between two segments is decided byte by byte: the high byte
 // when it passes, the low byte later. The tracker calls the handler once per
 // byte of the stream, on the byte's first transmission, in stream order.
+// The *Msg it is given is valid during the call only (it lives in the
+// Stream's cold part, which goes back to a free list when idle).
 type Handler interface {
 	// CallIDHigh returns the byte to put in place of hi, the high byte of
 	// the Call ID field at offset off of message m. When the low byte is
@@ -45,7 +48,7 @@ type Msg struct {
 	Start uint32
 	Type  MsgType
 	len   uint16 // RFCLength of Type, once the header passed (0: not yet)
-	n     uint8  // bytes of pre that passed (small types: a Stream is two of a connection's bytes)
+	n     uint8  // bytes of pre that passed
 	pre   [prefixLen]byte
 	// wrote: what the handler put in place of the bytes from HeaderLen
 	// on (the header itself is never rewritten).
@@ -98,28 +101,153 @@ func sumChange(sum *uint32, i int, o, n byte) {
 // segments, and lets a Handler rewrite Call ID fields in place, whichever
 // segment carries their bytes. It never holds a segment back. Memory is
 // bounded: 20 bytes of the current message and at most maxRecords rewrite
-// records. Not safe for concurrent use. Two are most of a control
-// connection's memory, so their fields are small and leave no padding
-// (80 bytes).
+// records. Not safe for concurrent use, nor to be copied once started (the
+// copies would share its cold part).
+//
+// Two are most of a control connection's memory, and a connection is idle
+// nearly all its life: between segments, its last message ended with its
+// last segment and the receiver acknowledged the rewrites. So a Stream
+// keeps inline only what every segment needs (24 bytes), and the message
+// being walked and the rewrite records in a cold part that it holds only
+// while there are any (see cold).
 type Stream struct {
 	started bool
 	inSync  bool // walking messages; false: looking for a magic cookie
 	finSeen bool
 	hasISN  bool
 	ended   bool // FIN or RST seen: a message cut short was counted
-	// The rewrite records (recs): in inl up to two (one Call ID's two
-	// bytes: most directions never hold more, as the receiver acknowledges
-	// them before the next message), in more once a burst needed more,
-	// from then on. nInl counts inl's.
-	nInl uint8
 	// dropHalves: how often the older half of the records was dropped
 	// (RecordsDropped), saturating.
 	dropHalves uint16
 	isn        uint32 // the SYN's sequence number, to tell a duplicate SYN from a new connection
 	next       uint32 // sequence number of the next new byte
-	msg        Msg
-	inl        [2]record
-	more       *[]record
+	// c: the message being walked and the rewrite records. nil: no record,
+	// and the message is Msg{Start: s.idleStart()}, nothing of it passed.
+	c *cold
+}
+
+// cold is the part of a Stream it needs only while a message is cut
+// between segments (or the walk is out of sync) or rewrites wait for the
+// receiver's acknowledgement.
+type cold struct {
+	msg Msg
+	// The rewrite records (recs): in inl up to two (one Call ID's two
+	// bytes: most directions never hold more, as the receiver acknowledges
+	// them before the next message), in more once a burst needed more,
+	// from then on (more goes back to the free list with its cold part,
+	// so a burst allocates once). nInl counts inl's.
+	nInl uint8
+	inl  [2]record
+	more *[]record
+}
+
+// coldFree keeps cold parts given back, for the next Stream that needs
+// one: a segment takes one and usually gives it back at its end or at the
+// acknowledgement that follows, so a steady stream of messages allocates
+// nothing. It is shared by every Stream, which may be walked from several
+// goroutines (alg does not assume its caller's locks), hence the mutex: it
+// is held for a few instructions only, and a control segment is rare next
+// to the GRE packets, which never take it. Not a sync.Pool: under the race
+// detector a Pool drops a quarter of what it is given (the allocation
+// tests run with -race too), and the garbage collector empties it. The
+// list is bounded: parts beyond it are left to the collector.
+var coldFree struct {
+	mu   sync.Mutex
+	n    int
+	list [coldFreeMax]*cold
+}
+
+// coldFreeMax bounds the free list: more than the streams of a burst of
+// new connections whose first messages are unacknowledged at once.
+const coldFreeMax = 256
+
+// maxKeptMore bounds the records slice a cold part keeps on the free list.
+const maxKeptMore = 16
+
+func getCold() *cold {
+	coldFree.mu.Lock()
+	if coldFree.n > 0 {
+		coldFree.n--
+		c := coldFree.list[coldFree.n]
+		coldFree.list[coldFree.n] = nil
+		coldFree.mu.Unlock()
+		return c
+	}
+	coldFree.mu.Unlock()
+	return new(cold)
+}
+
+// putCold gives c back, emptied.
+func putCold(c *cold) {
+	c.msg, c.nInl = Msg{}, 0
+	if c.more != nil {
+		if cap(*c.more) > maxKeptMore {
+			c.more = nil
+		} else {
+			*c.more = (*c.more)[:0]
+		}
+	}
+	coldFree.mu.Lock()
+	if coldFree.n < coldFreeMax {
+		coldFree.list[coldFree.n] = c
+		coldFree.n++
+	}
+	coldFree.mu.Unlock()
+}
+
+// idleStart is where the next message starts when nothing of it passed
+// yet: at the next byte, or before the FIN's sequence number.
+func (s *Stream) idleStart() uint32 {
+	if s.finSeen {
+		return s.next - 1
+	}
+	return s.next
+}
+
+// take returns the cold part, taking one when the stream holds none.
+func (s *Stream) take() *cold {
+	if s.c == nil {
+		s.c = getCold()
+		s.c.msg.Start = s.idleStart()
+	}
+	return s.c
+}
+
+// settle gives the cold part back when the stream no longer needs it:
+// no record, and the message is the one nil stands for. Exactly that
+// message, so that nothing observable changes (a message whose start is
+// not where idleStart puts it, as a restored or damaged position may
+// have, keeps its cold part).
+func (s *Stream) settle() {
+	if c := s.c; c != nil && len(s.recs()) == 0 && c.msg == (Msg{Start: s.idleStart()}) {
+		s.c = nil
+		putCold(c)
+	}
+}
+
+// Release gives the cold part back, for a Stream that will not be used
+// again (optional: an unused one is left to the garbage collector).
+func (s *Stream) Release() {
+	if s.c != nil {
+		putCold(s.c)
+		s.c = nil
+	}
+}
+
+// message returns the message being walked.
+func (s *Stream) message() Msg {
+	if s.c != nil {
+		return s.c.msg
+	}
+	return Msg{Start: s.idleStart()}
+}
+
+// setMessage makes m the message being walked, taking a cold part only
+// when nil does not stand for it.
+func (s *Stream) setMessage(m Msg) {
+	if s.c != nil || m != (Msg{Start: s.idleStart()}) {
+		s.take().msg = m
+	}
 }
 
 // Started reports whether the tracker has seen a segment.
@@ -146,22 +274,31 @@ func (s *Stream) RecordsDropped() uint64 { return uint64(s.dropHalves) * maxReco
 // Segment walks one TCP segment of this direction. payload is rewritten in
 // place. syn and fin are the segment's flags.
 func (s *Stream) Segment(seq uint32, syn, fin bool, payload []byte, h Handler) SegResult {
+	res := s.segment(seq, syn, fin, payload, h)
+	s.settle()
+	return res
+}
+
+func (s *Stream) segment(seq uint32, syn, fin bool, payload []byte, h Handler) SegResult {
 	var res SegResult
 	if syn {
 		// The SYN takes one sequence number; data starts a message.
 		// A SYN with the ISN already seen is a duplicate (possibly
 		// reordered after data): it must not restart the walk.
 		if !s.started || (seq+1 != s.next && !(s.hasISN && seq == s.isn)) {
+			s.setRecs(0) // the old connection's rewrites
 			s.started, s.inSync, s.next = true, true, seq+1
 			s.hasISN, s.isn, s.ended = true, seq, false
-			s.msg = Msg{Start: seq + 1}
-			s.setRecs(0) // the old connection's rewrites
+			s.setMessage(Msg{Start: seq + 1})
 		}
 		seq++
 	}
 	if !s.started {
-		// First seen mid-stream: find a header by its cookie.
+		// First seen mid-stream: find a header by its cookie. The
+		// message stays as it was, wherever next moves.
+		m := s.message()
 		s.started, s.inSync, s.next = true, false, seq
+		s.setMessage(m)
 	}
 	delta := int32(seq - s.next)
 	if delta > 0 {
@@ -187,6 +324,7 @@ func (s *Stream) Segment(seq uint32, syn, fin bool, payload []byte, h Handler) S
 		seq += uint32(old)
 	}
 	if len(payload) > 0 {
+		s.take()
 		if s.walk(seq, payload, old, h, &res.Sum) {
 			res.Modified = true
 		}
@@ -208,7 +346,7 @@ func (s *Stream) Reset(h Handler) { s.endInMessage(h) }
 // endInMessage reports a message cut short by the end of the direction,
 // once.
 func (s *Stream) endInMessage(h Handler) {
-	if !s.ended && s.started && s.inSync && s.msg.n > 0 {
+	if !s.ended && s.started && s.inSync && s.c != nil && s.c.msg.n > 0 {
 		h.Framing(ReasonTruncated)
 	}
 	s.ended = true
@@ -225,7 +363,8 @@ func (s *Stream) Expect(next uint32) {
 	}
 	s.started, s.inSync, s.next = true, true, next
 	s.hasISN, s.isn = true, next-1
-	s.msg = Msg{Start: next}
+	s.setMessage(Msg{Start: next})
+	s.settle()
 }
 
 // Resume moves a tracker whose position is older than its stream (restored
@@ -238,7 +377,8 @@ func (s *Stream) Resume(seq uint32) {
 		return
 	}
 	s.next, s.inSync, s.finSeen = seq, false, false
-	s.msg = Msg{Start: seq}
+	s.setMessage(Msg{Start: seq})
+	s.settle()
 }
 
 // Ack prunes the rewrite records the receiver has acknowledged: it drops
@@ -251,6 +391,7 @@ func (s *Stream) Ack(ack uint32) {
 	}
 	if i > 0 {
 		s.setRecs(copy(rs, rs[i:]))
+		s.settle()
 	}
 }
 
@@ -282,33 +423,41 @@ func (s *Stream) record(seq uint32, orig, new byte) {
 
 // recs returns the rewrite records, oldest first.
 func (s *Stream) recs() []record {
-	if s.more != nil {
-		return *s.more
+	c := s.c
+	switch {
+	case c == nil:
+		return nil
+	case c.more != nil:
+		return *c.more
 	}
-	return s.inl[:s.nInl]
+	return c.inl[:c.nInl]
 }
 
 // setRecs keeps the first n records.
 func (s *Stream) setRecs(n int) {
-	if s.more != nil {
-		*s.more = (*s.more)[:n]
-	} else {
-		s.nInl = uint8(n)
+	c := s.c
+	switch {
+	case c == nil:
+	case c.more != nil:
+		*c.more = (*c.more)[:n]
+	default:
+		c.nInl = uint8(n)
 	}
 }
 
 // push appends a record.
 func (s *Stream) push(r record) {
-	if s.more == nil && int(s.nInl) < len(s.inl) {
-		s.inl[s.nInl] = r
-		s.nInl++
+	c := s.take()
+	if c.more == nil && int(c.nInl) < len(c.inl) {
+		c.inl[c.nInl] = r
+		c.nInl++
 		return
 	}
-	if s.more == nil {
-		rs := append(make([]record, 0, 8), s.inl[:s.nInl]...)
-		s.more = &rs
+	if c.more == nil {
+		rs := append(make([]record, 0, 8), c.inl[:c.nInl]...)
+		c.more = &rs
 	}
-	*s.more = append(*s.more, r)
+	*c.more = append(*c.more, r)
 }
 
 // walk parses new bytes b starting at sequence number seq; base is b's
@@ -324,7 +473,7 @@ func (s *Stream) walk(seq uint32, b []byte, base int, h Handler, sum *uint32) bo
 			}
 			i += j
 		}
-		m := &s.msg
+		m := &s.c.msg
 		pos := int(seq + uint32(i) - m.Start)
 		if pos >= prefixLen || (m.len > 0 && pos >= HeaderLen && !interesting(m.Type, pos)) {
 			// Skip to the next interesting byte or the message end.
@@ -384,7 +533,7 @@ func (s *Stream) walk(seq uint32, b []byte, base int, h Handler, sum *uint32) bo
 		}
 		if m.len > 0 && pos == int(m.len) {
 			h.Message(m)
-			s.msg = Msg{Start: m.Start + uint32(m.len)}
+			s.c.msg = Msg{Start: m.Start + uint32(m.len)}
 		}
 	}
 	return mod
@@ -436,7 +585,7 @@ func nextInteresting(t MsgType, pos, end int) int {
 // index in b to walk on from. Not found: m.pre keeps the last HeaderLen-1
 // bytes for the next segment.
 func (s *Stream) resync(seq uint32, b []byte) (int, bool) {
-	m := &s.msg
+	m := &s.c.msg
 	if m.n >= HeaderLen || m.Start+uint32(m.n) != seq {
 		m.n = 0 // not the bytes just before b (a restored or damaged state)
 	}
@@ -455,7 +604,7 @@ func (s *Stream) resync(seq uint32, b []byte) (int, bool) {
 		}
 	}
 	if j := findHeader(b); j >= 0 {
-		s.msg = Msg{Start: seq + uint32(j)}
+		s.c.msg = Msg{Start: seq + uint32(j)}
 		s.inSync = true
 		return j, true
 	}
