@@ -62,7 +62,7 @@ func (s *refStream) Segment(seq uint32, syn, fin bool, payload []byte, h Handler
 		// reordered after data): it must not restart the walk.
 		if !s.started || (seq+1 != s.next && !(s.hasISN && seq == s.isn)) {
 			s.started, s.inSync, s.next = true, true, seq+1
-			s.hasISN, s.isn, s.ended = true, seq, false
+			s.hasISN, s.isn, s.ended, s.finSeen = true, seq, false, false
 			s.msg = Msg{Start: seq + 1}
 			s.setRecs(0) // the old connection's rewrites
 		}
@@ -95,7 +95,7 @@ func (s *refStream) Segment(seq uint32, syn, fin bool, payload []byte, h Handler
 		payload = payload[old:]
 		seq += uint32(old)
 	}
-	if len(payload) > 0 {
+	if len(payload) > 0 && !s.finSeen { // nothing follows a FIN: such bytes pass unchanged
 		if s.walk(seq, payload, old, h, &res.Sum) {
 			res.Modified = true
 		}

@@ -288,7 +288,7 @@ func (s *Stream) segment(seq uint32, syn, fin bool, payload []byte, h Handler) S
 		if !s.started || (seq+1 != s.next && !(s.hasISN && seq == s.isn)) {
 			s.setRecs(0) // the old connection's rewrites
 			s.started, s.inSync, s.next = true, true, seq+1
-			s.hasISN, s.isn, s.ended = true, seq, false
+			s.hasISN, s.isn, s.ended, s.finSeen = true, seq, false, false
 			s.setMessage(Msg{Start: seq + 1})
 		}
 		seq++
@@ -323,7 +323,7 @@ func (s *Stream) segment(seq uint32, syn, fin bool, payload []byte, h Handler) S
 		payload = payload[old:]
 		seq += uint32(old)
 	}
-	if len(payload) > 0 {
+	if len(payload) > 0 && !s.finSeen { // nothing follows a FIN: such bytes pass unchanged
 		s.take()
 		if s.walk(seq, payload, old, h, &res.Sum) {
 			res.Modified = true

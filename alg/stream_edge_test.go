@@ -550,3 +550,31 @@ func TestStreamTruncatedAtReset(t *testing.T) {
 		t.Errorf("reset between messages: Framing %v, want none", h.framing)
 	}
 }
+
+// Nothing follows a FIN in TCP: bytes a peer sends after its FIN pass
+// unchanged and are not walked, even after a FIN that cut a header (the
+// FIN's sequence number would leave a hole in the message's prefix), and
+// from a restored position that has one.
+func TestDataAfterFIN(t *testing.T) {
+	var h testHandler
+	var s Stream
+	s.Segment(1000, true, false, nil, &h)
+	s.Segment(1001, false, true, clone(goldenOCRQ[:11]), &h) // 11 header bytes, then the FIN
+	p := clone(goldenOCRQ[11:40])
+	if r := s.Segment(1013, false, false, p, &h); r.Modified || !bytes.Equal(p, goldenOCRQ[11:40]) || s.Next() != 1013 {
+		t.Errorf("after the FIN: %+v, Next %d", r, s.Next())
+	}
+	var s2 Stream
+	s2.SetState(StreamState{Started: true, InSync: true, FinSeen: true, Next: 1013, MsgStart: 1001,
+		MsgBytes: goldenOCRQ[:11], Wrote: make([]byte, 11)})
+	p = clone(goldenOCRQ)
+	if r := s2.Segment(1013, false, false, p, &h); r.Modified || !bytes.Equal(p, goldenOCRQ) {
+		t.Errorf("restored after the FIN: %+v", r)
+	}
+	// A new connection on the same ports (a SYN with another ISN) is walked again.
+	p = clone(goldenOCRQ)
+	s.Segment(5000, true, false, nil, &h)
+	if r := s.Segment(5001, false, false, p, &h); !r.Modified || s.FinSeen() {
+		t.Errorf("after a new SYN: %+v, FinSeen %v", r, s.FinSeen())
+	}
+}
