@@ -618,3 +618,137 @@ func BenchmarkConverge(b *testing.B) {
 		r.Converge()
 	}
 }
+
+// BenchmarkReadCounters: one counter read of 10 000 calls, both
+// directions (quiet: no change since the last read; churn: one call set
+// up and one torn down before each read).
+func BenchmarkReadCounters(b *testing.B) {
+	const n = 10000
+	mk := func(i int) conntrack.GREMap {
+		return conntrack.GREMap{Peer: conntrack.Addr{203, 0, byte(i >> 8), byte(i)}, OuterID: uint16(i), Public: conntrack.Addr{198, 51, 100, 1},
+			Inside: conntrack.Addr{192, 168, byte(i >> 8), byte(i)}, InsideID: 1, PeerID: uint16(i)}
+	}
+	for _, churn := range []bool{false, true} {
+		b.Run(map[bool]string{false: "quiet", true: "churn"}[churn], func(b *testing.B) {
+			ms := make([]conntrack.GREMap, n)
+			for i := range ms {
+				ms[i] = mk(i)
+			}
+			src, be := fastpathtest.New(ms...), newMem()
+			r := fastpath.New(src, be, fastpath.Config{})
+			if err := r.Start(); err != nil {
+				b.Fatal(err)
+			}
+			for _, m := range ms {
+				be.in[fastpath.InKeyOf(m)] = fastpath.Counters{Packets: 1, Bytes: 100}
+				be.out[fastpath.OutKeyOf(m)] = fastpath.Counters{Packets: 1, Bytes: 100}
+			}
+			r.ReadCounters()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				if churn {
+					b.StopTimer()
+					ms[i%n] = mk(n + i)
+					src.Set(ms...)
+					r.Converge()
+					b.StartTimer()
+				}
+				r.ReadCounters()
+			}
+		})
+	}
+}
+
+// TestAppliedSize: the mirror costs 36 bytes per call and tier (the
+// daemon's heap per call, BenchmarkHeapPerCall in nat/gateway).
+func TestAppliedSize(t *testing.T) {
+	if fastpath.SizeofApplied != 36 {
+		t.Errorf("applied is %d bytes, want 36", fastpath.SizeofApplied)
+	}
+}
+
+// TestMoved: the mirror keeps the counters' low bits (32 of the packets,
+// 39 of the bytes) and still credits exactly what moved across their
+// wraps; a counter going back (a re-created kernel entry) counts whole,
+// exactly while it fits in the bits kept, beyond them when it moved back
+// by less than half their range.
+func TestMoved(t *testing.T) {
+	const p32, b39 = 1 << 32, 1 << 39
+	for _, tt := range []struct {
+		name       string
+		last, now  fastpath.Counters
+		pkts, byts uint64
+	}{
+		{"none", fastpath.Counters{}, fastpath.Counters{}, 0, 0},
+		{"small", fastpath.Counters{Packets: 10, Bytes: 1000}, fastpath.Counters{Packets: 15, Bytes: 1600}, 5, 600},
+		{"packets wrap", fastpath.Counters{Packets: p32 - 3, Bytes: 5000}, fastpath.Counters{Packets: p32 + 4, Bytes: 5700}, 7, 700},
+		{"bytes wrap", fastpath.Counters{Packets: 9, Bytes: b39 - 100}, fastpath.Counters{Packets: 11, Bytes: b39 + 200}, 2, 300},
+		{"bytes past 2^32", fastpath.Counters{Packets: 9, Bytes: p32 - 100}, fastpath.Counters{Packets: 11, Bytes: p32 + 200}, 2, 300},
+		{"both far", fastpath.Counters{Packets: 5*p32 + 1, Bytes: 7*b39 + 1}, fastpath.Counters{Packets: 5*p32 + 1e9, Bytes: 7*b39 + 1e11}, 1e9 - 1, 1e11 - 1},
+		{"a minute at 30 Mpps", fastpath.Counters{Packets: p32 - 1}, fastpath.Counters{Packets: p32 - 1 + 1.8e9, Bytes: 1.8e9 * 64}, 1.8e9, 1.8e9 * 64},
+		{"re-created", fastpath.Counters{Packets: 10, Bytes: 1000}, fastpath.Counters{Packets: 3, Bytes: 300}, 3, 300},
+		{"re-created, bytes back", fastpath.Counters{Packets: 10, Bytes: 1000}, fastpath.Counters{Packets: 12, Bytes: 300}, 12, 300},
+		{"re-created after 2^32", fastpath.Counters{Packets: p32 + 5, Bytes: 1e12}, fastpath.Counters{Packets: 100, Bytes: 9000}, 100, 9000},
+		{"re-created after 2^39 bytes", fastpath.Counters{Packets: 7, Bytes: b39 + 5}, fastpath.Counters{Packets: 8, Bytes: 9000}, 8, 9000},
+		{"back, far", fastpath.Counters{Packets: 9 * p32, Bytes: 9 * b39}, fastpath.Counters{Packets: 9*p32 - 5, Bytes: 9*b39 - 500}, 9*p32 - 5, 9*b39 - 500},
+	} {
+		if p, b := fastpath.Moved(tt.last, tt.now); p != tt.pkts || b != tt.byts {
+			t.Errorf("%s: moved %d packets %d bytes, want %d, %d", tt.name, p, b, tt.pkts, tt.byts)
+		}
+	}
+}
+
+// TestCountersWrap: read after read across the kept bits' wraps, a
+// call's credits add up to the kernel's cumulative counters exactly, the
+// last read by a deletion included.
+func TestCountersWrap(t *testing.T) {
+	src, be := fastpathtest.New(call(1)), newMem()
+	r := fastpath.New(src, finalBackend{be}, fastpath.Config{})
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := call(1)
+	var in, out fastpath.Counters
+	for i := range 40 {
+		in.Packets += 1<<30 + uint64(i) // four reads a wrap
+		in.Bytes += 1<<37 + uint64(i)
+		out.Packets += 3
+		out.Bytes += 1<<37 + 7
+		be.in[fastpath.InKeyOf(c)], be.out[fastpath.OutKeyOf(c)] = in, out
+		if i < 39 {
+			r.ReadCounters()
+		}
+	}
+	src.Set()
+	r.Converge() // deletes it, reading its last counters
+	gi, gout := src.Credited(c, true), src.Credited(c, false)
+	if gi.Packets != in.Packets || gi.Bytes != in.Bytes || gout.Packets != out.Packets || gout.Bytes != out.Bytes {
+		t.Errorf("credited in %+v out %+v, want %+v %+v", gi, gout, in, out)
+	}
+	if st := r.Stats(); st.PacketsIn != in.Packets || st.BytesOut != out.Bytes {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestCounterTicks: above CountersPerTick mappings the counters are read
+// less often, but at least once a minute (the mirror's low bits).
+func TestCounterTicks(t *testing.T) {
+	ms := make([]conntrack.GREMap, 5000)
+	for i := range ms {
+		ms[i] = call(uint16(2 * i))
+	}
+	for _, tt := range []struct {
+		perTick int
+		tick    time.Duration
+		want    int
+	}{{0, time.Second, 1}, {10000, time.Second, 1}, {1000, time.Second, 5}, {10, time.Second, 60}, {10, 10 * time.Second, 6}, {10, 2 * time.Minute, 1}} {
+		r := fastpath.New(fastpathtest.New(ms...), newMem(), fastpath.Config{CountersPerTick: tt.perTick, Tick: tt.tick})
+		if err := r.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.CounterTicks(); got != tt.want {
+			t.Errorf("%d per tick of %v: every %d ticks, want %d", tt.perTick, tt.tick, got, tt.want)
+		}
+	}
+}
