@@ -391,32 +391,22 @@ func (r *Reconciler) done(gen uint64) {
 }
 
 // diff returns what to add and remove to turn the applied state into
-// desired, which it sorts by InKey; a mapping whose value changed is
-// removed and added again. A merge of two sorted lists: no mark per
-// mapping, no lookup per desired one.
+// desired; a mapping whose value changed is removed and added again. The
+// applied mappings still desired are marked in a bit set of the diff's
+// own (a bit a mapping, not a mark in each).
 func (r *Reconciler) diff(desired []conntrack.GREMap) (add, del []conntrack.GREMap) {
-	slices.SortFunc(desired, cmpMapIn)
-	i := 0
-	for j, m := range desired {
-		k := InKeyOf(m)
-		if j > 0 && InKeyOf(desired[j-1]) == k { // a key twice: the first counts
-			continue
+	seen := make([]uint64, (len(r.applied)+63)/64)
+	for _, m := range desired {
+		if i, ok := r.find(InKeyOf(m)); ok && r.applied[i].m == m {
+			seen[i/64] |= 1 << (i % 64)
+		} else {
+			add = append(add, m)
 		}
-		for ; i < len(r.applied) && cmpIn(InKeyOf(r.applied[i].m), k) < 0; i++ {
+	}
+	for i := range r.applied {
+		if seen[i/64]&(1<<(i%64)) == 0 {
 			del = append(del, r.applied[i].m)
 		}
-		if i < len(r.applied) && InKeyOf(r.applied[i].m) == k {
-			if r.applied[i].m != m {
-				del = append(del, r.applied[i].m)
-				add = append(add, m)
-			}
-			i++
-			continue
-		}
-		add = append(add, m)
-	}
-	for ; i < len(r.applied); i++ {
-		del = append(del, r.applied[i].m)
 	}
 	return add, del
 }
@@ -529,34 +519,55 @@ func (r *Reconciler) find(k InKey) (int, bool) {
 	return i, i < len(r.applied) && InKeyOf(r.applied[i].m) == k
 }
 
-// outBufs holds the indexes of applied sorted by OutKey (*[]uint32),
-// built for a counter read and let go after it, shared by the tiers: at
-// 10 000 calls a sort costs a fraction of the read (BenchmarkReadCounters)
-// and spares 4 bytes a call and tier between reads.
+// outBufs holds the index by OutKey that a counter read builds
+// (*[]outEntry) and lets go of after it, shared by the tiers: at 10 000
+// calls a sort of plain numbers costs a fraction of the read
+// (BenchmarkReadCounters) and spares 4 bytes a call and tier between
+// reads.
 var outBufs sync.Pool
 
-// sortOut returns the indexes of applied sorted by OutKey, for out; give
-// it back with outBufs.Put.
-func (r *Reconciler) sortOut() *[]uint32 {
-	b, ok := outBufs.Get().(*[]uint32)
+// outEntry is an applied mapping's OutKey as two numbers (outOrder), the
+// second with its index in applied in the low 32 bits.
+type outEntry struct{ hi, lo uint64 }
+
+func outOrder(k OutKey) (hi, lo uint64) {
+	return uint64(binary.BigEndian.Uint32(k.Inside[:]))<<32 | uint64(binary.BigEndian.Uint32(k.Peer[:])), uint64(k.PeerID) << 32
+}
+
+// sortOut returns applied's index by OutKey, for out; give it back with
+// outBufs.Put.
+func (r *Reconciler) sortOut() *[]outEntry {
+	b, ok := outBufs.Get().(*[]outEntry)
 	if !ok {
-		b = new([]uint32)
+		b = new([]outEntry)
 	}
 	*b = (*b)[:0]
 	for i := range r.applied {
-		*b = append(*b, uint32(i))
+		hi, lo := outOrder(OutKeyOf(r.applied[i].m))
+		*b = append(*b, outEntry{hi, lo | uint64(i)})
 	}
-	slices.SortFunc(*b, func(i, j uint32) int { return cmpOut(OutKeyOf(r.applied[i].m), OutKeyOf(r.applied[j].m)) })
+	slices.SortFunc(*b, func(x, y outEntry) int {
+		if c := cmp.Compare(x.hi, y.hi); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.lo, y.lo)
+	})
 	return b
 }
 
 // out finds the applied mapping of k through byOut (sortOut).
-func (r *Reconciler) out(byOut []uint32, k OutKey) (*applied, bool) {
-	j, ok := slices.BinarySearchFunc(byOut, k, func(i uint32, k OutKey) int { return cmpOut(OutKeyOf(r.applied[i].m), k) })
+func (r *Reconciler) out(byOut []outEntry, k OutKey) (*applied, bool) {
+	hi, lo := outOrder(k)
+	j, ok := slices.BinarySearchFunc(byOut, k, func(e outEntry, _ OutKey) int {
+		if c := cmp.Compare(e.hi, hi); c != 0 {
+			return c
+		}
+		return cmp.Compare(e.lo>>32, lo>>32)
+	})
 	if !ok {
 		return nil, false
 	}
-	return &r.applied[byOut[j]], true
+	return &r.applied[uint32(byOut[j].lo)], true
 }
 
 // inOrder is k as two numbers, compared in turn: applied's order.
@@ -574,16 +585,6 @@ func cmpIn(a, b InKey) int {
 }
 
 func cmpMapIn(a, b conntrack.GREMap) int { return cmpIn(InKeyOf(a), InKeyOf(b)) }
-
-func cmpOut(a, b OutKey) int {
-	if c := cmp.Compare(binary.BigEndian.Uint32(a.Inside[:]), binary.BigEndian.Uint32(b.Inside[:])); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(binary.BigEndian.Uint32(a.Peer[:]), binary.BigEndian.Uint32(b.Peer[:])); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.PeerID, b.PeerID)
-}
 
 func (r *Reconciler) report(m conntrack.GREMap, entered bool) {
 	if r.cfg.OnMapping != nil {
@@ -617,7 +618,7 @@ func (r *Reconciler) ReadCounters() {
 		return
 	}
 	now := r.cfg.Now()
-	var byOut *[]uint32 // sorted at the first outbound key
+	var byOut *[]outEntry // sorted at the first outbound key
 	err := r.be.Counters(func(k InKey, c Counters) {
 		if i, ok := r.find(k); ok {
 			r.credit(&r.applied[i], true, c, now)
