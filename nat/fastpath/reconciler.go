@@ -490,8 +490,10 @@ func (r *Reconciler) insert(add []conntrack.GREMap) {
 	}
 	end := len(r.applied)
 	if need := len(r.applied) + len(add); need > cap(r.applied) {
-		// An eighth to spare, not append's quarter: 36 bytes a call.
-		r.applied = append(make([]applied, 0, need+need/8), r.applied...)
+		// A sixteenth to spare, not append's quarter: 36 bytes a call
+		// and tier. Growing costs a copy of each mapping; a batch's
+		// insertion moves as many already.
+		r.applied = append(make([]applied, 0, need+need/16+16), r.applied...)
 	}
 	r.applied = r.applied[:len(r.applied)+len(add)]
 	for j := len(add) - 1; j >= 0; j-- {
