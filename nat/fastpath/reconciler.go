@@ -521,13 +521,6 @@ func (r *Reconciler) find(k InKey) (int, bool) {
 	return i, i < len(r.applied) && InKeyOf(r.applied[i].m) == k
 }
 
-// outBufs holds the index by OutKey that a counter read builds
-// (*[]outEntry) and lets go of after it, shared by the tiers: at 10 000
-// calls a sort of plain numbers costs a fraction of the read
-// (BenchmarkReadCounters) and spares 4 bytes a call and tier between
-// reads.
-var outBufs sync.Pool
-
 // outEntry is an applied mapping's OutKey as two numbers (outOrder), the
 // second with its index in applied in the low 32 bits.
 type outEntry struct{ hi, lo uint64 }
@@ -536,19 +529,18 @@ func outOrder(k OutKey) (hi, lo uint64) {
 	return uint64(binary.BigEndian.Uint32(k.Inside[:]))<<32 | uint64(binary.BigEndian.Uint32(k.Peer[:])), uint64(k.PeerID) << 32
 }
 
-// sortOut returns applied's index by OutKey, for out; give it back with
-// outBufs.Put.
-func (r *Reconciler) sortOut() *[]outEntry {
-	b, ok := outBufs.Get().(*[]outEntry)
-	if !ok {
-		b = new([]outEntry)
-	}
-	*b = (*b)[:0]
+// sortOut returns applied's index by OutKey, for out. It is built for
+// each counter read and dropped after it, not kept nor pooled: that
+// spares 4 bytes a call and tier of live heap (a pool's buffer survives
+// the first GC), and at 10 000 calls a sort of plain numbers costs less
+// than the lookups of one read (BenchmarkReadCounters).
+func (r *Reconciler) sortOut() []outEntry {
+	b := make([]outEntry, len(r.applied))
 	for i := range r.applied {
 		hi, lo := outOrder(OutKeyOf(r.applied[i].m))
-		*b = append(*b, outEntry{hi, lo | uint64(i)})
+		b[i] = outEntry{hi, lo | uint64(i)}
 	}
-	slices.SortFunc(*b, func(x, y outEntry) int {
+	slices.SortFunc(b, func(x, y outEntry) int {
 		if c := cmp.Compare(x.hi, y.hi); c != 0 {
 			return c
 		}
@@ -620,7 +612,7 @@ func (r *Reconciler) ReadCounters() {
 		return
 	}
 	now := r.cfg.Now()
-	var byOut *[]outEntry // sorted at the first outbound key
+	var byOut []outEntry // sorted at the first outbound key
 	err := r.be.Counters(func(k InKey, c Counters) {
 		if i, ok := r.find(k); ok {
 			r.credit(&r.applied[i], true, c, now)
@@ -629,13 +621,10 @@ func (r *Reconciler) ReadCounters() {
 		if byOut == nil {
 			byOut = r.sortOut()
 		}
-		if a, ok := r.out(*byOut, k); ok {
+		if a, ok := r.out(byOut, k); ok {
 			r.credit(a, false, c, now)
 		}
 	})
-	if byOut != nil {
-		outBufs.Put(byOut)
-	}
 	if err != nil {
 		// Unreadable kernel objects are most likely gone (nft flush
 		// ruleset, a removed bpf pin): re-sync them whole at the next
