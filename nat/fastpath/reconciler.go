@@ -36,6 +36,9 @@ type Config struct {
 	// leaving the kernel once the backend took the change, on Run's
 	// goroutine: it must not block (`pptpgw events`).
 	OnMapping func(m conntrack.GREMap, entered bool)
+	// Mirror, when set, is shared with the Reconcilers of the other
+	// tiers of the same Source (NewMirror); else it has its own.
+	Mirror *Mirror
 }
 
 // Stats are a Reconciler's counters.
@@ -54,54 +57,6 @@ type Stats struct {
 	BytesIn, BytesOut uint64 // translated by the kernel, read from its counters
 }
 
-// applied is a mapping the backend holds, with the low bits of its
-// counters as last read, each way (dirIn, dirOut): what moved since is
-// taken modulo their range (moved). One per call and tier, so it is kept
-// small: a value in a slice sorted by InKey, found by binary search (by
-// OutKey through an index built for each counter read), 36 bytes.
-type applied struct {
-	m     conntrack.GREMap // 18 bytes
-	hi    [2]uint8         // bits 32-38 of the bytes; wide: a counter was beyond its bits
-	pkts  [2]uint32        // bits 0-31 of the packets
-	bytes [2]uint32        // bits 0-31 of the bytes
-}
-
-const (
-	dirIn, dirOut = 0, 1
-	// pktMask and byteMask are the bits of the counters applied keeps.
-	pktMask, byteMask = 1<<32 - 1, 1<<39 - 1
-	wide              = 0x80
-)
-
-// keep records c as direction d's last read.
-func (a *applied) keep(d int, c Counters) {
-	a.pkts[d], a.bytes[d], a.hi[d] = uint32(c.Packets), uint32(c.Bytes), uint8(c.Bytes>>32)&^wide
-	if c.Packets > pktMask || c.Bytes > byteMask {
-		a.hi[d] |= wide
-	}
-}
-
-// moved is what direction d's counters moved from the last read to c.
-// Exact while they fit in the bits kept; beyond, a move of half their
-// range or more reads as going back (maxCounterGap keeps real moves
-// below that). A counter going back is a kernel entry re-created: all of
-// c is new.
-func (a *applied) moved(d int, c Counters) (pkts, byts uint64) {
-	lp, lb := uint64(a.pkts[d]), uint64(a.hi[d]&^wide)<<32|uint64(a.bytes[d])
-	pkts, byts = (c.Packets-lp)&pktMask, (c.Bytes-lb)&byteMask
-	var back bool
-	if c.Packets <= pktMask && c.Bytes <= byteMask {
-		// The last read was exact, or a counter beyond its bits came back.
-		back = a.hi[d]&wide != 0 || c.Packets < lp || c.Bytes < lb
-	} else {
-		back = pkts > pktMask>>1 || byts > byteMask>>1
-	}
-	if back {
-		return c.Packets, c.Bytes
-	}
-	return pkts, byts
-}
-
 // maxCounterGap is the longest time between two counter reads, whatever
 // CountersPerTick says: half the range applied keeps in a minute is 35 M
 // packets and 4.5 GB (36 Gbit) a second for one call, beyond what one
@@ -117,11 +72,16 @@ type Reconciler struct {
 	log     *zap.Logger
 	changed <-chan struct{} // src's signal, ours alone
 
-	// Run's own. The mappings the backend holds are values in applied,
-	// sorted by InKey, found by their OutKey through an index of applied
-	// sorted by OutKey built for each counter read (sortOut): a map per
-	// key, or pointers, would double the bytes per call and tier.
-	applied []applied
+	// Run's own. The mappings the backend holds are those of mir with
+	// its bit (tier t), n of them, sorted by InKey, found by their OutKey
+	// through an index built for each counter read (sortOut): a map per
+	// key, or pointers, would double the bytes per call and tier. mir is
+	// touched with its lock held.
+	mir     *Mirror
+	t       int
+	bit     uint8
+	joined  bool
+	n       int
 	gen     uint64
 	failing bool
 	ticks   int
@@ -130,7 +90,7 @@ type Reconciler struct {
 	fullDue   bool
 	fullTicks int
 	changes   []conntrack.GREChange
-	at        []int // commit's indexes into applied
+	at        []int // commit's indexes into mir
 
 	mappings, applies, errs, generation, full atomic.Uint64
 	failingNow                                atomic.Bool // failing, for Stats
@@ -151,7 +111,11 @@ func New(src Source, be Backend, cfg Config) *Reconciler {
 	if cfg.FullEvery == 0 {
 		cfg.FullEvery = 60
 	}
-	r := &Reconciler{cfg: cfg, src: src, be: be, log: cfg.Log, changed: src.DesiredChanged()}
+	mir := cfg.Mirror
+	if mir == nil {
+		mir = NewMirror()
+	}
+	r := &Reconciler{cfg: cfg, src: src, be: be, log: cfg.Log, changed: src.DesiredChanged(), mir: mir}
 	if fc, ok := be.(FinalCounter); ok {
 		fc.OnDelete(r.final)
 	}
@@ -162,11 +126,9 @@ func New(src Source, be Backend, cfg Config) *Reconciler {
 // finds the mapping by its inbound key either way: the index by OutKey is
 // rebuilt after every change, which would make each deletion sort it.
 func (r *Reconciler) final(m conntrack.GREMap, in bool, c Counters) {
-	i, ok := r.find(InKeyOf(m))
-	if !ok || r.applied[i].m != m {
-		return
+	if i, ok := r.mir.exact(m); ok && r.mir.held[i]&r.bit != 0 {
+		r.credit(i, in, c, r.cfg.Now())
 	}
-	r.credit(&r.applied[i], in, c, r.cfg.Now())
 }
 
 // Backend returns the backend it drives.
@@ -176,11 +138,21 @@ func (r *Reconciler) Backend() Backend { return r.be }
 // the backend could not be programmed at all (the caller may fall back to
 // another path).
 func (r *Reconciler) Start() error {
+	r.mir.mu.Lock()
+	defer r.mir.mu.Unlock()
+	if !r.joined {
+		t, err := r.mir.join()
+		if err != nil {
+			return err
+		}
+		r.t, r.bit, r.joined = t, 1<<t, true
+	}
 	buf := getDesired()
 	defer putDesired(buf)
 	*buf, r.gen = r.src.Desired((*buf)[:0])
 	if err := r.be.Replace(*buf); err != nil {
 		r.errs.Add(1)
+		r.leave()
 		return err
 	}
 	r.reset(*buf)
@@ -221,7 +193,7 @@ type changeSource interface {
 func (r *Reconciler) Run(ctx context.Context) {
 	tick := time.NewTicker(r.cfg.Tick)
 	defer tick.Stop()
-	r.log.Info("GRE fast path running", zap.String("path", r.be.Name()), zap.Int("calls", len(r.applied)))
+	r.log.Info("GRE fast path running", zap.String("path", r.be.Name()), zap.Int("calls", r.n))
 	defer r.log.Info("GRE fast path stopped", zap.String("path", r.be.Name()))
 	// A change is applied at once unless the last converge was less than
 	// convergeGap ago: then at the end of the gap, with whatever else
@@ -285,7 +257,7 @@ func (r *Reconciler) counterTicks() int {
 		return 1
 	}
 	most := max(1, int(maxCounterGap/r.cfg.Tick))
-	return min(most, max(1, len(r.applied)/r.cfg.CountersPerTick))
+	return min(most, max(1, r.n/r.cfg.CountersPerTick))
 }
 
 // Converge applies what changed in the desired state since the last call:
@@ -296,6 +268,8 @@ func (r *Reconciler) Converge() {
 	if g, ok := r.src.(generationSource); ok && !r.failing && !r.fullDue && g.Generation() == r.gen {
 		return
 	}
+	r.mir.mu.Lock()
+	defer r.mir.mu.Unlock()
 	if cs, ok := r.src.(changeSource); ok && !r.failing && !r.fullDue && r.convergeChanges(cs) {
 		return
 	}
@@ -343,11 +317,11 @@ func (r *Reconciler) convergeChanges(src changeSource) bool {
 	}
 	var add, del []conntrack.GREMap
 	for _, c := range changes {
-		i, held := r.find(InKeyOf(c.Map))
+		i, held := r.mir.find(InKeyOf(c.Map), r.bit)
 		switch {
-		case held && c.Live && r.applied[i].m == c.Map:
+		case held && c.Live && r.mir.maps[i] == c.Map:
 		case held:
-			del = append(del, r.applied[i].m)
+			del = append(del, r.mir.maps[i])
 			if c.Live {
 				add = append(add, c.Map)
 			}
@@ -395,150 +369,94 @@ func (r *Reconciler) done(gen uint64) {
 // applied mappings still desired are marked in a bit set of the diff's
 // own (a bit a mapping, not a mark in each).
 func (r *Reconciler) diff(desired []conntrack.GREMap) (add, del []conntrack.GREMap) {
-	seen := make([]uint64, (len(r.applied)+63)/64)
+	s := r.mir
+	seen := make([]uint64, (len(s.maps)+63)/64)
 	for _, m := range desired {
-		if i, ok := r.find(InKeyOf(m)); ok && r.applied[i].m == m {
+		if i, ok := s.exact(m); ok && s.held[i]&r.bit != 0 {
 			seen[i/64] |= 1 << (i % 64)
 		} else {
 			add = append(add, m)
 		}
 	}
-	for i := range r.applied {
-		if seen[i/64]&(1<<(i%64)) == 0 {
-			del = append(del, r.applied[i].m)
+	for i := range s.maps {
+		if s.held[i]&r.bit != 0 && seen[i/64]&(1<<(i%64)) == 0 {
+			del = append(del, s.maps[i])
 		}
 	}
 	return add, del
 }
 
-// commit records that the backend took add and del: a mapping in both
-// (a changed value) takes its old one's place and counts afresh.
+// commit records that the backend took add and del: a mapping another
+// tier holds gains this one's bit, counting afresh; one no tier holds
+// any more goes.
 func (r *Reconciler) commit(add, del []conntrack.GREMap) {
+	s := r.mir
 	r.at = r.at[:0]
 	for _, m := range del {
-		if i, ok := r.find(InKeyOf(m)); ok {
+		if i, ok := s.find(InKeyOf(m), r.bit); ok {
+			s.held[i] &^= r.bit
+			r.n--
 			r.at = append(r.at, i)
 		}
 		r.report(m, false)
 	}
-	slices.Sort(r.at)
-	r.at = slices.Compact(r.at)
 	n := 0
 	for _, m := range add {
 		r.report(m, true)
-		if i, ok := r.find(InKeyOf(m)); ok { // a changed value: in its place
-			r.applied[i] = applied{m: m}
-			if j, ok := slices.BinarySearchFunc(r.at, i, cmpKept); ok {
-				r.at[j] = ^i // not removed after all; still in order for cmpKept
+		if i, ok := s.exact(m); ok {
+			if s.held[i]&r.bit == 0 {
+				r.n++
 			}
+			s.held[i] |= r.bit
+			s.counts[r.t][i] = counts{}
 		} else {
 			add[n] = m
 			n++
 		}
 	}
-	r.remove(slices.DeleteFunc(r.at, func(i int) bool { return i < 0 }))
-	r.insert(add[:n])
-	if len(r.applied) < cap(r.applied)/4 && cap(r.applied) > 1024 { // most calls ended: let the memory go
-		r.applied = slices.Clip(slices.Clone(r.applied))
-	}
+	slices.Sort(r.at)
+	r.at = slices.DeleteFunc(slices.Compact(r.at), func(i int) bool { return s.held[i] != 0 })
+	s.remove(r.at)
+	fresh := add[:n]
+	slices.SortFunc(fresh, cmpMapIn)
+	fresh = slices.CompactFunc(fresh, func(a, b conntrack.GREMap) bool { return InKeyOf(a) == InKeyOf(b) })
+	r.at = s.insert(fresh, r.bit, r.at)
+	r.n += len(fresh)
 	if cap(r.at) > keepBuf {
 		r.at = nil
 	}
-	r.mappings.Store(uint64(len(r.applied)))
+	r.mappings.Store(uint64(r.n))
 }
 
-// cmpKept orders commit's indexes, some of them flipped (^i: kept).
-func cmpKept(a, i int) int {
-	if a < 0 {
-		a = ^a
-	}
-	return cmp.Compare(a, i)
-}
-
-// remove takes the applied mappings at the indexes at (sorted, each
-// once) out, moving each run of the others once: a few changes cost a few
-// copies, not a pass over every call.
-func (r *Reconciler) remove(at []int) {
-	if len(at) == 0 {
-		return
-	}
-	w := at[0]
-	for j, i := range at {
-		end := len(r.applied)
-		if j+1 < len(at) {
-			end = at[j+1]
-		}
-		w += copy(r.applied[w:], r.applied[i+1:end])
-	}
-	clear(r.applied[w:])
-	r.applied = r.applied[:w]
-}
-
-// insert puts the new mappings add (reordered) into applied, keeping it
-// sorted: from the back, so that no mapping moves twice, each run of the
-// others in one copy.
-func (r *Reconciler) insert(add []conntrack.GREMap) {
-	if len(add) == 0 {
-		return
-	}
-	slices.SortFunc(add, cmpMapIn)
-	add = slices.CompactFunc(add, func(a, b conntrack.GREMap) bool { return InKeyOf(a) == InKeyOf(b) })
-	r.at = r.at[:0]
-	for _, m := range add { // where each goes among the old ones
-		i, _ := r.find(InKeyOf(m))
-		r.at = append(r.at, i)
-	}
-	end := len(r.applied)
-	if need := len(r.applied) + len(add); need > cap(r.applied) {
-		// A sixteenth to spare, not append's quarter: 36 bytes a call
-		// and tier. Growing costs a copy of each mapping; a batch's
-		// insertion moves as many already.
-		r.applied = append(make([]applied, 0, need+need/16+16), r.applied...)
-	}
-	r.applied = r.applied[:len(r.applied)+len(add)]
-	for j := len(add) - 1; j >= 0; j-- {
-		i := r.at[j]
-		copy(r.applied[i+j+1:], r.applied[i:end])
-		r.applied[i+j] = applied{m: add[j]}
-		end = i
+// leave gives the tier's slot in the mirror back.
+func (r *Reconciler) leave() {
+	if r.joined {
+		r.mir.leave(r.t)
+		r.joined, r.n = false, 0
 	}
 }
 
-// find returns the index of k's applied mapping, or where it would go.
-func (r *Reconciler) find(k InKey) (int, bool) {
-	hi, lo := inOrder(k)
-	i, j := 0, len(r.applied)
-	for i < j {
-		h := int(uint(i+j) >> 1)
-		a := &r.applied[h].m
-		ahi, alo := inOrder(InKey{Peer: a.Peer, Public: a.Public, OuterID: a.OuterID})
-		if ahi < hi || (ahi == hi && alo < lo) {
-			i = h + 1
-		} else {
-			j = h
-		}
-	}
-	return i, i < len(r.applied) && InKeyOf(r.applied[i].m) == k
-}
-
-// outEntry is an applied mapping's OutKey as two numbers (outOrder), the
-// second with its index in applied in the low 32 bits.
+// outEntry is a mapping's OutKey as two numbers (outOrder), the second
+// with its index in the mirror in the low 32 bits.
 type outEntry struct{ hi, lo uint64 }
 
 func outOrder(k OutKey) (hi, lo uint64) {
 	return uint64(binary.BigEndian.Uint32(k.Inside[:]))<<32 | uint64(binary.BigEndian.Uint32(k.Peer[:])), uint64(k.PeerID) << 32
 }
 
-// sortOut returns applied's index by OutKey, for out. It is built for
-// each counter read and dropped after it, not kept nor pooled: that
-// spares 4 bytes a call and tier of live heap (a pool's buffer survives
-// the first GC), and at 10 000 calls a sort of plain numbers costs less
-// than the lookups of one read (BenchmarkReadCounters).
+// sortOut returns the index by OutKey of the tier's mappings, for out.
+// It is built for each counter read and dropped after it, not kept nor
+// pooled: that spares 4 bytes a call and tier of live heap (a pool's
+// buffer survives the first GC), and at 10 000 calls a sort of plain
+// numbers costs less than the lookups of one read
+// (BenchmarkReadCounters).
 func (r *Reconciler) sortOut() []outEntry {
-	b := make([]outEntry, len(r.applied))
-	for i := range r.applied {
-		hi, lo := outOrder(OutKeyOf(r.applied[i].m))
-		b[i] = outEntry{hi, lo | uint64(i)}
+	b := make([]outEntry, 0, r.n)
+	for i, m := range r.mir.maps {
+		if r.mir.held[i]&r.bit != 0 {
+			hi, lo := outOrder(OutKeyOf(m))
+			b = append(b, outEntry{hi, lo | uint64(i)})
+		}
 	}
 	slices.SortFunc(b, func(x, y outEntry) int {
 		if c := cmp.Compare(x.hi, y.hi); c != 0 {
@@ -549,8 +467,8 @@ func (r *Reconciler) sortOut() []outEntry {
 	return b
 }
 
-// out finds the applied mapping of k through byOut (sortOut).
-func (r *Reconciler) out(byOut []outEntry, k OutKey) (*applied, bool) {
+// out finds the index of k's mapping through byOut (sortOut).
+func out(byOut []outEntry, k OutKey) (int, bool) {
 	hi, lo := outOrder(k)
 	j, ok := slices.BinarySearchFunc(byOut, k, func(e outEntry, _ OutKey) int {
 		if c := cmp.Compare(e.hi, hi); c != 0 {
@@ -559,9 +477,9 @@ func (r *Reconciler) out(byOut []outEntry, k OutKey) (*applied, bool) {
 		return cmp.Compare(e.lo>>32, lo>>32)
 	})
 	if !ok {
-		return nil, false
+		return 0, false
 	}
-	return &r.applied[uint32(byOut[j].lo)], true
+	return int(uint32(byOut[j].lo)), true
 }
 
 // inOrder is k as two numbers, compared in turn: applied's order.
@@ -598,7 +516,8 @@ func (r *Reconciler) reset(desired []conntrack.GREMap) {
 			r.report(m, true)
 		}
 	}
-	r.applied = r.applied[:0]
+	r.mir.drop(r.t)
+	r.n = 0
 	on := r.cfg.OnMapping
 	r.cfg.OnMapping = nil // reported above
 	r.commit(desired, nil)
@@ -607,22 +526,31 @@ func (r *Reconciler) reset(desired []conntrack.GREMap) {
 
 // ReadCounters reads the kernel's per-call counters and gives the calls
 // what it translated since the last read.
+//
+// It holds the mirror's lock only while it credits a key: another tier
+// converges meanwhile (moving mappings, never this tier's, nor their
+// counters), so the index by OutKey is built again once they moved.
 func (r *Reconciler) ReadCounters() {
-	if r.failing || len(r.applied) == 0 {
+	if r.failing || r.n == 0 {
 		return
 	}
-	now := r.cfg.Now()
+	now, s := r.cfg.Now(), r.mir
 	var byOut []outEntry // sorted at the first outbound key
+	var moves uint64
 	err := r.be.Counters(func(k InKey, c Counters) {
-		if i, ok := r.find(k); ok {
-			r.credit(&r.applied[i], true, c, now)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if i, ok := s.find(k, r.bit); ok {
+			r.credit(i, true, c, now)
 		}
 	}, func(k OutKey, c Counters) {
-		if byOut == nil {
-			byOut = r.sortOut()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if byOut == nil || moves != s.moves {
+			byOut, moves = r.sortOut(), s.moves
 		}
-		if a, ok := r.out(byOut, k); ok {
-			r.credit(a, false, c, now)
+		if i, ok := out(byOut, k); ok {
+			r.credit(i, false, c, now)
 		}
 	})
 	if err != nil {
@@ -636,14 +564,16 @@ func (r *Reconciler) ReadCounters() {
 	}
 }
 
-// credit gives a's call what the kernel translated (c: its counters now,
-// in: towards the inside end) since the last read. With nothing new it
-// says nothing: the kernel's last-seen time moves only with a packet.
-func (r *Reconciler) credit(a *applied, in bool, c Counters, now time.Time) {
+// credit gives the call of the mirror's mapping i what the kernel
+// translated (c: its counters now, in: towards the inside end) since the
+// last read. With nothing new it says nothing: the kernel's last-seen
+// time moves only with a packet.
+func (r *Reconciler) credit(i int, in bool, c Counters, now time.Time) {
 	d := dirOut
 	if in {
 		d = dirIn
 	}
+	a := &r.mir.counts[r.t][i]
 	dp, db := a.moved(d, c)
 	a.keep(d, c)
 	if dp == 0 {
@@ -653,7 +583,7 @@ func (r *Reconciler) credit(a *applied, in bool, c Counters, now time.Time) {
 	if seen.IsZero() {
 		seen = now
 	}
-	r.src.FastPathCounters(a.m, in, dp, db, seen)
+	r.src.FastPathCounters(r.mir.maps[i], in, dp, db, seen)
 	if in {
 		r.pktsIn.Add(dp)
 		r.bytesIn.Add(db)
@@ -667,6 +597,9 @@ func (r *Reconciler) credit(a *applied, in bool, c Counters, now time.Time) {
 // with remove they are deleted.
 func (r *Reconciler) Stop(remove bool) error {
 	r.ReadCounters()
+	r.mir.mu.Lock()
+	r.leave()
+	r.mir.mu.Unlock()
 	return r.be.Close(remove)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -682,11 +683,12 @@ func BenchmarkReadCounters(b *testing.B) {
 	}
 }
 
-// TestAppliedSize: the mirror costs 36 bytes per call and tier (the
-// daemon's heap per call, BenchmarkHeapPerCall in nat/gateway).
-func TestAppliedSize(t *testing.T) {
-	if fastpath.SizeofApplied != 36 {
-		t.Errorf("applied is %d bytes, want 36", fastpath.SizeofApplied)
+// TestMirrorSize: the mirror costs 37 bytes per call with one tier and
+// 55 with two (the daemon's heap per call, BenchmarkHeapPerCall in
+// nat/gateway).
+func TestMirrorSize(t *testing.T) {
+	if one, two := fastpath.MirrorBytes(1), fastpath.MirrorBytes(2); one != 37 || two != 55 {
+		t.Errorf("a mapping costs %d bytes with one tier, %d with two; want 37, 55", one, two)
 	}
 }
 
@@ -772,5 +774,182 @@ func TestCounterTicks(t *testing.T) {
 		if got := r.CounterTicks(); got != tt.want {
 			t.Errorf("%d per tick of %v: every %d ticks, want %d", tt.perTick, tt.tick, got, tt.want)
 		}
+	}
+}
+
+// TestSharedMirror: two tiers of one source share a mirror while they
+// converge at their own times, one now and then refusing an update; each
+// kernel holds exactly the desired state once both converged, the mirror
+// keeps each mapping once (none that no tier holds), each tier's counters
+// credit the calls on their own, and a stopped tier's mappings go.
+func TestSharedMirror(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	mk := func(i int, inside byte) conntrack.GREMap {
+		return conntrack.GREMap{Peer: conntrack.Addr{203, 0, 113, byte(i % 7)}, OuterID: uint16(i), Public: conntrack.Addr{198, 51, 100, byte(i % 3)},
+			Inside: conntrack.Addr{192, 168, 1, inside}, InsideID: uint16(i), PeerID: uint16(i * 3)}
+	}
+	want := map[int]conntrack.GREMap{}
+	src, mir := newLogSource(150), fastpath.NewMirror()
+	bes := []*memBackend{newMem(), newMem()}
+	var rs []*fastpath.Reconciler
+	for i, be := range bes {
+		var b fastpath.Backend = be
+		if i == 0 {
+			b = finalBackend{be}
+		}
+		r := fastpath.New(src, b, fastpath.Config{FullEvery: -1, Mirror: mir})
+		if err := r.Start(); err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, r)
+	}
+	for range 60 {
+		for range 1 + rng.IntN(3) {
+			for range 1 + rng.IntN(60) {
+				i := rng.IntN(500)
+				if _, ok := want[i]; ok && rng.IntN(2) == 0 {
+					delete(want, i)
+				} else {
+					want[i] = mk(i, byte(rng.IntN(3)))
+				}
+			}
+			src.Set(slices.Collect(maps.Values(want))...)
+		}
+		for i, r := range rs {
+			switch rng.IntN(5) {
+			case 0: // not this time
+			case 1:
+				bes[i].fail = errors.New("ENOBUFS")
+				r.Converge()
+				bes[i].fail = nil
+			default:
+				r.Converge()
+			}
+		}
+	}
+	for _, r := range rs {
+		r.Converge()
+	}
+	for i, be := range bes {
+		if len(be.held) != len(want) {
+			t.Fatalf("tier %d holds %d, want %d", i, len(be.held), len(want))
+		}
+		for _, m := range want {
+			if be.held[fastpath.InKeyOf(m)] != m {
+				t.Fatalf("tier %d holds %+v for %+v", i, be.held[fastpath.InKeyOf(m)], m)
+			}
+		}
+		if st := rs[i].Stats(); st.Mappings != uint64(len(want)) || st.Failing {
+			t.Errorf("tier %d: %+v", i, st)
+		}
+	}
+	t.Logf("%d calls; tiers %+v, %+v", len(want), rs[0].Stats(), rs[1].Stats())
+	if n := mir.Held(); n != len(want) {
+		t.Errorf("the mirror keeps %d mappings, want %d", n, len(want))
+	}
+	for _, m := range want {
+		for i, be := range bes {
+			be.in[fastpath.InKeyOf(m)] = fastpath.Counters{Packets: uint64(i+1) * (uint64(m.OuterID) + 1), Bytes: 1}
+			be.out[fastpath.OutKeyOf(m)] = fastpath.Counters{Packets: uint64(i+1) * (uint64(m.OuterID) + 2), Bytes: 1}
+		}
+	}
+	for _, r := range rs {
+		r.ReadCounters()
+	}
+	for _, m := range want {
+		if in, out := src.Credited(m, true), src.Credited(m, false); in.Packets != 3*(uint64(m.OuterID)+1) || out.Packets != 3*(uint64(m.OuterID)+2) {
+			t.Fatalf("%+v credited in %+v out %+v", m, in, out)
+		}
+	}
+	if err := rs[0].Stop(false); err != nil {
+		t.Fatal(err)
+	}
+	if n := mir.Held(); n != len(want) {
+		t.Errorf("with one tier stopped the mirror keeps %d mappings, want %d", n, len(want))
+	}
+	src.Set()
+	rs[1].Converge()
+	if n := mir.Held(); n != 0 {
+		t.Errorf("with no call the mirror keeps %d mappings", n)
+	}
+	if err := rs[1].Stop(false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSharedMirrorRace: two tiers sharing a mirror run on their own
+// goroutines while calls come and go and their counters are read (run
+// with -race).
+func TestSharedMirrorRace(t *testing.T) {
+	src, mir := fastpathtest.New(), fastpath.NewMirror()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var rs []*fastpath.Reconciler
+	for range 2 {
+		be := newMem()
+		for i := range 107 { // counters to read while the other tier converges
+			be.in[fastpath.InKeyOf(call(uint16(i)))] = fastpath.Counters{Packets: 1, Bytes: 1}
+			be.out[fastpath.OutKeyOf(call(uint16(i)))] = fastpath.Counters{Packets: 1, Bytes: 1}
+		}
+		r := fastpath.New(src, be, fastpath.Config{Tick: time.Millisecond, Mirror: mir})
+		if err := r.Start(); err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, r)
+	}
+	done := make(chan struct{})
+	for _, r := range rs {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			r.Run(ctx)
+		}()
+	}
+	for i := range 200 {
+		src.Set(call(uint16(i%50)), call(uint16(100+i%7)))
+		time.Sleep(100 * time.Microsecond)
+	}
+	src.Set(call(1), call(2))
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && (rs[0].Stats().Mappings != 2 || rs[1].Stats().Mappings != 2 || mir.Held() != 2) {
+		time.Sleep(time.Millisecond)
+	}
+	if rs[0].Stats().Mappings != 2 || rs[1].Stats().Mappings != 2 || mir.Held() != 2 {
+		t.Errorf("tiers hold %d and %d, the mirror %d; want 2", rs[0].Stats().Mappings, rs[1].Stats().Mappings, mir.Held())
+	}
+	cancel()
+	<-done
+	<-done
+}
+
+// TestSharedMirrorMoved: while one tier holds a call's old value and the
+// other its new one, the mirror keeps both; once both moved, one.
+func TestSharedMirrorMoved(t *testing.T) {
+	src, mir := newLogSource(16, call(1), call(2)), fastpath.NewMirror()
+	a, b := newMem(), newMem()
+	ra := fastpath.New(src, a, fastpath.Config{Mirror: mir})
+	rb := fastpath.New(src, b, fastpath.Config{Mirror: mir})
+	for _, r := range []*fastpath.Reconciler{ra, rb} {
+		if err := r.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := mir.Held(); n != 2 {
+		t.Fatalf("after start the mirror keeps %d, want 2", n)
+	}
+	moved := call(2)
+	moved.Inside = conntrack.Addr{192, 168, 1, 11}
+	src.Set(call(1), moved)
+	ra.Converge()
+	if n := mir.Held(); n != 3 || a.held[fastpath.InKeyOf(moved)] != moved || b.held[fastpath.InKeyOf(moved)] != call(2) {
+		t.Fatalf("one tier moved: the mirror keeps %d (want 3), kernels %+v, %+v", n, a.held, b.held)
+	}
+	b.in[fastpath.InKeyOf(moved)] = fastpath.Counters{Packets: 4, Bytes: 40}
+	rb.ReadCounters()
+	if got := src.Credited(call(2), true); got.Packets != 4 {
+		t.Errorf("the old value's tier credited %+v", got)
+	}
+	rb.Converge()
+	if n := mir.Held(); n != 2 || b.held[fastpath.InKeyOf(moved)] != moved {
+		t.Fatalf("both moved: the mirror keeps %d (want 2), kernel %+v", n, b.held)
 	}
 }
