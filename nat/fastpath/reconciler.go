@@ -58,9 +58,9 @@ type Stats struct {
 }
 
 // maxCounterGap is the longest time between two counter reads, whatever
-// CountersPerTick says: half the range applied keeps in a minute is 35 M
-// packets and 4.5 GB (36 Gbit) a second for one call, beyond what one
-// PPTP call carries.
+// CountersPerTick says: the mirror keeps the counters' low bits (counts),
+// and half their range in a minute is 35 M packets and 4.5 GB (36 Gbit) a
+// second for one call, beyond what one PPTP call carries.
 const maxCounterGap = time.Minute
 
 // Reconciler converges a Backend to a Source's desired state. Run is its
@@ -122,9 +122,10 @@ func New(src Source, be Backend, cfg Config) *Reconciler {
 	return r
 }
 
-// final credits a mapping's last counters, read as Apply deletes it. It
-// finds the mapping by its inbound key either way: the index by OutKey is
-// rebuilt after every change, which would make each deletion sort it.
+// final credits a mapping's last counters, read as Apply deletes it
+// (within Converge: the mirror's lock is held). It finds the mapping by
+// its inbound key either way: the index by OutKey is built per counter
+// read.
 func (r *Reconciler) final(m conntrack.GREMap, in bool, c Counters) {
 	if i, ok := r.mir.exact(m); ok && r.mir.held[i]&r.bit != 0 {
 		r.credit(i, in, c, r.cfg.Now())
@@ -364,9 +365,9 @@ func (r *Reconciler) done(gen uint64) {
 	r.applies.Add(1)
 }
 
-// diff returns what to add and remove to turn the applied state into
+// diff returns what to add and remove to turn what the tier holds into
 // desired; a mapping whose value changed is removed and added again. The
-// applied mappings still desired are marked in a bit set of the diff's
+// mappings it holds still desired are marked in a bit set of the diff's
 // own (a bit a mapping, not a mark in each).
 func (r *Reconciler) diff(desired []conntrack.GREMap) (add, del []conntrack.GREMap) {
 	s := r.mir
@@ -482,7 +483,7 @@ func out(byOut []outEntry, k OutKey) (int, bool) {
 	return int(uint32(byOut[j].lo)), true
 }
 
-// inOrder is k as two numbers, compared in turn: applied's order.
+// inOrder is k as two numbers, compared in turn: the mirror's order.
 func inOrder(k InKey) (uint64, uint32) {
 	return uint64(binary.BigEndian.Uint32(k.Peer[:]))<<16 | uint64(k.OuterID), binary.BigEndian.Uint32(k.Public[:])
 }
