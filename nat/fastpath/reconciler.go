@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
-	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -37,6 +36,9 @@ type Config struct {
 	// leaving the kernel once the backend took the change, on Run's
 	// goroutine: it must not block (`pptpgw events`).
 	OnMapping func(m conntrack.GREMap, entered bool)
+	// Mirror, when set, is shared with the Reconcilers of the other
+	// tiers of the same Source (NewMirror); else it has its own.
+	Mirror *Mirror
 }
 
 // Stats are a Reconciler's counters.
@@ -55,16 +57,11 @@ type Stats struct {
 	BytesIn, BytesOut uint64 // translated by the kernel, read from its counters
 }
 
-// applied is a mapping the backend holds, with its counters as last read.
-// One per call and tier, so it is kept small: a value in a slice sorted by
-// InKey, found by binary search (by OutKey through Reconciler.byOut), 56
-// bytes with its mark.
-type applied struct {
-	m                 conntrack.GREMap
-	mark              uint32 // the diff that last found it desired
-	pktsIn, bytesIn   uint64
-	pktsOut, bytesOut uint64
-}
+// maxCounterGap is the longest time between two counter reads, whatever
+// CountersPerTick says: the mirror keeps the counters' low bits (counts),
+// and half their range in a minute is 35 M packets and 4.5 GB (36 Gbit) a
+// second for one call, beyond what one PPTP call carries.
+const maxCounterGap = time.Minute
 
 // Reconciler converges a Backend to a Source's desired state. Run is its
 // only goroutine; Stats may be read from any.
@@ -75,23 +72,25 @@ type Reconciler struct {
 	log     *zap.Logger
 	changed <-chan struct{} // src's signal, ours alone
 
-	// Run's own. The mappings the backend holds are values in applied,
-	// sorted by InKey, found by their OutKey through byOut (indexes of
-	// applied sorted by OutKey, rebuilt when outStale): a map per key,
-	// or pointers, would double the bytes per call and tier.
-	applied  []applied
-	byOut    []uint32
-	outStale bool
-	mark     uint32 // diff's pass
-	gen      uint64
-	failing  bool
-	ticks    int
+	// Run's own. The mappings the backend holds are those of mir with
+	// its bit (tier t), n of them, sorted by InKey, found by their OutKey
+	// through an index built for each counter read (sortOut): a map per
+	// key, or pointers, would double the bytes per call and tier. mir is
+	// touched with its lock held.
+	mir     *Mirror
+	t       int
+	bit     uint8
+	joined  bool
+	n       int
+	gen     uint64
+	failing bool
+	ticks   int
 	// fullDue: the next converge reads the whole desired state (the
 	// backstop, every fullTicks ticks); changes, DesiredChanges' buffer.
 	fullDue   bool
 	fullTicks int
 	changes   []conntrack.GREChange
-	at        []int // commit's indexes into applied
+	at        []int // commit's indexes into mir
 
 	mappings, applies, errs, generation, full atomic.Uint64
 	failingNow                                atomic.Bool // failing, for Stats
@@ -112,26 +111,24 @@ func New(src Source, be Backend, cfg Config) *Reconciler {
 	if cfg.FullEvery == 0 {
 		cfg.FullEvery = 60
 	}
-	r := &Reconciler{cfg: cfg, src: src, be: be, log: cfg.Log, changed: src.DesiredChanged()}
+	mir := cfg.Mirror
+	if mir == nil {
+		mir = NewMirror()
+	}
+	r := &Reconciler{cfg: cfg, src: src, be: be, log: cfg.Log, changed: src.DesiredChanged(), mir: mir}
 	if fc, ok := be.(FinalCounter); ok {
 		fc.OnDelete(r.final)
 	}
 	return r
 }
 
-// final credits a mapping's last counters, read as Apply deletes it. It
-// finds the mapping by its inbound key either way: the index by OutKey is
-// rebuilt after every change, which would make each deletion sort it.
+// final credits a mapping's last counters, read as Apply deletes it
+// (within Converge: the mirror's lock is held). It finds the mapping by
+// its inbound key either way: the index by OutKey is built per counter
+// read.
 func (r *Reconciler) final(m conntrack.GREMap, in bool, c Counters) {
-	i, ok := r.find(InKeyOf(m))
-	if !ok || r.applied[i].m != m {
-		return
-	}
-	a, now := &r.applied[i], r.cfg.Now()
-	if in {
-		r.credit(a.m, true, &a.pktsIn, &a.bytesIn, c, now)
-	} else {
-		r.credit(a.m, false, &a.pktsOut, &a.bytesOut, c, now)
+	if i, ok := r.mir.exact(m); ok && r.mir.held[i]&r.bit != 0 {
+		r.credit(i, in, c, r.cfg.Now())
 	}
 }
 
@@ -142,11 +139,21 @@ func (r *Reconciler) Backend() Backend { return r.be }
 // the backend could not be programmed at all (the caller may fall back to
 // another path).
 func (r *Reconciler) Start() error {
+	r.mir.mu.Lock()
+	defer r.mir.mu.Unlock()
+	if !r.joined {
+		t, err := r.mir.join()
+		if err != nil {
+			return err
+		}
+		r.t, r.bit, r.joined = t, 1<<t, true
+	}
 	buf := getDesired()
 	defer putDesired(buf)
 	*buf, r.gen = r.src.Desired((*buf)[:0])
 	if err := r.be.Replace(*buf); err != nil {
 		r.errs.Add(1)
+		r.leave()
 		return err
 	}
 	r.reset(*buf)
@@ -187,7 +194,7 @@ type changeSource interface {
 func (r *Reconciler) Run(ctx context.Context) {
 	tick := time.NewTicker(r.cfg.Tick)
 	defer tick.Stop()
-	r.log.Info("GRE fast path running", zap.String("path", r.be.Name()), zap.Int("calls", len(r.applied)))
+	r.log.Info("GRE fast path running", zap.String("path", r.be.Name()), zap.Int("calls", r.n))
 	defer r.log.Info("GRE fast path stopped", zap.String("path", r.be.Name()))
 	// A change is applied at once unless the last converge was less than
 	// convergeGap ago: then at the end of the gap, with whatever else
@@ -250,7 +257,8 @@ func (r *Reconciler) counterTicks() int {
 	if r.cfg.CountersPerTick <= 0 {
 		return 1
 	}
-	return max(1, len(r.applied)/r.cfg.CountersPerTick)
+	most := max(1, int(maxCounterGap/r.cfg.Tick))
+	return min(most, max(1, r.n/r.cfg.CountersPerTick))
 }
 
 // Converge applies what changed in the desired state since the last call:
@@ -261,6 +269,8 @@ func (r *Reconciler) Converge() {
 	if g, ok := r.src.(generationSource); ok && !r.failing && !r.fullDue && g.Generation() == r.gen {
 		return
 	}
+	r.mir.mu.Lock()
+	defer r.mir.mu.Unlock()
 	if cs, ok := r.src.(changeSource); ok && !r.failing && !r.fullDue && r.convergeChanges(cs) {
 		return
 	}
@@ -308,11 +318,11 @@ func (r *Reconciler) convergeChanges(src changeSource) bool {
 	}
 	var add, del []conntrack.GREMap
 	for _, c := range changes {
-		i, held := r.find(InKeyOf(c.Map))
+		i, held := r.mir.find(InKeyOf(c.Map), r.bit)
 		switch {
-		case held && c.Live && r.applied[i].m == c.Map:
+		case held && c.Live && r.mir.maps[i] == c.Map:
 		case held:
-			del = append(del, r.applied[i].m)
+			del = append(del, r.mir.maps[i])
 			if c.Live {
 				add = append(add, c.Map)
 			}
@@ -355,39 +365,38 @@ func (r *Reconciler) done(gen uint64) {
 	r.applies.Add(1)
 }
 
-// diff returns what to add and remove to turn the applied state into
-// desired; a mapping whose value changed is removed and added again. It
-// marks the applied mappings still desired, so it needs no map of its own.
+// diff returns what to add and remove to turn what the tier holds into
+// desired; a mapping whose value changed is removed and added again. The
+// mappings it holds still desired are marked in a bit set of the diff's
+// own (a bit a mapping, not a mark in each).
 func (r *Reconciler) diff(desired []conntrack.GREMap) (add, del []conntrack.GREMap) {
-	if r.mark++; r.mark == removed { // wrapped: no old mark may pass for this one
-		for i := range r.applied {
-			r.applied[i].mark = 0
-		}
-		r.mark = 1
-	}
+	s := r.mir
+	seen := make([]uint64, (len(s.maps)+63)/64)
 	for _, m := range desired {
-		if i, ok := r.find(InKeyOf(m)); ok && r.applied[i].m == m {
-			r.applied[i].mark = r.mark
+		if i, ok := s.exact(m); ok && s.held[i]&r.bit != 0 {
+			seen[i/64] |= 1 << (i % 64)
 		} else {
 			add = append(add, m)
 		}
 	}
-	for i := range r.applied {
-		if r.applied[i].mark != r.mark {
-			del = append(del, r.applied[i].m)
+	for i := range s.maps {
+		if s.held[i]&r.bit != 0 && seen[i/64]&(1<<(i%64)) == 0 {
+			del = append(del, s.maps[i])
 		}
 	}
 	return add, del
 }
 
-// removed marks an applied mapping commit deletes.
-const removed = math.MaxUint32
-
+// commit records that the backend took add and del: a mapping another
+// tier holds gains this one's bit, counting afresh; one no tier holds
+// any more goes.
 func (r *Reconciler) commit(add, del []conntrack.GREMap) {
+	s := r.mir
 	r.at = r.at[:0]
 	for _, m := range del {
-		if i, ok := r.find(InKeyOf(m)); ok {
-			r.applied[i].mark = removed
+		if i, ok := s.find(InKeyOf(m), r.bit); ok {
+			s.held[i] &^= r.bit
+			r.n--
 			r.at = append(r.at, i)
 		}
 		r.report(m, false)
@@ -395,120 +404,86 @@ func (r *Reconciler) commit(add, del []conntrack.GREMap) {
 	n := 0
 	for _, m := range add {
 		r.report(m, true)
-		if i, ok := r.find(InKeyOf(m)); ok { // a changed value: in its place
-			r.applied[i] = applied{m: m, mark: r.mark}
+		if i, ok := s.exact(m); ok {
+			if s.held[i]&r.bit == 0 {
+				r.n++
+			}
+			s.held[i] |= r.bit
+			s.counts[r.t][i] = counts{}
 		} else {
 			add[n] = m
 			n++
 		}
 	}
-	gone := r.at[:0]
-	for _, i := range r.at {
-		if r.applied[i].mark == removed {
-			gone = append(gone, i)
-		}
-	}
-	r.remove(gone)
-	r.insert(add[:n])
-	if len(r.applied) < cap(r.applied)/4 && cap(r.applied) > 1024 { // most calls ended: let the memory go
-		r.applied = slices.Clip(slices.Clone(r.applied))
-	}
+	slices.Sort(r.at)
+	r.at = slices.DeleteFunc(slices.Compact(r.at), func(i int) bool { return s.held[i] != 0 })
+	s.remove(r.at)
+	fresh := add[:n]
+	slices.SortFunc(fresh, cmpMapIn)
+	fresh = slices.CompactFunc(fresh, func(a, b conntrack.GREMap) bool { return InKeyOf(a) == InKeyOf(b) })
+	r.at = s.insert(fresh, r.bit, r.at)
+	r.n += len(fresh)
 	if cap(r.at) > keepBuf {
 		r.at = nil
 	}
-	r.outStale = true
-	r.mappings.Store(uint64(len(r.applied)))
+	r.mappings.Store(uint64(r.n))
 }
 
-// remove takes the applied mappings at the indexes at (reordered) out,
-// moving each run of the others once: a few changes cost a few copies,
-// not a pass over every call.
-func (r *Reconciler) remove(at []int) {
-	if len(at) == 0 {
-		return
-	}
-	slices.Sort(at)
-	at = slices.Compact(at)
-	w := at[0]
-	for j, i := range at {
-		end := len(r.applied)
-		if j+1 < len(at) {
-			end = at[j+1]
-		}
-		w += copy(r.applied[w:], r.applied[i+1:end])
-	}
-	clear(r.applied[w:])
-	r.applied = r.applied[:w]
-}
-
-// insert puts the new mappings add (reordered) into applied, keeping it
-// sorted: from the back, so that no mapping moves twice, each run of the
-// others in one copy.
-func (r *Reconciler) insert(add []conntrack.GREMap) {
-	if len(add) == 0 {
-		return
-	}
-	slices.SortFunc(add, func(a, b conntrack.GREMap) int { return cmpIn(InKeyOf(a), InKeyOf(b)) })
-	add = slices.CompactFunc(add, func(a, b conntrack.GREMap) bool { return InKeyOf(a) == InKeyOf(b) })
-	r.at = r.at[:0]
-	for _, m := range add { // where each goes among the old ones
-		i, _ := r.find(InKeyOf(m))
-		r.at = append(r.at, i)
-	}
-	end := len(r.applied)
-	if need := len(r.applied) + len(add); need > cap(r.applied) {
-		// An eighth to spare, not append's quarter: 56 bytes a call.
-		r.applied = append(make([]applied, 0, need+need/8), r.applied...)
-	}
-	r.applied = r.applied[:len(r.applied)+len(add)]
-	for j := len(add) - 1; j >= 0; j-- {
-		i := r.at[j]
-		copy(r.applied[i+j+1:], r.applied[i:end])
-		r.applied[i+j] = applied{m: add[j], mark: r.mark}
-		end = i
+// leave gives the tier's slot in the mirror back.
+func (r *Reconciler) leave() {
+	if r.joined {
+		r.mir.leave(r.t)
+		r.joined, r.n = false, 0
 	}
 }
 
-// find returns the index of k's applied mapping, or where it would go.
-func (r *Reconciler) find(k InKey) (int, bool) {
-	hi, lo := inOrder(k)
-	i, j := 0, len(r.applied)
-	for i < j {
-		h := int(uint(i+j) >> 1)
-		a := &r.applied[h].m
-		ahi, alo := inOrder(InKey{Peer: a.Peer, Public: a.Public, OuterID: a.OuterID})
-		if ahi < hi || (ahi == hi && alo < lo) {
-			i = h + 1
-		} else {
-			j = h
-		}
-	}
-	return i, i < len(r.applied) && InKeyOf(r.applied[i].m) == k
+// outEntry is a mapping's OutKey as two numbers (outOrder), the second
+// with its index in the mirror in the low 32 bits.
+type outEntry struct{ hi, lo uint64 }
+
+func outOrder(k OutKey) (hi, lo uint64) {
+	return uint64(binary.BigEndian.Uint32(k.Inside[:]))<<32 | uint64(binary.BigEndian.Uint32(k.Peer[:])), uint64(k.PeerID) << 32
 }
 
-// out finds the applied mapping of k.
-func (r *Reconciler) out(k OutKey) (*applied, bool) {
-	if r.outStale {
-		r.byOut = r.byOut[:0]
-		for i := range r.applied {
-			r.byOut = append(r.byOut, uint32(i))
+// sortOut returns the index by OutKey of the tier's mappings, for out.
+// It is built for each counter read and dropped after it, not kept nor
+// pooled: that spares 4 bytes a call and tier of live heap (a pool's
+// buffer survives the first GC), and at 10 000 calls a sort of plain
+// numbers costs less than the lookups of one read
+// (BenchmarkReadCounters).
+func (r *Reconciler) sortOut() []outEntry {
+	b := make([]outEntry, 0, r.n)
+	for i, m := range r.mir.maps {
+		if r.mir.held[i]&r.bit != 0 {
+			hi, lo := outOrder(OutKeyOf(m))
+			b = append(b, outEntry{hi, lo | uint64(i)})
 		}
-		slices.SortFunc(r.byOut, func(a, b uint32) int {
-			return cmpOut(OutKeyOf(r.applied[a].m), OutKeyOf(r.applied[b].m))
-		})
-		if cap(r.byOut) > 1024 && len(r.byOut) < cap(r.byOut)/4 {
-			r.byOut = slices.Clip(slices.Clone(r.byOut))
-		}
-		r.outStale = false
 	}
-	j, ok := slices.BinarySearchFunc(r.byOut, k, func(i uint32, k OutKey) int { return cmpOut(OutKeyOf(r.applied[i].m), k) })
+	slices.SortFunc(b, func(x, y outEntry) int {
+		if c := cmp.Compare(x.hi, y.hi); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.lo, y.lo)
+	})
+	return b
+}
+
+// out finds the index of k's mapping through byOut (sortOut).
+func out(byOut []outEntry, k OutKey) (int, bool) {
+	hi, lo := outOrder(k)
+	j, ok := slices.BinarySearchFunc(byOut, k, func(e outEntry, _ OutKey) int {
+		if c := cmp.Compare(e.hi, hi); c != 0 {
+			return c
+		}
+		return cmp.Compare(e.lo>>32, lo>>32)
+	})
 	if !ok {
-		return nil, false
+		return 0, false
 	}
-	return &r.applied[r.byOut[j]], true
+	return int(uint32(byOut[j].lo)), true
 }
 
-// inOrder is k as two numbers, compared in turn: applied's order.
+// inOrder is k as two numbers, compared in turn: the mirror's order.
 func inOrder(k InKey) (uint64, uint32) {
 	return uint64(binary.BigEndian.Uint32(k.Peer[:]))<<16 | uint64(k.OuterID), binary.BigEndian.Uint32(k.Public[:])
 }
@@ -522,15 +497,7 @@ func cmpIn(a, b InKey) int {
 	return cmp.Compare(alo, blo)
 }
 
-func cmpOut(a, b OutKey) int {
-	if c := cmp.Compare(binary.BigEndian.Uint32(a.Inside[:]), binary.BigEndian.Uint32(b.Inside[:])); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(binary.BigEndian.Uint32(a.Peer[:]), binary.BigEndian.Uint32(b.Peer[:])); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.PeerID, b.PeerID)
-}
+func cmpMapIn(a, b conntrack.GREMap) int { return cmpIn(InKeyOf(a), InKeyOf(b)) }
 
 func (r *Reconciler) report(m conntrack.GREMap, entered bool) {
 	if r.cfg.OnMapping != nil {
@@ -550,7 +517,8 @@ func (r *Reconciler) reset(desired []conntrack.GREMap) {
 			r.report(m, true)
 		}
 	}
-	r.applied = r.applied[:0]
+	r.mir.drop(r.t)
+	r.n = 0
 	on := r.cfg.OnMapping
 	r.cfg.OnMapping = nil // reported above
 	r.commit(desired, nil)
@@ -559,13 +527,33 @@ func (r *Reconciler) reset(desired []conntrack.GREMap) {
 
 // ReadCounters reads the kernel's per-call counters and gives the calls
 // what it translated since the last read.
+//
+// It holds the mirror's lock only while it credits a key: another tier
+// converges meanwhile (moving mappings, never this tier's, nor their
+// counters), so the index by OutKey is built again once they moved.
 func (r *Reconciler) ReadCounters() {
-	if r.failing || len(r.applied) == 0 {
+	if r.failing || r.n == 0 {
 		return
 	}
-	now := r.cfg.Now()
-	err := r.be.Counters(func(k InKey, c Counters) { r.creditIn(k, c, now) },
-		func(k OutKey, c Counters) { r.creditOut(k, c, now) })
+	now, s := r.cfg.Now(), r.mir
+	var byOut []outEntry // sorted at the first outbound key
+	var moves uint64
+	err := r.be.Counters(func(k InKey, c Counters) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if i, ok := s.find(k, r.bit); ok {
+			r.credit(i, true, c, now)
+		}
+	}, func(k OutKey, c Counters) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if byOut == nil || moves != s.moves {
+			byOut, moves = r.sortOut(), s.moves
+		}
+		if i, ok := out(byOut, k); ok {
+			r.credit(i, false, c, now)
+		}
+	})
 	if err != nil {
 		// Unreadable kernel objects are most likely gone (nft flush
 		// ruleset, a removed bpf pin): re-sync them whole at the next
@@ -577,28 +565,18 @@ func (r *Reconciler) ReadCounters() {
 	}
 }
 
-func (r *Reconciler) creditIn(k InKey, c Counters, now time.Time) {
-	if i, ok := r.find(k); ok {
-		a := &r.applied[i]
-		r.credit(a.m, true, &a.pktsIn, &a.bytesIn, c, now)
+// credit gives the call of the mirror's mapping i what the kernel
+// translated (c: its counters now, in: towards the inside end) since the
+// last read. With nothing new it says nothing: the kernel's last-seen
+// time moves only with a packet.
+func (r *Reconciler) credit(i int, in bool, c Counters, now time.Time) {
+	d := dirOut
+	if in {
+		d = dirIn
 	}
-}
-
-func (r *Reconciler) creditOut(k OutKey, c Counters, now time.Time) {
-	if a, ok := r.out(k); ok {
-		r.credit(a.m, false, &a.pktsOut, &a.bytesOut, c, now)
-	}
-}
-
-// credit gives m's call what the kernel translated since the counts
-// pkts and byts it read last (c: now). With nothing new it says nothing:
-// the kernel's last-seen time moves only with a packet.
-func (r *Reconciler) credit(m conntrack.GREMap, in bool, pkts, byts *uint64, c Counters, now time.Time) {
-	if c.Packets < *pkts || c.Bytes < *byts { // the kernel's entry was re-created
-		*pkts, *byts = 0, 0
-	}
-	dp, db := c.Packets-*pkts, c.Bytes-*byts
-	*pkts, *byts = c.Packets, c.Bytes
+	a := &r.mir.counts[r.t][i]
+	dp, db := a.moved(d, c)
+	a.keep(d, c)
 	if dp == 0 {
 		return
 	}
@@ -606,7 +584,7 @@ func (r *Reconciler) credit(m conntrack.GREMap, in bool, pkts, byts *uint64, c C
 	if seen.IsZero() {
 		seen = now
 	}
-	r.src.FastPathCounters(m, in, dp, db, seen)
+	r.src.FastPathCounters(r.mir.maps[i], in, dp, db, seen)
 	if in {
 		r.pktsIn.Add(dp)
 		r.bytesIn.Add(db)
@@ -620,6 +598,9 @@ func (r *Reconciler) credit(m conntrack.GREMap, in bool, pkts, byts *uint64, c C
 // with remove they are deleted.
 func (r *Reconciler) Stop(remove bool) error {
 	r.ReadCounters()
+	r.mir.mu.Lock()
+	r.leave()
+	r.mir.mu.Unlock()
 	return r.be.Close(remove)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -616,5 +617,339 @@ func BenchmarkConverge(b *testing.B) {
 		ms[i%n] = mk(n + i)
 		src.Set(ms...)
 		r.Converge()
+	}
+}
+
+// dumpBackend is memBackend whose Counters reads from slices, in a
+// shuffled order, as a kernel dump: a benchmark of the reconciler's side.
+type dumpBackend struct {
+	*memBackend
+	in  []fastpath.InKey
+	out []fastpath.OutKey
+}
+
+func (b *dumpBackend) Counters(in func(fastpath.InKey, fastpath.Counters), out func(fastpath.OutKey, fastpath.Counters)) error {
+	for _, k := range b.in {
+		in(k, fastpath.Counters{Packets: 1, Bytes: 100})
+	}
+	for _, k := range b.out {
+		out(k, fastpath.Counters{Packets: 1, Bytes: 100})
+	}
+	return nil
+}
+
+// BenchmarkReadCounters: one counter read of 10 000 calls, both
+// directions, from a backend that costs next to nothing (quiet: no
+// change since the last read; churn: one call set up and one torn down
+// before each read).
+func BenchmarkReadCounters(b *testing.B) {
+	const n = 10000
+	mk := func(i int) conntrack.GREMap {
+		j := uint16(i * 40503) // the inside hosts in another order than the peers
+		return conntrack.GREMap{Peer: conntrack.Addr{203, 0, byte(i >> 8), byte(i)}, OuterID: uint16(i), Public: conntrack.Addr{198, 51, 100, 1},
+			Inside: conntrack.Addr{192, 168, byte(j >> 8), byte(j)}, InsideID: 1, PeerID: uint16(i)}
+	}
+	for _, churn := range []bool{false, true} {
+		b.Run(map[bool]string{false: "quiet", true: "churn"}[churn], func(b *testing.B) {
+			ms := make([]conntrack.GREMap, n)
+			be := &dumpBackend{memBackend: newMem()}
+			for i := range ms {
+				ms[i] = mk(i)
+				be.in = append(be.in, fastpath.InKeyOf(ms[i]))
+				be.out = append(be.out, fastpath.OutKeyOf(ms[i]))
+			}
+			rng := rand.New(rand.NewPCG(1, 2))
+			rng.Shuffle(n, func(i, j int) { be.in[i], be.in[j] = be.in[j], be.in[i] })
+			rng.Shuffle(n, func(i, j int) { be.out[i], be.out[j] = be.out[j], be.out[i] })
+			src := fastpathtest.New(ms...)
+			r := fastpath.New(src, be, fastpath.Config{})
+			if err := r.Start(); err != nil {
+				b.Fatal(err)
+			}
+			r.ReadCounters()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				if churn {
+					b.StopTimer()
+					ms[i%n] = mk(n + i)
+					src.Set(ms...)
+					r.Converge()
+					b.StartTimer()
+				}
+				r.ReadCounters()
+			}
+		})
+	}
+}
+
+// TestMirrorSize: the mirror costs 37 bytes per call with one tier and
+// 55 with two (the daemon's heap per call, BenchmarkHeapPerCall in
+// nat/gateway).
+func TestMirrorSize(t *testing.T) {
+	if one, two := fastpath.MirrorBytes(1), fastpath.MirrorBytes(2); one != 37 || two != 55 {
+		t.Errorf("a mapping costs %d bytes with one tier, %d with two; want 37, 55", one, two)
+	}
+}
+
+// TestMoved: the mirror keeps the counters' low bits (32 of the packets,
+// 39 of the bytes) and still credits exactly what moved across their
+// wraps; a counter going back (a re-created kernel entry) counts whole,
+// exactly while it fits in the bits kept, beyond them when it moved back
+// by less than half their range.
+func TestMoved(t *testing.T) {
+	const p32, b39 = 1 << 32, 1 << 39
+	for _, tt := range []struct {
+		name       string
+		last, now  fastpath.Counters
+		pkts, byts uint64
+	}{
+		{"none", fastpath.Counters{}, fastpath.Counters{}, 0, 0},
+		{"small", fastpath.Counters{Packets: 10, Bytes: 1000}, fastpath.Counters{Packets: 15, Bytes: 1600}, 5, 600},
+		{"packets wrap", fastpath.Counters{Packets: p32 - 3, Bytes: 5000}, fastpath.Counters{Packets: p32 + 4, Bytes: 5700}, 7, 700},
+		{"bytes wrap", fastpath.Counters{Packets: 9, Bytes: b39 - 100}, fastpath.Counters{Packets: 11, Bytes: b39 + 200}, 2, 300},
+		{"bytes past 2^32", fastpath.Counters{Packets: 9, Bytes: p32 - 100}, fastpath.Counters{Packets: 11, Bytes: p32 + 200}, 2, 300},
+		{"both far", fastpath.Counters{Packets: 5*p32 + 1, Bytes: 7*b39 + 1}, fastpath.Counters{Packets: 5*p32 + 1e9, Bytes: 7*b39 + 1e11}, 1e9 - 1, 1e11 - 1},
+		{"a minute at 30 Mpps", fastpath.Counters{Packets: p32 - 1}, fastpath.Counters{Packets: p32 - 1 + 1.8e9, Bytes: 1.8e9 * 64}, 1.8e9, 1.8e9 * 64},
+		{"re-created", fastpath.Counters{Packets: 10, Bytes: 1000}, fastpath.Counters{Packets: 3, Bytes: 300}, 3, 300},
+		{"re-created, bytes back", fastpath.Counters{Packets: 10, Bytes: 1000}, fastpath.Counters{Packets: 12, Bytes: 300}, 12, 300},
+		{"re-created after 2^32", fastpath.Counters{Packets: p32 + 5, Bytes: 1e12}, fastpath.Counters{Packets: 100, Bytes: 9000}, 100, 9000},
+		{"re-created after 2^39 bytes", fastpath.Counters{Packets: 7, Bytes: b39 + 5}, fastpath.Counters{Packets: 8, Bytes: 9000}, 8, 9000},
+		{"back, far", fastpath.Counters{Packets: 9 * p32, Bytes: 9 * b39}, fastpath.Counters{Packets: 9*p32 - 5, Bytes: 9*b39 - 500}, 9*p32 - 5, 9*b39 - 500},
+	} {
+		if p, b := fastpath.Moved(tt.last, tt.now); p != tt.pkts || b != tt.byts {
+			t.Errorf("%s: moved %d packets %d bytes, want %d, %d", tt.name, p, b, tt.pkts, tt.byts)
+		}
+	}
+}
+
+// TestCountersWrap: read after read across the kept bits' wraps, a
+// call's credits add up to the kernel's cumulative counters exactly, the
+// last read by a deletion included.
+func TestCountersWrap(t *testing.T) {
+	src, be := fastpathtest.New(call(1)), newMem()
+	r := fastpath.New(src, finalBackend{be}, fastpath.Config{})
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := call(1)
+	var in, out fastpath.Counters
+	for i := range 40 {
+		in.Packets += 1<<30 + uint64(i) // four reads a wrap
+		in.Bytes += 1<<37 + uint64(i)
+		out.Packets += 3
+		out.Bytes += 1<<37 + 7
+		be.in[fastpath.InKeyOf(c)], be.out[fastpath.OutKeyOf(c)] = in, out
+		if i < 39 {
+			r.ReadCounters()
+		}
+	}
+	src.Set()
+	r.Converge() // deletes it, reading its last counters
+	gi, gout := src.Credited(c, true), src.Credited(c, false)
+	if gi.Packets != in.Packets || gi.Bytes != in.Bytes || gout.Packets != out.Packets || gout.Bytes != out.Bytes {
+		t.Errorf("credited in %+v out %+v, want %+v %+v", gi, gout, in, out)
+	}
+	if st := r.Stats(); st.PacketsIn != in.Packets || st.BytesOut != out.Bytes {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestCounterTicks: above CountersPerTick mappings the counters are read
+// less often, but at least once a minute (the mirror's low bits).
+func TestCounterTicks(t *testing.T) {
+	ms := make([]conntrack.GREMap, 5000)
+	for i := range ms {
+		ms[i] = call(uint16(2 * i))
+	}
+	for _, tt := range []struct {
+		perTick int
+		tick    time.Duration
+		want    int
+	}{{0, time.Second, 1}, {10000, time.Second, 1}, {1000, time.Second, 5}, {10, time.Second, 60}, {10, 10 * time.Second, 6}, {10, 2 * time.Minute, 1}} {
+		r := fastpath.New(fastpathtest.New(ms...), newMem(), fastpath.Config{CountersPerTick: tt.perTick, Tick: tt.tick})
+		if err := r.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.CounterTicks(); got != tt.want {
+			t.Errorf("%d per tick of %v: every %d ticks, want %d", tt.perTick, tt.tick, got, tt.want)
+		}
+	}
+}
+
+// TestSharedMirror: two tiers of one source share a mirror while they
+// converge at their own times, one now and then refusing an update; each
+// kernel holds exactly the desired state once both converged, the mirror
+// keeps each mapping once (none that no tier holds), each tier's counters
+// credit the calls on their own, and a stopped tier's mappings go.
+func TestSharedMirror(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	mk := func(i int, inside byte) conntrack.GREMap {
+		return conntrack.GREMap{Peer: conntrack.Addr{203, 0, 113, byte(i % 7)}, OuterID: uint16(i), Public: conntrack.Addr{198, 51, 100, byte(i % 3)},
+			Inside: conntrack.Addr{192, 168, 1, inside}, InsideID: uint16(i), PeerID: uint16(i * 3)}
+	}
+	want := map[int]conntrack.GREMap{}
+	src, mir := newLogSource(150), fastpath.NewMirror()
+	bes := []*memBackend{newMem(), newMem()}
+	var rs []*fastpath.Reconciler
+	for i, be := range bes {
+		var b fastpath.Backend = be
+		if i == 0 {
+			b = finalBackend{be}
+		}
+		r := fastpath.New(src, b, fastpath.Config{FullEvery: -1, Mirror: mir})
+		if err := r.Start(); err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, r)
+	}
+	for range 60 {
+		for range 1 + rng.IntN(3) {
+			for range 1 + rng.IntN(60) {
+				i := rng.IntN(500)
+				if _, ok := want[i]; ok && rng.IntN(2) == 0 {
+					delete(want, i)
+				} else {
+					want[i] = mk(i, byte(rng.IntN(3)))
+				}
+			}
+			src.Set(slices.Collect(maps.Values(want))...)
+		}
+		for i, r := range rs {
+			switch rng.IntN(5) {
+			case 0: // not this time
+			case 1:
+				bes[i].fail = errors.New("ENOBUFS")
+				r.Converge()
+				bes[i].fail = nil
+			default:
+				r.Converge()
+			}
+		}
+	}
+	for _, r := range rs {
+		r.Converge()
+	}
+	for i, be := range bes {
+		if len(be.held) != len(want) {
+			t.Fatalf("tier %d holds %d, want %d", i, len(be.held), len(want))
+		}
+		for _, m := range want {
+			if be.held[fastpath.InKeyOf(m)] != m {
+				t.Fatalf("tier %d holds %+v for %+v", i, be.held[fastpath.InKeyOf(m)], m)
+			}
+		}
+		if st := rs[i].Stats(); st.Mappings != uint64(len(want)) || st.Failing {
+			t.Errorf("tier %d: %+v", i, st)
+		}
+	}
+	t.Logf("%d calls; tiers %+v, %+v", len(want), rs[0].Stats(), rs[1].Stats())
+	if n := mir.Held(); n != len(want) {
+		t.Errorf("the mirror keeps %d mappings, want %d", n, len(want))
+	}
+	for _, m := range want {
+		for i, be := range bes {
+			be.in[fastpath.InKeyOf(m)] = fastpath.Counters{Packets: uint64(i+1) * (uint64(m.OuterID) + 1), Bytes: 1}
+			be.out[fastpath.OutKeyOf(m)] = fastpath.Counters{Packets: uint64(i+1) * (uint64(m.OuterID) + 2), Bytes: 1}
+		}
+	}
+	for _, r := range rs {
+		r.ReadCounters()
+	}
+	for _, m := range want {
+		if in, out := src.Credited(m, true), src.Credited(m, false); in.Packets != 3*(uint64(m.OuterID)+1) || out.Packets != 3*(uint64(m.OuterID)+2) {
+			t.Fatalf("%+v credited in %+v out %+v", m, in, out)
+		}
+	}
+	if err := rs[0].Stop(false); err != nil {
+		t.Fatal(err)
+	}
+	if n := mir.Held(); n != len(want) {
+		t.Errorf("with one tier stopped the mirror keeps %d mappings, want %d", n, len(want))
+	}
+	src.Set()
+	rs[1].Converge()
+	if n := mir.Held(); n != 0 {
+		t.Errorf("with no call the mirror keeps %d mappings", n)
+	}
+	if err := rs[1].Stop(false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSharedMirrorRace: two tiers sharing a mirror run on their own
+// goroutines while calls come and go and their counters are read (run
+// with -race).
+func TestSharedMirrorRace(t *testing.T) {
+	src, mir := fastpathtest.New(), fastpath.NewMirror()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var rs []*fastpath.Reconciler
+	for range 2 {
+		be := newMem()
+		for i := range 107 { // counters to read while the other tier converges
+			be.in[fastpath.InKeyOf(call(uint16(i)))] = fastpath.Counters{Packets: 1, Bytes: 1}
+			be.out[fastpath.OutKeyOf(call(uint16(i)))] = fastpath.Counters{Packets: 1, Bytes: 1}
+		}
+		r := fastpath.New(src, be, fastpath.Config{Tick: time.Millisecond, Mirror: mir})
+		if err := r.Start(); err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, r)
+	}
+	done := make(chan struct{})
+	for _, r := range rs {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			r.Run(ctx)
+		}()
+	}
+	for i := range 200 {
+		src.Set(call(uint16(i%50)), call(uint16(100+i%7)))
+		time.Sleep(100 * time.Microsecond)
+	}
+	src.Set(call(1), call(2))
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && (rs[0].Stats().Mappings != 2 || rs[1].Stats().Mappings != 2 || mir.Held() != 2) {
+		time.Sleep(time.Millisecond)
+	}
+	if rs[0].Stats().Mappings != 2 || rs[1].Stats().Mappings != 2 || mir.Held() != 2 {
+		t.Errorf("tiers hold %d and %d, the mirror %d; want 2", rs[0].Stats().Mappings, rs[1].Stats().Mappings, mir.Held())
+	}
+	cancel()
+	<-done
+	<-done
+}
+
+// TestSharedMirrorMoved: while one tier holds a call's old value and the
+// other its new one, the mirror keeps both; once both moved, one.
+func TestSharedMirrorMoved(t *testing.T) {
+	src, mir := newLogSource(16, call(1), call(2)), fastpath.NewMirror()
+	a, b := newMem(), newMem()
+	ra := fastpath.New(src, a, fastpath.Config{Mirror: mir})
+	rb := fastpath.New(src, b, fastpath.Config{Mirror: mir})
+	for _, r := range []*fastpath.Reconciler{ra, rb} {
+		if err := r.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := mir.Held(); n != 2 {
+		t.Fatalf("after start the mirror keeps %d, want 2", n)
+	}
+	moved := call(2)
+	moved.Inside = conntrack.Addr{192, 168, 1, 11}
+	src.Set(call(1), moved)
+	ra.Converge()
+	if n := mir.Held(); n != 3 || a.held[fastpath.InKeyOf(moved)] != moved || b.held[fastpath.InKeyOf(moved)] != call(2) {
+		t.Fatalf("one tier moved: the mirror keeps %d (want 3), kernels %+v, %+v", n, a.held, b.held)
+	}
+	b.in[fastpath.InKeyOf(moved)] = fastpath.Counters{Packets: 4, Bytes: 40}
+	rb.ReadCounters()
+	if got := src.Credited(call(2), true); got.Packets != 4 {
+		t.Errorf("the old value's tier credited %+v", got)
+	}
+	rb.Converge()
+	if n := mir.Held(); n != 2 || b.held[fastpath.InKeyOf(moved)] != moved {
+		t.Fatalf("both moved: the mirror keeps %d (want 2), kernel %+v", n, b.held)
 	}
 }

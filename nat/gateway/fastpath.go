@@ -43,8 +43,9 @@ var countersPerTick = map[string]int{PathKernel: 1000, PathBPF: 10000}
 func (g *Gateway) startFastPath() error {
 	tiers, required := plan(g.cfg.GREPath)
 	var why []string
+	mirror := fastpath.NewMirror() // the tiers hold the same calls: kept once
 	for _, name := range tiers {
-		if err := g.tryBackend(name); err != nil {
+		if err := g.tryBackend(name, mirror); err != nil {
 			if name == required {
 				return fmt.Errorf("--gre-path %s: %w (use --gre-path kernel or queue where it cannot run)", name, err)
 			}
@@ -75,7 +76,7 @@ func reason(requested string, failed []string) string {
 	return "--gre-path " + requested + ": " + strings.Join(failed, "; ")
 }
 
-func (g *Gateway) tryBackend(name string) error {
+func (g *Gateway) tryBackend(name string, mirror *fastpath.Mirror) error {
 	mk := g.deps.Backends[name]
 	if mk == nil {
 		return fmt.Errorf("not built in")
@@ -85,7 +86,7 @@ func (g *Gateway) tryBackend(name string) error {
 		return err
 	}
 	r := fastpath.New(g.table, be, fastpath.Config{CountersPerTick: countersPerTick[name], Log: g.log.Named("fastpath"),
-		OnMapping: g.hub.Mapping(name)})
+		OnMapping: g.hub.Mapping(name), Mirror: mirror})
 	if err := r.Start(); err != nil {
 		be.Close(true)
 		return err
