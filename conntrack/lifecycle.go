@@ -18,7 +18,7 @@ import (
 // make its readers miss.
 type Call struct {
 	conn     *Conn
-	outNext  *Call // byOut's chain
+	connNext *Call // the next of conn's calls (index.go)
 	created  int64
 	since    int64 // when State last changed
 	setUp    int64 // when the reply set it up (0: not seen, as for a call picked up or restored)
@@ -119,7 +119,7 @@ func (t *Table) replyOut(c *Conn, peerID uint16, result byte, now int64) byte {
 		return result
 	}
 	answered := false
-	for _, p := range c.calls {
+	for p := range c.eachCall {
 		if p != k && !p.hasInside && p.hasPeer && p.PeerID == peerID && p.State == StatePending {
 			k.created = p.created
 			t.endCall(p, "answered")
@@ -142,7 +142,7 @@ func (t *Table) replyOut(c *Conn, peerID uint16, result byte, now int64) byte {
 // names the inside end's call by its outer ID at offset 14.
 func (t *Table) replyIn(c *Conn, own, outer uint16, result byte, now int64) byte {
 	var k *Call
-	for _, p := range c.calls {
+	for p := range c.eachCall {
 		if p.hasInside && p.State == StatePending && p.OuterID == outer {
 			k = p
 			break
@@ -263,7 +263,7 @@ func (t *Table) pickUp(c *Conn, id uint16, now int64) {
 	}
 	t.idx.insert(k)
 	t.setState(k, StateEstablished, now)
-	if c.hasLastPeer && len(c.calls) == 1 {
+	if c.hasLastPeer && c.calls == k && k.connNext == nil {
 		t.bindPeer(c, c.lastPeerID)
 	}
 	t.Counters.CallsPickedUp.Add(1)
@@ -274,7 +274,7 @@ func (t *Table) pickUp(c *Conn, id uint16, now int64) {
 // ID the ID id, and its GRE mapping from the inside end.
 func (t *Table) bindPeer(c *Conn, id uint16) {
 	var found *Call
-	for _, k := range c.calls {
+	for k := range c.eachCall {
 		if k.pickedUp && !k.hasPeer {
 			if found != nil {
 				return
@@ -294,11 +294,11 @@ func (t *Table) bindPickedUp(src, peer Addr, peerID uint16) *Call {
 	t.lock()
 	defer t.unlock()
 	var found *Call
-	for _, c := range t.idx.conns {
+	for c := range t.idx.conns.all {
 		if c.Inside.Addr != src || c.Outside.Addr != peer {
 			continue
 		}
-		for _, k := range c.calls {
+		for k := range c.eachCall {
 			if k.pickedUp && !k.hasPeer {
 				if found != nil {
 					return nil
@@ -321,7 +321,7 @@ func (c *Conn) findInsideHi(hi byte) *Call { return c.findHi(hi, false) }
 // findHi finds a call whose inside Call ID (with outer, its outer Call
 // ID) has the high byte hi.
 func (c *Conn) findHi(hi byte, outer bool) *Call {
-	for _, k := range c.calls {
+	for k := range c.eachCall {
 		id := k.InsideID
 		if outer {
 			id = k.OuterID
@@ -335,7 +335,7 @@ func (c *Conn) findHi(hi byte, outer bool) *Call {
 
 func (c *Conn) findInside(id uint16, outerHi byte) *Call {
 	var any *Call
-	for _, k := range c.calls {
+	for k := range c.eachCall {
 		if k.inIndex && k.InsideID == id {
 			if byte(k.OuterID>>8) == outerHi {
 				return k
@@ -354,7 +354,7 @@ func (c *Conn) findOuter(id uint16) *Call {
 }
 
 func (c *Conn) findOuterOK(id uint16) (*Call, bool) {
-	for _, k := range c.calls {
+	for k := range c.eachCall {
 		if k.hasInside && k.OuterID == id && (k.inIndex || k.identity) {
 			return k, true
 		}
