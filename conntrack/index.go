@@ -74,10 +74,15 @@ type outKey struct {
 	peerID       uint16
 }
 
-// hash folds the 80 bits into 64: the addresses multiplied (the table's
-// own multiply mixes again), the Call ID added in.
-func (k outKey) hash() uint64 {
-	return (uint64(binary.BigEndian.Uint32(k.inside[:]))<<32|uint64(binary.BigEndian.Uint32(k.peer[:])))*0xbf58476d1ce4e5b9 ^ uint64(k.peerID)
+func (k outKey) hash() uint64 { return outHash(k.inside, k.peer, k.peerID) }
+
+// outHash folds an outKey's 80 bits into 64: the addresses multiplied (the
+// table's own multiply mixes again), the Call ID put in. The lookups call
+// it on their arguments, not on an outKey built on the stack, whose
+// unaligned 10 bytes cost a stalled load.
+func outHash(inside, peer Addr, id uint16) uint64 {
+	a := uint64(binary.LittleEndian.Uint32(inside[:]))<<32 | uint64(binary.LittleEndian.Uint32(peer[:]))
+	return a*0xbf58476d1ce4e5b9 ^ uint64(id)
 }
 
 // bucketKey is a 256-wide block of one peer's outer Call IDs (the high byte).
@@ -114,22 +119,43 @@ func less(x, y Endpoint) bool {
 }
 
 // Lookups. outer, out and identity are the per-packet ones: a probe of
-// their table, reading only.
+// their table, reading only, with the key's hash and comparison inlined
+// (each compares the fields its table's keyOf takes).
 
 func (x *index) conn(a, b Endpoint) *Conn { return x.conns.get(makeConnKey(a, b)) }
 
 // connKeyOf is the key c is found by.
 func (x *index) connKeyOf(c *Conn) connKey { return x.conns.keyOf(c) }
 
-func (x *index) outer(peer Addr, id uint16) *Call { return x.byOuter.get(mkPeerIDKey(peer, id)) }
+func (x *index) outer(peer Addr, id uint16) *Call {
+	t := &x.byOuter
+	mask := len(t.slots) - 1
+	for i := t.slot(mkPeerIDKey(peer, id).hash()); ; i = (i + 1) & mask {
+		if c := t.slots[i]; c == nil || c.OuterID == id && c.Peer == peer {
+			return c
+		}
+	}
+}
 
 func (x *index) out(inside, peer Addr, peerID uint16) *Call {
-	return x.byOut.get(outKey{inside, peer, peerID})
+	t := &x.byOut
+	mask := len(t.slots) - 1
+	for i := t.slot(outHash(inside, peer, peerID)); ; i = (i + 1) & mask {
+		if c := t.slots[i]; c == nil || c.PeerID == peerID && c.Inside == inside && c.Peer == peer {
+			return c
+		}
+	}
 }
 
 // identity finds an identity call by GRE towards its inside end.
 func (x *index) identity(src, peer Addr, id uint16) *Call {
-	return x.identIn.get(outKey{peer, src, id})
+	t := &x.identIn
+	mask := len(t.slots) - 1
+	for i := t.slot(outHash(peer, src, id)); ; i = (i + 1) & mask {
+		if c := t.slots[i]; c == nil || c.InsideID == id && c.Inside == peer && c.Peer == src {
+			return c
+		}
+	}
 }
 
 func (x *index) quoted(public, peer Addr, peerID uint16) *Call {

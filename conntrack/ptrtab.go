@@ -35,8 +35,13 @@ func newPtrtab[T any, K comparable](keyOf func(*T) K, hash func(K) uint64) ptrta
 }
 
 // home is key k's first slot.
-func (t *ptrtab[T, K]) home(k K) int {
-	return int(((t.hash(k) ^ t.seed) * 0x9e3779b97f4a7c15) >> t.shift)
+func (t *ptrtab[T, K]) home(k K) int { return t.slot(t.hash(k)) }
+
+// slot is the first slot of a key whose hash is h. The per-packet
+// lookups (index.go) probe from it themselves, with the hash and the
+// comparison inlined: no call through keyOf and hash.
+func (t *ptrtab[T, K]) slot(h uint64) int {
+	return int(((h ^ t.seed) * 0x9e3779b97f4a7c15) >> t.shift)
 }
 
 func (t *ptrtab[T, K]) len() int { return t.n }
