@@ -119,7 +119,7 @@ func (t *Table) CheckIndex() error {
 		}
 	}
 	for k := range x.identIn.all {
-		if key := x.identIn.keyOf(k); !ident[key] || !k.inOutIndex {
+		if key := x.identIn.keyOf(k); !ident[key] || !k.inOutIndex || x.identity(k.Peer, k.Inside, k.InsideID) != k {
 			return fmt.Errorf("identIn %v: call %s not published under it", key, k.ID())
 		}
 	}

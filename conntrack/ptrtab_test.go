@@ -263,10 +263,9 @@ func FuzzPtrtab(f *testing.F) {
 }
 
 // TestIndexKeysExact: calls whose keys agree in all but one field are
-// told apart under a hash that folds every key together.
+// told apart, by the table under a hash that folds every key together,
+// and by the GRE-out lookup (its own probe) under the real one.
 func TestIndexKeysExact(t *testing.T) {
-	x := newIndex()
-	x.byOut.hash = func(outKey) uint64 { return 1 }
 	peer, other := Addr{198, 51, 100, 2}, Addr{198, 51, 100, 3}
 	calls := []*Call{
 		{Inside: Addr{10, 0, 0, 1}, Peer: peer, PeerID: 1},
@@ -274,25 +273,33 @@ func TestIndexKeysExact(t *testing.T) {
 		{Inside: Addr{10, 0, 0, 1}, Peer: peer, PeerID: 2},
 		{Inside: Addr{10, 0, 0, 1}, Peer: other, PeerID: 1},
 	}
-	for _, order := range [][]int{{0, 1, 2, 3}, {3, 2, 1, 0}, {1, 3, 0, 2}} {
-		for _, k := range calls {
-			x.byOut.put(k)
+	for _, folded := range []bool{true, false} {
+		x := newIndex()
+		lookup := x.out
+		if folded {
+			x.byOut.hash = func(outKey) uint64 { return 1 }
+			lookup = func(inside, peer Addr, id uint16) *Call { return x.byOut.get(outKey{inside, peer, id}) }
 		}
-		left := map[*Call]bool{}
-		for _, k := range calls {
-			left[k] = true
-		}
-		for _, i := range order {
-			x.byOut.del(calls[i])
-			delete(left, calls[i])
+		for _, order := range [][]int{{0, 1, 2, 3}, {3, 2, 1, 0}, {1, 3, 0, 2}} {
 			for _, k := range calls {
-				if got := x.out(k.Inside, k.Peer, k.PeerID); (got == k) != left[k] || !left[k] && got != nil {
-					t.Fatalf("order %v, after deleting %d: out(%v) = %p, want present %v", order, i, k.Inside, got, left[k])
+				x.byOut.put(k)
+			}
+			left := map[*Call]bool{}
+			for _, k := range calls {
+				left[k] = true
+			}
+			for _, i := range order {
+				x.byOut.del(calls[i])
+				delete(left, calls[i])
+				for _, k := range calls {
+					if got := lookup(k.Inside, k.Peer, k.PeerID); (got == k) != left[k] || !left[k] && got != nil {
+						t.Fatalf("folded %v, order %v, after deleting %d: out(%v) = %p, want present %v", folded, order, i, k.Inside, got, left[k])
+					}
 				}
 			}
-		}
-		if err := x.byOut.check(); err != nil || x.byOut.len() != 0 {
-			t.Fatalf("order %v: %v, %d left", order, err, x.byOut.len())
+			if err := x.byOut.check(); err != nil || x.byOut.len() != 0 {
+				t.Fatalf("order %v: %v, %d left", order, err, x.byOut.len())
+			}
 		}
 	}
 }
