@@ -8,6 +8,7 @@ import (
 // Sizes is what the table holds, for leak checks in tests.
 type Sizes struct {
 	Conns, ByOuter, ByOut, ByPublic, IdentIn, Buckets, PerIn int
+	SegKeys                                                  int // connections found by other endpoints than their own
 	Active, Pending, Unbound                                 int
 	Calls                                                    int // calls listed by all connections
 	Records                                                  int // rewrite records kept by all stream trackers
@@ -20,7 +21,7 @@ func (t *Table) Sizes() Sizes {
 	x := &t.idx
 	s := Sizes{Conns: x.conns.len(), ByOuter: x.byOuter.len(), ByOut: x.byOut.len(), ByPublic: x.byPublic.len(), IdentIn: x.identIn.len(),
 		Buckets: len(x.buckets), PerIn: len(x.perIn), Active: x.active, Pending: x.pending,
-		Unbound: x.unbound}
+		Unbound: x.unbound, SegKeys: len(x.segKeys)}
 	for c := range x.conns.all {
 		s.Calls += c.numCalls()
 		s.Records += len(c.out.State().Records) + len(c.in.State().Records)
