@@ -120,7 +120,7 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 	// The resolver may ask the kernel (a netlink round trip): do that
 	// without the lock, so GRE lookups never wait for it.
 	t.mu.RLock()
-	c := t.idx.conns.get(key)
+	c := t.idx.conn(seg.Src, seg.Dst)
 	fresh := c == nil || seg.SYN && (c.replaceable() || c.reopened(seg))
 	t.mu.RUnlock()
 	var spec ConnSpec
@@ -141,7 +141,7 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 	}
 	t.lock()
 	defer t.unlock()
-	c = t.idx.conns.get(key)
+	c = t.idx.conn(seg.Src, seg.Dst)
 	if c != nil && seg.SYN && resolved && (c.replaceable() && !(seg.ACK && c.synDup(seg)) || c.reopened(seg)) {
 		// A new connection on the same ports after the old one ended
 		// (or one restored from before a reboot, or one whose end went

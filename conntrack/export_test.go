@@ -56,7 +56,7 @@ func (t *Table) CheckIndex() error {
 	}
 	for c := range x.conns.all {
 		key := x.connKeyOf(c)
-		if x.conns.get(key) != c {
+		if x.conns.get(key) != c || x.conn(key.a, key.b) != c {
 			return fmt.Errorf("conn %v not found by its key", key)
 		}
 		for d, b := range c.resv {
@@ -115,7 +115,7 @@ func (t *Table) CheckIndex() error {
 		return fmt.Errorf("perIn %v, calls say %v", x.perIn, perIn)
 	}
 	for k := range x.byPublic.all {
-		if key := x.byPublic.keyOf(k); !public[key] || !k.inOutIndex {
+		if key := x.byPublic.keyOf(k); !public[key] || !k.inOutIndex || x.quoted(k.Public, k.Peer, k.PeerID) != k {
 			return fmt.Errorf("byPublic %v: call %s not published under it", key, k.ID())
 		}
 	}

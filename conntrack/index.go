@@ -97,7 +97,7 @@ type connKey struct{ a, b Endpoint }
 
 func (k connKey) hash() uint64 { return k.a.bits()*0xbf58476d1ce4e5b9 ^ k.b.bits() }
 
-// bits packs e into 48 bits.
+// bits packs e into 48 bits, in less's order.
 func (e Endpoint) bits() uint64 {
 	return uint64(binary.BigEndian.Uint32(e.Addr[:]))<<16 | uint64(e.Port)
 }
@@ -122,7 +122,27 @@ func less(x, y Endpoint) bool {
 // their table, reading only, with the key's hash and comparison inlined
 // (each compares the fields its table's keyOf takes).
 
-func (x *index) conn(a, b Endpoint) *Conn { return x.conns.get(makeConnKey(a, b)) }
+// conn finds the connection whose segments carry endpoints a and b.
+func (x *index) conn(a, b Endpoint) *Conn {
+	if len(x.segKeys) != 0 {
+		return x.conns.get(makeConnKey(a, b))
+	}
+	ea, eb := a.bits(), b.bits()
+	if eb < ea {
+		ea, eb = eb, ea
+	}
+	t := &x.conns
+	mask := len(t.slots) - 1
+	for i := t.slot(ea*0xbf58476d1ce4e5b9 ^ eb); ; i = (i + 1) & mask { // connKey.hash
+		c := t.slots[i]
+		if c == nil {
+			return nil
+		}
+		if in, out := c.Inside.bits(), c.Outside.bits(); in == ea && out == eb || in == eb && out == ea {
+			return c
+		}
+	}
+}
 
 // connKeyOf is the key c is found by.
 func (x *index) connKeyOf(c *Conn) connKey { return x.conns.keyOf(c) }
@@ -159,7 +179,13 @@ func (x *index) identity(src, peer Addr, id uint16) *Call {
 }
 
 func (x *index) quoted(public, peer Addr, peerID uint16) *Call {
-	return x.byPublic.get(outKey{public, peer, peerID})
+	t := &x.byPublic
+	mask := len(t.slots) - 1
+	for i := t.slot(outHash(public, peer, peerID)); ; i = (i + 1) & mask {
+		if c := t.slots[i]; c == nil || c.PeerID == peerID && c.Public == public && c.Peer == peer {
+			return c
+		}
+	}
 }
 
 // room reports whether peer's bucket hi has an outer ID free.
