@@ -15,7 +15,7 @@ const bucketSize = 256
 // be restored byte by byte.
 func (t *Table) chooseBucket(c *Conn, hi byte) (byte, bool) {
 	peer := c.Outside.Addr
-	for _, k := range c.calls {
+	for k := range c.eachCall {
 		if k.inIndex && byte(k.InsideID>>8) == hi {
 			if y := byte(k.OuterID >> 8); t.idx.room(peer, y) {
 				return y, true
@@ -35,7 +35,7 @@ func (t *Table) chooseBucket(c *Conn, hi byte) (byte, bool) {
 // bucketTaken reports whether c uses outer high byte b for an inside high
 // byte other than hi.
 func (c *Conn) bucketTaken(b, hi byte) bool {
-	for _, k := range c.calls {
+	for k := range c.eachCall {
 		if k.inIndex && byte(k.OuterID>>8) == b && byte(k.InsideID>>8) != hi {
 			return true
 		}

@@ -75,8 +75,8 @@ func (k *Call) info() CallInfo {
 func (t *Table) Calls() []CallInfo {
 	t.mu.RLock()
 	out := make([]CallInfo, 0, t.idx.active+t.idx.pending)
-	for _, c := range t.idx.conns {
-		for _, k := range c.calls {
+	for c := range t.idx.conns.all {
+		for k := range c.eachCall {
 			out = append(out, k.info())
 		}
 	}
@@ -116,8 +116,8 @@ func (t *Table) ConnCalls(a, b Endpoint) (ConnInfo, []CallInfo, bool) {
 	if c == nil {
 		return ConnInfo{}, nil, false
 	}
-	out := make([]CallInfo, 0, len(c.calls))
-	for _, k := range c.calls {
+	out := make([]CallInfo, 0, c.numCalls())
+	for k := range c.eachCall {
 		out = append(out, k.info())
 	}
 	return c.Info(), out, true
@@ -132,8 +132,8 @@ var ErrNoCall = errors.New("no such call")
 func (t *Table) Delete(id string, now int64) error {
 	t.lock()
 	defer t.unlock()
-	for _, c := range t.idx.conns {
-		for _, k := range c.calls {
+	for c := range t.idx.conns.all {
+		for k := range c.eachCall {
 			if k.ID() == id && k.State != StateRefused {
 				t.refuse(k, "deleted", now)
 				return nil
@@ -150,7 +150,7 @@ func (t *Table) Expire(now int64) {
 	t.lock()
 	defer t.unlock()
 	l := t.limits
-	for _, c := range t.idx.conns {
+	for c := range t.idx.conns.walk { // removeConn deletes c
 		if t.repl.on && c.replicaOf().origin != "" {
 			continue // another node's: its record's deletion removes it (replica.go)
 		}
@@ -175,11 +175,7 @@ func (t *Table) Expire(now int64) {
 // expireCalls ends the calls of live connection c whose timeout passed.
 func (t *Table) expireCalls(c *Conn, now int64) {
 	l := t.limits
-	for i := len(c.calls) - 1; i >= 0; i-- {
-		if i >= len(c.calls) {
-			continue
-		}
-		k := c.calls[i]
+	for k := range c.eachCallBack {
 		switch k.State {
 		case StatePending, StateRefused:
 			if now-k.since >= int64(l.SetupTimeout) {
@@ -196,8 +192,8 @@ func (t *Table) expireCalls(c *Conn, now int64) {
 // Conns returns every control connection, oldest first.
 func (t *Table) Conns() []ConnInfo {
 	t.mu.RLock()
-	out := make([]ConnInfo, 0, len(t.idx.conns))
-	for _, c := range t.idx.conns {
+	out := make([]ConnInfo, 0, t.idx.conns.len())
+	for c := range t.idx.conns.all {
 		out = append(out, c.Info())
 	}
 	t.mu.RUnlock()

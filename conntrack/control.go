@@ -72,7 +72,6 @@ type ControlResult struct {
 // Fields are ordered to leave no padding: at one connection per call, its
 // size class is most of a call's memory.
 type Conn struct {
-	key     connKey
 	serial  uint64
 	Inside  Endpoint
 	Outside Endpoint
@@ -84,7 +83,8 @@ type Conn struct {
 	Identity bool       // the kernel does not NAT it (ConnSpec.Identity)
 	Local    bool       // the router's own (ConnSpec.Local)
 	out, in  alg.Stream // out: from the inside end
-	calls    []*Call
+	// calls: the oldest call; the others follow through Call.connNext.
+	calls    *Call
 	cur      *Call // the inside end's reply being walked
 	ended    int64 // when the connection ended (0: alive)
 	lastSeen int64
@@ -120,7 +120,7 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 	// The resolver may ask the kernel (a netlink round trip): do that
 	// without the lock, so GRE lookups never wait for it.
 	t.mu.RLock()
-	c := t.idx.conns[key]
+	c := t.idx.conn(seg.Src, seg.Dst)
 	fresh := c == nil || seg.SYN && (c.replaceable() || c.reopened(seg))
 	t.mu.RUnlock()
 	var spec ConnSpec
@@ -141,7 +141,7 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 	}
 	t.lock()
 	defer t.unlock()
-	c = t.idx.conns[key]
+	c = t.idx.conn(seg.Src, seg.Dst)
 	if c != nil && seg.SYN && resolved && (c.replaceable() && !(seg.ACK && c.synDup(seg)) || c.reopened(seg)) {
 		// A new connection on the same ports after the old one ended
 		// (or one restored from before a reboot, or one whose end went
@@ -275,9 +275,9 @@ func (c *Conn) synDup(seg *Segment) bool {
 
 func (t *Table) newConn(key connKey, spec ConnSpec) *Conn {
 	t.connSeq++
-	c := &Conn{key: key, serial: t.connSeq, Inside: spec.Inside, Outside: spec.Outside, Public: spec.Public,
+	c := &Conn{serial: t.connSeq, Inside: spec.Inside, Outside: spec.Outside, Public: spec.Public,
 		Identity: spec.Identity, Local: spec.Local, resv: [2]int16{-1, -1}}
-	t.idx.addConn(c)
+	t.idx.addConn(c, key)
 	t.Counters.ConnsOpened.Add(1)
 	t.emitConn(evConnOpened, c.Info(), "")
 	return c
@@ -289,7 +289,7 @@ func (t *Table) closing(c *Conn) {
 		t.idx.changes++
 	}
 	c.closing = true
-	for _, k := range c.calls {
+	for k := range c.eachCall {
 		if k.State == StateEstablished {
 			t.idx.setState(k, StateClosing)
 		}
@@ -299,8 +299,8 @@ func (t *Table) closing(c *Conn) {
 // endConn ends every call of c; the connection itself lingers for its
 // rewrite records until CloseLinger has passed.
 func (t *Table) endConn(c *Conn, now int64, reason string) {
-	for len(c.calls) > 0 {
-		t.endCall(c.calls[len(c.calls)-1], reason)
+	for k := range c.eachCallBack {
+		t.endCall(k, reason)
 	}
 	if c.ended == 0 {
 		c.ended = now
@@ -311,8 +311,8 @@ func (t *Table) endConn(c *Conn, now int64, reason string) {
 }
 
 func (t *Table) removeConn(c *Conn) {
-	for len(c.calls) > 0 {
-		t.endCall(c.calls[len(c.calls)-1], "control-closed")
+	for k := range c.eachCallBack {
+		t.endCall(k, "control-closed")
 	}
 	for d := range c.resv {
 		t.release(c, d)
@@ -500,7 +500,7 @@ func (h *handler) Message(m *alg.Msg) {
 		}
 	}
 	if m.Type >= alg.OCRQ {
-		for _, k := range c.calls {
+		for k := range c.eachCall {
 			if k.State != StateRefused {
 				k.lastSeen.Store(h.now)
 			}
@@ -533,7 +533,7 @@ func (h *handler) findCall(id uint16, out, in callIDKind) *Call {
 	if h.out {
 		kind = out
 	}
-	for _, k := range h.c.calls {
+	for k := range h.c.eachCall {
 		if k.hasID(kind, id) {
 			return k
 		}

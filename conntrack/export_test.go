@@ -8,6 +8,7 @@ import (
 // Sizes is what the table holds, for leak checks in tests.
 type Sizes struct {
 	Conns, ByOuter, ByOut, ByPublic, IdentIn, Buckets, PerIn int
+	SegKeys                                                  int // connections found by other endpoints than their own
 	Active, Pending, Unbound                                 int
 	Calls                                                    int // calls listed by all connections
 	Records                                                  int // rewrite records kept by all stream trackers
@@ -18,11 +19,11 @@ func (t *Table) Sizes() Sizes {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	x := &t.idx
-	s := Sizes{Conns: len(x.conns), ByOuter: len(x.byOuter), ByOut: x.byOut.calls(), ByPublic: len(x.byPublic), IdentIn: len(x.identIn),
+	s := Sizes{Conns: x.conns.len(), ByOuter: x.byOuter.len(), ByOut: x.byOut.len(), ByPublic: x.byPublic.len(), IdentIn: x.identIn.len(),
 		Buckets: len(x.buckets), PerIn: len(x.perIn), Active: x.active, Pending: x.pending,
-		Unbound: x.unbound}
-	for _, c := range x.conns {
-		s.Calls += len(c.calls)
+		Unbound: x.unbound, SegKeys: len(x.segKeys)}
+	for c := range x.conns.all {
+		s.Calls += c.numCalls()
 		s.Records += len(c.out.State().Records) + len(c.in.State().Records)
 	}
 	return s
@@ -48,9 +49,15 @@ func (t *Table) CheckIndex() error {
 	// errors of calls whose keys collide cannot be told apart.
 	public, ident := map[outKey]bool{}, map[outKey]bool{}
 	var nOuter, nOut, active, pending, unbound int
-	for key, c := range x.conns {
-		if c.key != key {
-			return fmt.Errorf("conn %v under key %v", c.key, key)
+	for _, err := range []error{x.conns.check(), x.byOuter.check(), x.byOut.check(), x.identIn.check(), x.byPublic.check()} {
+		if err != nil {
+			return err
+		}
+	}
+	for c := range x.conns.all {
+		key := x.connKeyOf(c)
+		if x.conns.get(key) != c || x.conn(key.a, key.b) != c {
+			return fmt.Errorf("conn %v not found by its key", key)
 		}
 		for d, b := range c.resv {
 			if b >= 0 {
@@ -59,7 +66,7 @@ func (t *Table) CheckIndex() error {
 				return fmt.Errorf("conn %v: reservation %d of direction %d", key, b, d)
 			}
 		}
-		for _, k := range c.calls {
+		for k := range c.eachCall {
 			if k.conn != c {
 				return fmt.Errorf("call %s listed by another connection", k.ID())
 			}
@@ -94,12 +101,12 @@ func (t *Table) CheckIndex() error {
 		}
 	}
 	switch {
-	case nOuter != len(x.byOuter):
-		return fmt.Errorf("byOuter holds %d, calls say %d", len(x.byOuter), nOuter)
-	case nOut != x.byOut.calls():
-		return fmt.Errorf("byOut holds %d, calls say %d", x.byOut.calls(), nOut)
-	case len(x.byPublic) > len(public) || len(x.identIn) > len(ident):
-		return fmt.Errorf("byPublic %d identIn %d, calls say %d %d", len(x.byPublic), len(x.identIn), len(public), len(ident))
+	case nOuter != x.byOuter.len():
+		return fmt.Errorf("byOuter holds %d, calls say %d", x.byOuter.len(), nOuter)
+	case nOut != x.byOut.len():
+		return fmt.Errorf("byOut holds %d, calls say %d", x.byOut.len(), nOut)
+	case x.byPublic.len() > len(public) || x.identIn.len() > len(ident):
+		return fmt.Errorf("byPublic %d identIn %d, calls say %d %d", x.byPublic.len(), x.identIn.len(), len(public), len(ident))
 	case active != x.active || pending != x.pending || unbound != x.unbound:
 		return fmt.Errorf("counts %d/%d/%d, calls say %d/%d/%d", x.active, x.pending, x.unbound, active, pending, unbound)
 	case !maps.Equal(buckets, x.buckets):
@@ -107,13 +114,13 @@ func (t *Table) CheckIndex() error {
 	case !maps.Equal(perIn, x.perIn):
 		return fmt.Errorf("perIn %v, calls say %v", x.perIn, perIn)
 	}
-	for key, k := range x.byPublic {
-		if !public[key] || !k.inOutIndex || (outKey{k.Public, k.Peer, k.PeerID}) != key {
+	for k := range x.byPublic.all {
+		if key := x.byPublic.keyOf(k); !public[key] || !k.inOutIndex || x.quoted(k.Public, k.Peer, k.PeerID) != k {
 			return fmt.Errorf("byPublic %v: call %s not published under it", key, k.ID())
 		}
 	}
-	for key, k := range x.identIn {
-		if !ident[key] || !k.inOutIndex || (outKey{k.Inside, k.Peer, k.InsideID}) != key {
+	for k := range x.identIn.all {
+		if key := x.identIn.keyOf(k); !ident[key] || !k.inOutIndex || x.identity(k.Peer, k.Inside, k.InsideID) != k {
 			return fmt.Errorf("identIn %v: call %s not published under it", key, k.ID())
 		}
 	}

@@ -78,8 +78,8 @@ func (t *Table) Desired(dst []GREMap) ([]GREMap, uint64) {
 	// Read before the calls: a negotiation ending meanwhile (no lock)
 	// bumps after this, so the reconciler comes back for it.
 	gen := t.gen.Load()
-	for _, c := range t.idx.conns {
-		for _, k := range c.calls {
+	for c := range t.idx.conns.all {
+		for k := range c.eachCall {
 			if t.fastNow(k) {
 				dst = append(dst, k.greMap())
 			}

@@ -8,19 +8,25 @@ import "encoding/binary"
 // reserve, unreserve), which keep all of them in step; everything else
 // reads it. It is guarded by Table.mu like the rest of the table.
 type index struct {
-	conns map[connKey]*Conn
+	// conns: by their two endpoints (connKey, lower first), which the
+	// connection derives from its own (keyOf).
+	conns ptrtab[Conn, connKey]
+	// segKeys: the key of a connection whose segments do not carry its
+	// Inside and Outside endpoints (hairpin NAT: the peer's address as
+	// the inside end sees it is the one SNAT gave it); normally empty.
+	segKeys map[*Conn]connKey
 	// byOuter: translated calls with an inside Call ID, by the peer and
 	// the outer ID (the GRE-in lookup). buckets counts the outer IDs
 	// taken or reserved per peer and high byte (alloc.go).
-	byOuter map[peerIDKey]*Call
+	byOuter ptrtab[Call, peerIDKey]
 	buckets map[bucketKey]uint16
 	// Published calls (up, peer Call ID known): byOut by the GRE leaving
 	// the inside end (the GRE-out lookup); identIn, identity calls by
 	// (inside, peer, inside's Call ID); byPublic, translated calls by
 	// (public, peer, peer's Call ID), which ICMP errors quote.
-	byOut    outIndex
-	identIn  map[outKey]*Call
-	byPublic map[outKey]*Call
+	byOut    ptrtab[Call, outKey]
+	identIn  ptrtab[Call, outKey]
+	byPublic ptrtab[Call, outKey]
 	perIn    map[Addr]int32 // established and closing calls per inside address (int32: a smaller map slot)
 	active   int            // established and closing calls
 	pending  int
@@ -31,22 +37,32 @@ type index struct {
 }
 
 func newIndex() index {
+	segKeys := make(map[*Conn]connKey)
 	return index{
-		conns:    make(map[connKey]*Conn),
-		byOuter:  make(map[peerIDKey]*Call),
+		conns: newPtrtab(func(c *Conn) connKey {
+			if len(segKeys) != 0 {
+				if k, ok := segKeys[c]; ok {
+					return k
+				}
+			}
+			return makeConnKey(c.Inside, c.Outside)
+		}, connKey.hash),
+		segKeys:  segKeys,
+		byOuter:  newPtrtab(func(k *Call) peerIDKey { return mkPeerIDKey(k.Peer, k.OuterID) }, peerIDKey.hash),
 		buckets:  make(map[bucketKey]uint16),
-		byOut:    make(outIndex),
-		identIn:  make(map[outKey]*Call),
-		byPublic: make(map[outKey]*Call),
+		byOut:    newPtrtab(func(k *Call) outKey { return outKey{k.Inside, k.Peer, k.PeerID} }, outKey.hash),
+		identIn:  newPtrtab(func(k *Call) outKey { return outKey{k.Inside, k.Peer, k.InsideID} }, outKey.hash),
+		byPublic: newPtrtab(func(k *Call) outKey { return outKey{k.Public, k.Peer, k.PeerID} }, outKey.hash),
 		perIn:    make(map[Addr]int32),
 	}
 }
 
 // peerIDKey finds a call by the Call ID its peer puts in GRE towards the
 // public address: outer IDs are unique per peer across public addresses.
-// Packed into a uint64, the map takes its fast path (the GRE lookups are
-// the per-packet work).
+// Packed into 48 bits of a uint64, it is its own hash.
 type peerIDKey uint64
+
+func (k peerIDKey) hash() uint64 { return uint64(k) }
 
 func mkPeerIDKey(peer Addr, id uint16) peerIDKey {
 	return peerIDKey(uint64(binary.BigEndian.Uint32(peer[:]))<<16 | uint64(id))
@@ -58,6 +74,17 @@ type outKey struct {
 	peerID       uint16
 }
 
+func (k outKey) hash() uint64 { return outHash(k.inside, k.peer, k.peerID) }
+
+// outHash folds an outKey's 80 bits into 64: the addresses multiplied (the
+// table's own multiply mixes again), the Call ID put in. The lookups call
+// it on their arguments, not on an outKey built on the stack, whose
+// unaligned 10 bytes cost a stalled load.
+func outHash(inside, peer Addr, id uint16) uint64 {
+	a := uint64(binary.LittleEndian.Uint32(inside[:]))<<32 | uint64(binary.LittleEndian.Uint32(peer[:]))
+	return a*0xbf58476d1ce4e5b9 ^ uint64(id)
+}
+
 // bucketKey is a 256-wide block of one peer's outer Call IDs (the high byte).
 type bucketKey struct {
 	peer Addr
@@ -67,6 +94,13 @@ type bucketKey struct {
 // connKey is a control connection's two endpoints, lower one first, so a
 // segment finds its connection whichever way it travels.
 type connKey struct{ a, b Endpoint }
+
+func (k connKey) hash() uint64 { return k.a.bits()*0xbf58476d1ce4e5b9 ^ k.b.bits() }
+
+// bits packs e into 48 bits, in less's order.
+func (e Endpoint) bits() uint64 {
+	return uint64(binary.BigEndian.Uint32(e.Addr[:]))<<16 | uint64(e.Port)
+}
 
 func makeConnKey(x, y Endpoint) connKey {
 	if less(y, x) {
@@ -84,22 +118,74 @@ func less(x, y Endpoint) bool {
 	return x.Port < y.Port
 }
 
-// Lookups. outer, out and identity are the per-packet ones: one map access
-// each, inlined.
+// Lookups. outer, out and identity are the per-packet ones: a probe of
+// their table, reading only, with the key's hash and comparison inlined
+// (each compares the fields its table's keyOf takes).
 
-func (x *index) conn(a, b Endpoint) *Conn { return x.conns[makeConnKey(a, b)] }
+// conn finds the connection whose segments carry endpoints a and b.
+func (x *index) conn(a, b Endpoint) *Conn {
+	if len(x.segKeys) != 0 {
+		return x.conns.get(makeConnKey(a, b))
+	}
+	ea, eb := a.bits(), b.bits()
+	if eb < ea {
+		ea, eb = eb, ea
+	}
+	t := &x.conns
+	mask := len(t.slots) - 1
+	for i := t.slot(ea*0xbf58476d1ce4e5b9 ^ eb); ; i = (i + 1) & mask { // connKey.hash
+		c := t.slots[i]
+		if c == nil {
+			return nil
+		}
+		if in, out := c.Inside.bits(), c.Outside.bits(); in == ea && out == eb || in == eb && out == ea {
+			return c
+		}
+	}
+}
 
-func (x *index) outer(peer Addr, id uint16) *Call { return x.byOuter[mkPeerIDKey(peer, id)] }
+// connKeyOf is the key c is found by.
+func (x *index) connKeyOf(c *Conn) connKey { return x.conns.keyOf(c) }
 
-func (x *index) out(inside, peer Addr, peerID uint16) *Call { return x.byOut.get(inside, peer, peerID) }
+func (x *index) outer(peer Addr, id uint16) *Call {
+	t := &x.byOuter
+	mask := len(t.slots) - 1
+	for i := t.slot(mkPeerIDKey(peer, id).hash()); ; i = (i + 1) & mask {
+		if c := t.slots[i]; c == nil || c.OuterID == id && c.Peer == peer {
+			return c
+		}
+	}
+}
+
+func (x *index) out(inside, peer Addr, peerID uint16) *Call {
+	t := &x.byOut
+	mask := len(t.slots) - 1
+	for i := t.slot(outHash(inside, peer, peerID)); ; i = (i + 1) & mask {
+		if c := t.slots[i]; c == nil || c.PeerID == peerID && c.Inside == inside && c.Peer == peer {
+			return c
+		}
+	}
+}
 
 // identity finds an identity call by GRE towards its inside end.
 func (x *index) identity(src, peer Addr, id uint16) *Call {
-	return x.identIn[outKey{peer, src, id}]
+	t := &x.identIn
+	mask := len(t.slots) - 1
+	for i := t.slot(outHash(peer, src, id)); ; i = (i + 1) & mask {
+		if c := t.slots[i]; c == nil || c.InsideID == id && c.Inside == peer && c.Peer == src {
+			return c
+		}
+	}
 }
 
 func (x *index) quoted(public, peer Addr, peerID uint16) *Call {
-	return x.byPublic[outKey{public, peer, peerID}]
+	t := &x.byPublic
+	mask := len(t.slots) - 1
+	for i := t.slot(outHash(public, peer, peerID)); ; i = (i + 1) & mask {
+		if c := t.slots[i]; c == nil || c.PeerID == peerID && c.Public == public && c.Peer == peer {
+			return c
+		}
+	}
 }
 
 // room reports whether peer's bucket hi has an outer ID free.
@@ -107,17 +193,21 @@ func (x *index) room(peer Addr, hi byte) bool { return x.buckets[bucketKey{peer,
 
 // Connections.
 
-func (x *index) addConn(c *Conn) {
-	x.conns[c.key] = c
+// addConn adds c, whose segments carry the endpoints key.
+func (x *index) addConn(c *Conn, key connKey) {
+	if key != makeConnKey(c.Inside, c.Outside) {
+		x.segKeys[c] = key
+	}
+	x.conns.put(c)
 	x.changes++
 }
 
 // delConn removes c, which must hold no calls and no reservations.
 func (x *index) delConn(c *Conn) {
-	if x.conns[c.key] == c {
-		delete(x.conns, c.key)
+	if x.conns.del(c) {
 		x.changes++
 	}
+	delete(x.segKeys, c)
 }
 
 // Buckets: a slot reserved while an allocating Call ID field is split
@@ -145,7 +235,7 @@ func (x *index) free(peer Addr, id uint16) bool {
 // translated (its outer ID must not be in use), the counts of its state.
 func (x *index) insert(k *Call) {
 	if k.hasInside && !k.identity {
-		x.byOuter[mkPeerIDKey(k.Peer, k.OuterID)] = k
+		x.byOuter.put(k)
 		x.reserve(k.Peer, byte(k.OuterID>>8))
 		k.inIndex = true
 	}
@@ -153,7 +243,7 @@ func (x *index) insert(k *Call) {
 		x.unbound++
 	}
 	x.count(k, +1)
-	k.conn.calls = append(k.conn.calls, k)
+	k.conn.appendCall(k)
 	x.changes++
 }
 
@@ -161,19 +251,12 @@ func (x *index) insert(k *Call) {
 // state stays for the caller to read.
 func (x *index) remove(k *Call) {
 	c := k.conn
-	for i, p := range c.calls {
-		if p == k {
-			c.calls = append(c.calls[:i], c.calls[i+1:]...)
-			break
-		}
-	}
+	c.removeCall(k)
 	if c.cur == k {
 		c.cur = nil
 	}
 	if k.inIndex {
-		if key := mkPeerIDKey(k.Peer, k.OuterID); x.byOuter[key] == k {
-			delete(x.byOuter, key)
-		}
+		x.byOuter.del(k)
 		x.unreserve(k.Peer, byte(k.OuterID>>8))
 		k.inIndex = false
 	}
@@ -227,13 +310,13 @@ func (x *index) publish(k *Call) (displaced *Call, ok bool) {
 		x.unpublish(old)
 		displaced = old
 	}
-	x.byOut.add(k)
+	x.byOut.put(k)
 	k.inOutIndex = true
 	if k.identity && k.hasInside {
 		// Forwarded GRE towards an untranslated inside end passes too.
-		x.identIn[outKey{k.Inside, k.Peer, k.InsideID}] = k
+		x.identIn.put(k)
 	} else if !k.identity {
-		x.byPublic[outKey{k.Public, k.Peer, k.PeerID}] = k
+		x.byPublic.put(k)
 	}
 	return displaced, true
 }
@@ -245,70 +328,71 @@ func (x *index) unpublish(k *Call) bool {
 	}
 	x.byOut.del(k)
 	k.inOutIndex = false
-	if key := (outKey{k.Inside, k.Peer, k.InsideID}); k.identity && x.identIn[key] == k {
-		delete(x.identIn, key)
+	if k.identity {
+		x.identIn.del(k)
 	}
-	if key := (outKey{k.Public, k.Peer, k.PeerID}); x.byPublic[key] == k {
-		delete(x.byPublic, key)
-	}
+	x.byPublic.del(k)
 	return true
 }
 
-// outIndex is byOut, the per-packet index of outKey. 80 bits do not fit
-// a fast map key, so the key is the peer, its Call ID and 16 bits hashed
-// from the inside address; calls whose keys collide (the same server
-// Call ID from two inside hosts whose hashes agree) are chained through
-// Call.outNext and told apart by their inside address.
-type outIndex map[uint64]*Call
+// A connection's calls are a list through Call.connNext, oldest first
+// (Conn.calls its head): a pointer per call and one per connection where a
+// slice took a header and an array. Few calls share a connection, so
+// appending and removing walk it.
 
-func outIndexKey(inside, peer Addr, peerID uint16) uint64 {
-	h := binary.BigEndian.Uint32(inside[:]) * 0x9e3779b1 // Fibonacci hashing: the high bits mix all of them
-	return uint64(binary.BigEndian.Uint32(peer[:]))<<32 | uint64(peerID)<<16 | uint64(h>>16)
+// appendCall adds k after c's last call.
+func (c *Conn) appendCall(k *Call) {
+	k.connNext = nil
+	p := &c.calls
+	for *p != nil {
+		p = &(*p).connNext
+	}
+	*p = k
 }
 
-func (x outIndex) get(inside, peer Addr, peerID uint16) *Call {
-	for c := x[outIndexKey(inside, peer, peerID)]; c != nil; c = c.outNext {
-		if c.Inside == inside && c.Peer == peer && c.PeerID == peerID {
-			return c
+// removeCall takes k out of c's calls.
+func (c *Conn) removeCall(k *Call) {
+	for p := &c.calls; *p != nil; p = &(*p).connNext {
+		if *p == k {
+			*p = k.connNext
+			k.connNext = nil
+			return
 		}
 	}
-	return nil
 }
 
-// add indexes k, which must not be indexed yet, nor another call with its
-// inside address, peer and PeerID (publish removes that one first).
-func (x outIndex) add(k *Call) {
-	key := outIndexKey(k.Inside, k.Peer, k.PeerID)
-	k.outNext = x[key]
-	x[key] = k
-}
-
-func (x outIndex) del(k *Call) {
-	key := outIndexKey(k.Inside, k.Peer, k.PeerID)
-	if head := x[key]; head == k {
-		if k.outNext == nil {
-			delete(x, key)
-		} else {
-			x[key] = k.outNext
+// eachCall yields c's calls oldest first; yield may remove the call it
+// is given.
+func (c *Conn) eachCall(yield func(*Call) bool) {
+	for k := c.calls; k != nil; {
+		next := k.connNext
+		if !yield(k) {
+			return
 		}
-	} else {
-		for c := head; c != nil; c = c.outNext {
-			if c.outNext == k {
-				c.outNext = k.outNext
-				break
-			}
+		k = next
+	}
+}
+
+// eachCallBack yields c's calls newest first; yield may remove the call
+// it is given, and no other.
+func (c *Conn) eachCallBack(yield func(*Call) bool) {
+	var buf [8]*Call // a connection rarely holds more
+	s := buf[:0]
+	for k := c.calls; k != nil; k = k.connNext {
+		s = append(s, k)
+	}
+	for i := len(s) - 1; i >= 0; i-- {
+		if !yield(s[i]) {
+			return
 		}
 	}
-	k.outNext = nil
 }
 
-// calls counts the indexed calls.
-func (x outIndex) calls() int {
+// numCalls counts c's calls.
+func (c *Conn) numCalls() int {
 	n := 0
-	for _, c := range x {
-		for ; c != nil; c = c.outNext {
-			n++
-		}
+	for k := c.calls; k != nil; k = k.connNext {
+		n++
 	}
 	return n
 }

@@ -20,7 +20,7 @@ import (
 // next to its NFQUEUE round trip, and the kernel paths nothing.
 type Call struct {
 	conn     *Conn
-	outNext  *Call // byOut's chain
+	connNext *Call // the next of conn's calls (index.go)
 	created  int64
 	since    int64 // when State last changed
 	Inside   Addr
@@ -124,7 +124,7 @@ func (t *Table) replyOut(c *Conn, peerID uint16, result byte, now int64) byte {
 		return result
 	}
 	answered := false
-	for _, p := range c.calls {
+	for p := range c.eachCall {
 		if p != k && !p.hasInside && p.hasPeer && p.PeerID == peerID && p.State == StatePending {
 			k.created = p.created
 			t.endCall(p, "answered")
@@ -147,7 +147,7 @@ func (t *Table) replyOut(c *Conn, peerID uint16, result byte, now int64) byte {
 // names the inside end's call by its outer ID at offset 14.
 func (t *Table) replyIn(c *Conn, own, outer uint16, result byte, now int64) byte {
 	var k *Call
-	for _, p := range c.calls {
+	for p := range c.eachCall {
 		if p.hasInside && p.State == StatePending && p.OuterID == outer {
 			k = p
 			break
@@ -268,7 +268,7 @@ func (t *Table) pickUp(c *Conn, id uint16, now int64) {
 	}
 	t.idx.insert(k)
 	t.setState(k, StateEstablished, now)
-	if c.hasLastPeer && len(c.calls) == 1 {
+	if c.hasLastPeer && c.calls == k && k.connNext == nil {
 		t.bindPeer(c, c.lastPeerID)
 	}
 	t.Counters.CallsPickedUp.Add(1)
@@ -279,7 +279,7 @@ func (t *Table) pickUp(c *Conn, id uint16, now int64) {
 // ID the ID id, and its GRE mapping from the inside end.
 func (t *Table) bindPeer(c *Conn, id uint16) {
 	var found *Call
-	for _, k := range c.calls {
+	for k := range c.eachCall {
 		if k.pickedUp && !k.hasPeer {
 			if found != nil {
 				return
@@ -299,11 +299,11 @@ func (t *Table) bindPickedUp(src, peer Addr, peerID uint16) *Call {
 	t.lock()
 	defer t.unlock()
 	var found *Call
-	for _, c := range t.idx.conns {
+	for c := range t.idx.conns.all {
 		if c.Inside.Addr != src || c.Outside.Addr != peer {
 			continue
 		}
-		for _, k := range c.calls {
+		for k := range c.eachCall {
 			if k.pickedUp && !k.hasPeer {
 				if found != nil {
 					return nil
@@ -326,7 +326,7 @@ func (c *Conn) findInsideHi(hi byte) *Call { return c.findHi(hi, false) }
 // findHi finds a call whose inside Call ID (with outer, its outer Call
 // ID) has the high byte hi.
 func (c *Conn) findHi(hi byte, outer bool) *Call {
-	for _, k := range c.calls {
+	for k := range c.eachCall {
 		id := k.InsideID
 		if outer {
 			id = k.OuterID
@@ -340,7 +340,7 @@ func (c *Conn) findHi(hi byte, outer bool) *Call {
 
 func (c *Conn) findInside(id uint16, outerHi byte) *Call {
 	var any *Call
-	for _, k := range c.calls {
+	for k := range c.eachCall {
 		if k.inIndex && k.InsideID == id {
 			if byte(k.OuterID>>8) == outerHi {
 				return k
@@ -359,7 +359,7 @@ func (c *Conn) findOuter(id uint16) *Call {
 }
 
 func (c *Conn) findOuterOK(id uint16) (*Call, bool) {
-	for _, k := range c.calls {
+	for k := range c.eachCall {
 		if k.hasInside && k.OuterID == id && (k.inIndex || k.identity) {
 			return k, true
 		}

@@ -200,12 +200,8 @@ func (t *Table) SetPolicy(p *Policy, now int64) {
 	t.lock()
 	defer t.unlock()
 	t.bump() // whether calls wait for their negotiation may have changed
-	for _, c := range t.idx.conns {
-		for i := len(c.calls) - 1; i >= 0; i-- {
-			if i >= len(c.calls) {
-				continue
-			}
-			k := c.calls[i]
+	for c := range t.idx.conns.all {
+		for k := range c.eachCallBack {
 			if k.State != StateEstablished && k.State != StateClosing {
 				continue
 			}

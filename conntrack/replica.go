@@ -82,7 +82,7 @@ func (t *Table) EnableReplica() <-chan struct{} {
 		t.repl.on = true
 		t.repl.changed = make(chan struct{}, 1)
 		t.repl.seq.Store(1)
-		for _, c := range t.idx.conns {
+		for c := range t.idx.conns.all {
 			c.rep().stamp = 1
 		}
 	}
@@ -129,7 +129,7 @@ func (t *Table) ReplicaSeq() uint64 { return t.repl.seq.Load() }
 func (t *Table) ReplicaChanges(since uint64) (changed []ConnSnap, gone []string, seq uint64) {
 	t.mu.RLock()
 	seq = t.repl.seq.Load()
-	for _, c := range t.idx.conns {
+	for c := range t.idx.conns.all {
 		if c.replicaOf().origin == "" && c.replicaOf().stamp > since {
 			changed = append(changed, c.snap())
 		}
@@ -147,7 +147,7 @@ func (t *Table) ReplicaForeign() map[string][]string {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	m := make(map[string][]string)
-	for _, c := range t.idx.conns {
+	for c := range t.idx.conns.all {
 		if o := c.replicaOf().origin; o != "" {
 			m[o] = append(m[o], ReplicaKey(c.Inside, c.Outside))
 		}
@@ -181,7 +181,7 @@ func (t *Table) ImportConn(node string, cs ConnSnap) (int, error) {
 	key := makeConnKey(in, out)
 	t.lock()
 	defer t.unlock()
-	if c := t.idx.conns[key]; c != nil {
+	if c := t.idx.conns.get(key); c != nil {
 		if res, keep := t.keepCopy(c, node, &cs); keep {
 			return res, nil
 		}
@@ -192,7 +192,7 @@ func (t *Table) ImportConn(node string, cs ConnSnap) (int, error) {
 	}
 	cs.Origin = node
 	skipped := t.restoreConn(cs)
-	c := t.idx.conns[key]
+	c := t.idx.conns.get(key)
 	if c == nil {
 		return 0, fmt.Errorf("record %s not importable", ReplicaKey(in, out))
 	}
@@ -246,7 +246,7 @@ func (t *Table) DropReplica(node, key string) (adopted bool, err error) {
 	}
 	t.lock()
 	defer t.unlock()
-	c := t.idx.conns[k]
+	c := t.idx.conns.get(k)
 	if c == nil || c.replicaOf().origin != node || node == "" {
 		return false, nil
 	}
@@ -262,8 +262,7 @@ func (t *Table) DropReplica(node, key string) (adopted bool, err error) {
 // dropConn removes c and its calls without events: a replica replaced or
 // deleted is no call ending here.
 func (t *Table) dropConn(c *Conn) {
-	for len(c.calls) > 0 {
-		k := c.calls[len(c.calls)-1]
+	for k := range c.eachCallBack {
 		if t.idx.unpublish(k) && !k.identity {
 			t.bumpCalls(k, nil)
 		}
@@ -278,7 +277,7 @@ func (t *Table) dropConn(c *Conn) {
 // newest is the latest time c or one of its calls was seen.
 func (c *Conn) newest() int64 {
 	n := c.lastSeen
-	for _, k := range c.calls {
+	for k := range c.eachCall {
 		n = max(n, k.lastSeen.Load())
 	}
 	return n

@@ -128,7 +128,7 @@ func (t *Table) restoreConn(cs ConnSnap) (skipped int) {
 		return 1
 	}
 	key := makeConnKey(in, out)
-	if t.idx.conns[key] != nil {
+	if t.idx.conns.get(key) != nil {
 		return 1
 	}
 	c := t.newConn(key, ConnSpec{Inside: in, Outside: out, Public: pub, Identity: cs.Identity, Local: cs.Local})

@@ -75,9 +75,9 @@ func (t *Table) ConfirmRestored(r Resolver) (confirmed, left int) {
 	}
 	var todo []ends
 	t.mu.RLock()
-	for key, c := range t.idx.conns {
+	for c := range t.idx.conns.all {
 		if c.unconfirmed {
-			todo = append(todo, ends{key, c.Inside, c.Outside})
+			todo = append(todo, ends{t.idx.connKeyOf(c), c.Inside, c.Outside})
 		}
 	}
 	t.mu.RUnlock()
@@ -92,7 +92,7 @@ func (t *Table) ConfirmRestored(r Resolver) (confirmed, left int) {
 	t.lock()
 	defer t.unlock()
 	for i, e := range todo {
-		c := t.idx.conns[e.key]
+		c := t.idx.conns.get(e.key)
 		switch {
 		case c == nil || !c.unconfirmed:
 		case alive[i]:

@@ -51,8 +51,8 @@ func (t *Table) SnapshotTo(b *StateBuf) {
 	b.conns, b.calls, b.recs = b.conns[:0], b.calls[:0], b.recs[:0]
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	b.conns = slices.Grow(b.conns, len(t.idx.conns))
-	for _, c := range t.idx.conns {
+	b.conns = slices.Grow(b.conns, t.idx.conns.len())
+	for c := range t.idx.conns.all {
 		b.add(c)
 	}
 }
@@ -63,13 +63,14 @@ func (b *StateBuf) Conns() int { return len(b.conns) }
 // add appends c (t.mu held).
 func (b *StateBuf) add(c *Conn) {
 	r := connRec{inside: c.Inside, outside: c.Outside, public: c.Public, identity: c.Identity, local: c.Local,
-		midStream: c.midStream, closing: c.closing, role: c.Role, unalloc: c.unalloc, cur: -1, calls: int32(len(c.calls)),
+		midStream: c.midStream, closing: c.closing, role: c.Role, unalloc: c.unalloc, cur: -1, calls: int32(c.numCalls()),
 		resv: c.resv, ended: c.ended, lastSeen: c.lastSeen, origin: c.replicaOf().origin}
 	r.out, b.recs = c.out.Pos(b.recs)
 	r.in, b.recs = c.in.Pos(b.recs)
-	for i, k := range c.calls {
+	i := int32(0)
+	for k := c.calls; k != nil; k, i = k.connNext, i+1 {
 		if k == c.cur {
-			r.cur = int32(i)
+			r.cur = i
 		}
 		b.calls = append(b.calls, callRec{inside: k.Inside, public: k.Public, peer: k.Peer, insideID: k.InsideID,
 			outerID: k.OuterID, peerID: k.PeerID, role: k.Role, state: k.State, hasInside: k.hasInside, hasPeer: k.hasPeer,

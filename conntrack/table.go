@@ -184,7 +184,7 @@ type Counters struct {
 // Stats returns the counters and gauges as a flat map (DESIGN.md stats).
 func (t *Table) Stats() map[string]uint64 {
 	t.mu.RLock()
-	active, pending, conns := t.idx.active, t.idx.pending, len(t.idx.conns)
+	active, pending, conns := t.idx.active, t.idx.pending, t.idx.conns.len()
 	t.mu.RUnlock()
 	k := &t.Counters
 	m := map[string]uint64{

@@ -5,13 +5,14 @@
 //
 // How the pieces fit:
 //   - Table (table.go) holds one lock and the GRE lookups. The GRE path
-//     takes only the read lock for one map lookup keyed by 64 bits, then
-//     works on the call's atomic counters: no allocation, no waiting for
-//     the control path's work.
+//     takes only the read lock for one probe of a hash table of pointers
+//     (ptrtab.go), then works on the call's atomic counters: no
+//     allocation, no waiting for the control path's work.
 //   - index (index.go) owns every lookup structure (connections, calls by
 //     outer ID, by outbound GRE, by the ICMP-quoted tuple, identity calls,
 //     the ID buckets) and the counts the limits read, changed only through
-//     insert, remove, publish, unpublish and setState.
+//     insert, remove, publish, unpublish and setState; a connection's
+//     calls are a list through Call.connNext.
 //   - control.go walks a control segment through the direction's stream
 //     tracker (alg); alloc.go chooses outer Call IDs byte by byte;
 //     lifecycle.go creates calls and moves them from pending to
