@@ -1,6 +1,8 @@
 package conntrack
 
 import (
+	"math"
+
 	"github.com/pptpgw/pptpgw/alg"
 )
 
@@ -72,29 +74,19 @@ type ControlResult struct {
 // Fields are ordered to leave no padding: at one connection per call, its
 // size class is most of a call's memory.
 type Conn struct {
-	serial  uint64
+	// serial: for logs (ConnInfo.Serial), 32 bits: it wraps after 4
+	// billion connections, skipping 0.
+	serial  uint32
 	Inside  Endpoint
 	Outside Endpoint
 	Public  Endpoint
 	// pending allocation per direction (0 out, 1 in): the outer high byte
 	// reserved when a segment ended after a Call ID's high byte, and the
 	// allocation of the reply being walked.
-	resv     [2]int16   // -1: none
-	Identity bool       // the kernel does not NAT it (ConnSpec.Identity)
-	Local    bool       // the router's own (ConnSpec.Local)
-	out, in  alg.Stream // out: from the inside end
-	// calls: the oldest call; the others follow through Call.connNext.
-	calls    *Call
-	cur      *Call // the inside end's reply being walked
-	ended    int64 // when the connection ended (0: alive)
-	lastSeen int64
-	// state.go: restored from the state file and not confirmed yet by
-	// the kernel's conntrack table or a segment (restoredAt: when); stale:
-	// a direction's position may be older than the stream (a write before
-	// a crash).
-	restoredAt int64
-	replica    *connReplica // replica.go: whose record it is, for nat/ha (nil: none yet)
-	unalloc    int32        // requests that got no outer ID: their replies are refused
+	resv     [2]int16 // -1: none
+	Identity bool     // the kernel does not NAT it (ConnSpec.Identity)
+	Local    bool     // the router's own (ConnSpec.Local)
+	unalloc  uint16   // requests that got no outer ID: their replies are refused (saturating)
 	// lastPeerID: the outside end's Call ID last seen travelling out on a
 	// mid-stream connection, for the call picked up next.
 	lastPeerID  uint16
@@ -104,11 +96,23 @@ type Conn struct {
 	closing     bool
 	unconfirmed bool
 	stale       [2]bool
+	out, in     alg.Stream // out: from the inside end
+	// calls: the oldest call; the others follow through Call.connNext.
+	// The inside end's reply being walked, if any, is the one with cur.
+	calls    *Call
+	ended    int64 // when the connection ended (0: alive)
+	lastSeen int64
+	// state.go: restored from the state file and not confirmed yet by
+	// the kernel's conntrack table or a segment (restoredAt: when); stale:
+	// a direction's position may be older than the stream (a write before
+	// a crash).
+	restoredAt int64
+	replica    *connReplica // replica.go: whose record it is, for nat/ha (nil: none yet)
 }
 
 // Info describes the connection for logs.
 func (c *Conn) Info() ConnInfo {
-	return ConnInfo{Inside: c.Inside, Outside: c.Outside, Public: c.Public, Role: c.Role, Identity: c.Identity, Local: c.Local, Serial: c.serial,
+	return ConnInfo{Inside: c.Inside, Outside: c.Outside, Public: c.Public, Role: c.Role, Identity: c.Identity, Local: c.Local, Serial: uint64(c.serial),
 		Node: c.replicaOf().origin}
 }
 
@@ -274,8 +278,10 @@ func (c *Conn) synDup(seg *Segment) bool {
 }
 
 func (t *Table) newConn(key connKey, spec ConnSpec) *Conn {
-	t.connSeq++
-	c := &Conn{serial: t.connSeq, Inside: spec.Inside, Outside: spec.Outside, Public: spec.Public,
+	if t.connSeq++; uint32(t.connSeq) == 0 {
+		t.connSeq++
+	}
+	c := &Conn{serial: uint32(t.connSeq), Inside: spec.Inside, Outside: spec.Outside, Public: spec.Public,
 		Identity: spec.Identity, Local: spec.Local, resv: [2]int16{-1, -1}}
 	t.idx.addConn(c, key)
 	t.Counters.ConnsOpened.Add(1)
@@ -420,7 +426,9 @@ func (h *handler) CallIDLow(m *alg.Msg, off int, id uint16, newHi byte) byte {
 			h.t.Counters.IDsExhausted.Add(1)
 			if m.Type == alg.OCRQ || m.Type == alg.ICRQ {
 				// No call for this request: its reply is refused (replyIn).
-				c.unalloc++
+				if c.unalloc < math.MaxUint16 {
+					c.unalloc++
+				}
 			}
 			return lo
 		}

@@ -252,9 +252,6 @@ func (x *index) insert(k *Call) {
 func (x *index) remove(k *Call) {
 	c := k.conn
 	c.removeCall(k)
-	if c.cur == k {
-		c.cur = nil
-	}
 	if k.inIndex {
 		x.byOuter.del(k)
 		x.unreserve(k.Peer, byte(k.OuterID>>8))

@@ -39,6 +39,7 @@ type Call struct {
 	pickedUp   bool // setup not seen: picked up mid-stream
 	inIndex    bool // in byOuter and counted in its bucket
 	inOutIndex bool // published: in byOut
+	cur        bool // the reply from the inside end being walked (allocCall, replyOut)
 	// setUp: 1 + how long after created the reply set it up, in
 	// microseconds (0: not seen, as for a call picked up or restored):
 	// 4 bytes of a call instead of 8, for a histogram of milliseconds.
@@ -75,20 +76,20 @@ func newCall(c *Conn, now int64) *Call {
 
 // allocCall records the inside end's own Call ID id of a request or reply
 // of type mt with its outer ID. A request becomes a pending call; a reply
-// waits in c.cur for its Result Code.
+// waits, marked cur, for its Result Code.
 func (t *Table) allocCall(c *Conn, mt alg.MsgType, id, outer uint16, now int64) *Call {
 	k := newCall(c, now)
 	k.InsideID, k.hasInside, k.OuterID = id, true, outer
 	k.Role = c.role(mt == alg.OCRQ || mt == alg.ICRP)
 	c.Role = k.Role
 	if mt == alg.OCRP || mt == alg.ICRP {
-		if c.cur != nil {
-			t.endCall(c.cur, "superseded")
+		if cur := c.walked(); cur != nil {
+			t.endCall(cur, "superseded")
 		}
 	}
 	t.idx.insert(k) // outer is not in use: chooseLow found it
 	if mt == alg.OCRP || mt == alg.ICRP {
-		c.cur = k
+		k.cur = true
 	} else {
 		t.emitCall(evRequested, k, "")
 	}
@@ -113,8 +114,10 @@ func (t *Table) requestIn(c *Conn, mt alg.MsgType, peerID uint16, now int64) {
 
 // replyOut applies the Result Code of a reply from the inside end.
 func (t *Table) replyOut(c *Conn, peerID uint16, result byte, now int64) byte {
-	k := c.cur
-	c.cur = nil
+	k := c.walked()
+	if k != nil {
+		k.cur = false
+	}
 	if k == nil {
 		// The reply's own Call ID got no outer ID: no call can exist.
 		if result == alg.ResultOK {
@@ -374,4 +377,16 @@ func (k *Call) setUpAt() int64 {
 		return 0
 	}
 	return k.created + int64(k.setUp-1)*1e3
+}
+
+// walked returns the call whose reply from the inside end is being walked
+// (a flag of the call, not a pointer of every connection: a connection
+// holds a call or two).
+func (c *Conn) walked() *Call {
+	for k := c.calls; k != nil; k = k.connNext {
+		if k.cur {
+			return k
+		}
+	}
+	return nil
 }

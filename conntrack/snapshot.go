@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 
 	"github.com/pptpgw/pptpgw/alg"
@@ -134,7 +135,7 @@ func (t *Table) restoreConn(cs ConnSnap) (skipped int) {
 	c := t.newConn(key, ConnSpec{Inside: in, Outside: out, Public: pub, Identity: cs.Identity, Local: cs.Local})
 	t.Counters.ConnsOpened.Add(^uint64(0))
 	c.Role, c.midStream, c.closing, c.ended, c.lastSeen = cs.Role, cs.MidStream, cs.Closing, cs.Ended, cs.LastSeen
-	c.unalloc = int32(min(max(cs.Unalloc, 0), 1<<30)) // a count of requests: a bad file cannot overflow it
+	c.unalloc = uint16(min(max(cs.Unalloc, 0), math.MaxUint16)) // a count of requests: a bad file cannot overflow it
 	if cs.Origin != "" {
 		c.rep().origin = cs.Origin
 	}
@@ -148,7 +149,7 @@ func (t *Table) restoreConn(cs ConnSnap) (skipped int) {
 		if !ok {
 			skipped++
 		} else if i == cs.Cur {
-			c.cur = k
+			k.cur = true
 		}
 	}
 	for d, b := range cs.Resv {

@@ -63,13 +63,13 @@ func (b *StateBuf) Conns() int { return len(b.conns) }
 // add appends c (t.mu held).
 func (b *StateBuf) add(c *Conn) {
 	r := connRec{inside: c.Inside, outside: c.Outside, public: c.Public, identity: c.Identity, local: c.Local,
-		midStream: c.midStream, closing: c.closing, role: c.Role, unalloc: c.unalloc, cur: -1, calls: int32(c.numCalls()),
+		midStream: c.midStream, closing: c.closing, role: c.Role, unalloc: int32(c.unalloc), cur: -1, calls: int32(c.numCalls()),
 		resv: c.resv, ended: c.ended, lastSeen: c.lastSeen, origin: c.replicaOf().origin}
 	r.out, b.recs = c.out.Pos(b.recs)
 	r.in, b.recs = c.in.Pos(b.recs)
 	i := int32(0)
 	for k := c.calls; k != nil; k, i = k.connNext, i+1 {
-		if k == c.cur {
+		if k.cur {
 			r.cur = i
 		}
 		b.calls = append(b.calls, callRec{inside: k.Inside, public: k.Public, peer: k.Peer, insideID: k.InsideID,
