@@ -127,7 +127,7 @@ func (p *StreamPos) AppendJSON(b []byte, recs []Rewrite) []byte {
 // SetState restores a position saved by State. A damaged position makes
 // the tracker look for the next header instead of misbehaving.
 func (s *Stream) SetState(st StreamState) {
-	s.Release()
+	s.release()
 	*s = Stream{started: st.Started, hasISN: st.HasISN, isn: st.ISN, inSync: st.InSync, finSeen: st.FinSeen, next: st.Next}
 	s.setState(st)
 	s.settle()

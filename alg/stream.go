@@ -225,9 +225,9 @@ func (s *Stream) settle() {
 	}
 }
 
-// Release gives the cold part back, for a Stream that will not be used
-// again (optional: an unused one is left to the garbage collector).
-func (s *Stream) Release() {
+// release gives the cold part back (SetState, before it starts afresh).
+// A Stream dropped while holding one leaves it to the garbage collector.
+func (s *Stream) release() {
 	if s.c != nil {
 		putCold(s.c)
 		s.c = nil
