@@ -137,8 +137,12 @@ type cold struct {
 	// from then on (more goes back to the free list with its cold part,
 	// so a burst allocates once). nInl counts inl's.
 	nInl uint8
-	inl  [2]record
-	more *[]record
+	// hasSYN: syn is a SYN of this direction that was not walked
+	// (NoteSYN).
+	hasSYN bool
+	syn    uint32
+	inl    [2]record
+	more   *[]record
 }
 
 // coldFree keeps cold parts given back, for the next Stream that needs
@@ -179,7 +183,7 @@ func getCold() *cold {
 
 // putCold gives c back, emptied.
 func putCold(c *cold) {
-	c.msg, c.nInl = Msg{}, 0
+	c.msg, c.nInl, c.hasSYN, c.syn = Msg{}, 0, false, 0
 	if c.more != nil {
 		if cap(*c.more) > maxKeptMore {
 			c.more = nil
@@ -219,7 +223,7 @@ func (s *Stream) take() *cold {
 // not where idleStart puts it, as a restored or damaged position may
 // have, keeps its cold part).
 func (s *Stream) settle() {
-	if c := s.c; c != nil && len(s.recs()) == 0 && c.msg == (Msg{Start: s.idleStart()}) {
+	if c := s.c; c != nil && len(s.recs()) == 0 && !c.hasSYN && c.msg == (Msg{Start: s.idleStart()}) {
 		s.c = nil
 		putCold(c)
 	}
@@ -249,6 +253,19 @@ func (s *Stream) setMessage(m Msg) {
 		s.take().msg = m
 	}
 }
+
+// NoteSYN records seq, a SYN of this direction that its caller did not
+// walk: one on a live connection, which the kernel's conntrack ignores
+// too until an answer shows a new connection (SYNNoted). Walking it would
+// restart the stream there, and the connection's own next bytes would
+// then lie beyond a gap or behind it. A noted SYN keeps the cold part.
+func (s *Stream) NoteSYN(seq uint32) {
+	c := s.take()
+	c.syn, c.hasSYN = seq, true
+}
+
+// SYNNoted reports whether seq is the SYN NoteSYN last recorded.
+func (s *Stream) SYNNoted(seq uint32) bool { return s.c != nil && s.c.hasSYN && s.c.syn == seq }
 
 // Started reports whether the tracker has seen a segment.
 func (s *Stream) Started() bool { return s.started }
@@ -287,6 +304,9 @@ func (s *Stream) segment(seq uint32, syn, fin bool, payload []byte, h Handler) S
 		// reordered after data): it must not restart the walk.
 		if !s.started || (seq+1 != s.next && !(s.hasISN && seq == s.isn)) {
 			s.setRecs(0) // the old connection's rewrites
+			if s.c != nil {
+				s.c.hasSYN = false
+			}
 			s.started, s.inSync, s.next = true, true, seq+1
 			s.hasISN, s.isn, s.ended, s.finSeen = true, seq, false, false
 			s.setMessage(Msg{Start: seq + 1})

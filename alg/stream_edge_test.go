@@ -578,3 +578,28 @@ func TestDataAfterFIN(t *testing.T) {
 		t.Errorf("after a new SYN: %+v, FinSeen %v", r, s.FinSeen())
 	}
 }
+
+// A SYN its caller noted instead of walking (one on a live connection)
+// is remembered until a walked SYN restarts the direction, holds the cold
+// part meanwhile, and changes nothing in the walk.
+func TestNoteSYN(t *testing.T) {
+	var h testHandler
+	var s Stream
+	s.Segment(1000, true, false, nil, &h)
+	s.NoteSYN(77777)
+	if !s.SYNNoted(77777) || s.SYNNoted(77778) || s.c == nil {
+		t.Fatalf("noted: %v, cold part %v", s.SYNNoted(77777), s.c != nil)
+	}
+	p := clone(goldenOCRQ)
+	if r := s.Segment(1001, false, false, p, &h); !r.Modified || s.Next() != 1001+uint32(len(p)) || !s.SYNNoted(77777) {
+		t.Errorf("the next message: %+v, Next %d, still noted %v", r, s.Next(), s.SYNNoted(77777))
+	}
+	s.Segment(5000, true, false, nil, &h) // a new connection's SYN, walked
+	if s.SYNNoted(77777) {
+		t.Errorf("a walked SYN left the note")
+	}
+	s.Ack(5001)
+	if s.c != nil {
+		t.Errorf("idle with no note: the cold part is still held")
+	}
+}

@@ -160,6 +160,12 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 		}
 		c = t.newConn(key, spec)
 		c.firstSeen(seg)
+	} else if seg.SYN && c.straySYN(seg) {
+		// Not walked, nothing acknowledged, the connection not seen
+		// alive by it: the kernel's conntrack ignores such a SYN too.
+		c.dir(seg).NoteSYN(seg.Seq)
+		t.Counters.StraySYNs.Add(1)
+		return ControlResult{Tracked: true, Outbound: seg.Src == c.Inside}
 	} else if c.foreign(seg) {
 		spec := ConnSpec{Inside: c.Inside, Outside: c.Outside, Public: c.Public, Identity: c.Identity, Local: c.Local}
 		t.removeConn(c)
@@ -242,7 +248,27 @@ func (c *Conn) reopened(seg *Segment) bool {
 	if seg.Src == c.Inside {
 		opener, responder, d = &c.in, &c.out, 0
 	}
-	return responder.Started() && (opener.IsISN(seg.Ack-1) || c.stale[d])
+	return responder.Started() && (opener.IsISN(seg.Ack-1) || opener.SYNNoted(seg.Ack-1) || c.stale[d])
+}
+
+// dir is the stream tracker of seg's direction.
+func (c *Conn) dir(seg *Segment) *alg.Stream {
+	if seg.Src == c.Inside {
+		return &c.out
+	}
+	return &c.in
+}
+
+// straySYN reports a SYN (or SYN-ACK) on live connection c that a new
+// connection on its ports is not shown to have sent (reopened decides
+// that for a SYN-ACK before this): one that neither repeats its
+// direction's SYN nor sits just before its next byte. Anyone who knows or
+// guesses the ports can send one; walking it would restart the direction
+// there and lose the connection's own bytes. It is noted instead, so that
+// the SYN-ACK answering it shows the new connection.
+func (c *Conn) straySYN(seg *Segment) bool {
+	d := c.dir(seg)
+	return d.Started() && !d.IsISN(seg.Seq) && seg.Seq+1 != d.Next()
 }
 
 // maxResume bounds how far past its saved position a restored

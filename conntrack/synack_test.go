@@ -164,7 +164,7 @@ func TestPortReuseUnseenEnd(t *testing.T) {
 
 	g := pnsFlow(t, tbl, res, cli1, 40000, pac1)
 	g.next = [2]uint32{700000, 9000}
-	res.asked.Store(1) // the SYN is walked on the old connection, not asked about; its SYN-ACK resolves
+	res.asked.Store(1) // the SYN is noted on the old connection (stray until its SYN-ACK answers it), not asked about; its SYN-ACK resolves
 	g.noCheck = true
 	g.open(dirOut)
 	g.noCheck = false
@@ -253,4 +253,57 @@ func establishedPeers(tbl *conntrack.Table) []uint16 {
 		}
 	}
 	return peers
+}
+
+// TestStraySYN: a SYN or a SYN-ACK on a live connection that neither
+// repeats its direction's SYN nor is answered (anyone who knows or guesses
+// the ports can send one; the kernel's conntrack ignores it) changes
+// nothing: the connection's next messages are walked and rewritten as
+// before, none dropped, and its rewrites still wait for their
+// acknowledgement. It is counted and passes unchanged.
+func TestStraySYN(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		seg  func(f *flow) *conntrack.Segment
+	}{
+		{"SYN from the inside end", func(f *flow) *conntrack.Segment {
+			return &conntrack.Segment{Src: f.ends[dirOut], Dst: f.ends[dirIn], Seq: f.next[dirOut] + 0x10000, SYN: true}
+		}},
+		{"SYN behind the inside end's stream", func(f *flow) *conntrack.Segment {
+			return &conntrack.Segment{Src: f.ends[dirOut], Dst: f.ends[dirIn], Seq: f.next[dirOut] - 0x10000, SYN: true}
+		}},
+		{"SYN-ACK from the outside end", func(f *flow) *conntrack.Segment {
+			return &conntrack.Segment{Src: f.ends[dirIn], Dst: f.ends[dirOut], Seq: f.next[dirIn] + 0x10000, Ack: 12345, SYN: true, ACK: true}
+		}},
+		{"SYN from the outside end", func(f *flow) *conntrack.Segment {
+			return &conntrack.Segment{Src: f.ends[dirIn], Dst: f.ends[dirOut], Seq: 7, SYN: true, Payload: ocrp(5, 5, 1)}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tbl := conntrack.New(conntrack.Limits{}, nil)
+			res := &fakeResolver{}
+			f := pnsFlow(t, tbl, res, cli1, 40000, pac1)
+			f.start()
+			f.pnsCall(7, 99)
+			seg := tc.seg(f)
+			payload := append([]byte(nil), seg.Payload...)
+			r := tbl.Control(seg, f.now, res)
+			if r.Drop || r.Modified || string(seg.Payload) != string(payload) {
+				t.Errorf("the stray segment: %+v", r)
+			}
+			if got := tbl.Counters.StraySYNs.Load(); got != 1 {
+				t.Errorf("stray SYNs counted: %d, want 1", got)
+			}
+			f.pnsCall(8, 100) // walked and rewritten both ways
+			if f.last.Drop || tbl.Counters.OutOfOrder.Load() != 0 {
+				t.Fatalf("the next call's reply: %+v, %d out of order", f.last, tbl.Counters.OutOfOrder.Load())
+			}
+			if peers := establishedPeers(tbl); len(peers) != 2 {
+				t.Fatalf("established calls' PAC Call IDs %v, want 99 and 100", peers)
+			}
+			if got := tbl.Counters.ConnsOpened.Load(); got != 1 {
+				t.Errorf("%d connections opened, want 1", got)
+			}
+		})
+	}
 }
