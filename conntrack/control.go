@@ -160,11 +160,13 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 		}
 		c = t.newConn(key, spec)
 		c.firstSeen(seg)
-	} else if seg.SYN && c.straySYN(seg) {
+	} else if seg.SYN && c.straySYN(seg) || seg.RST && c.strayRST(seg) {
 		// Not walked, nothing acknowledged, the connection not seen
-		// alive by it: the kernel's conntrack ignores such a SYN too.
-		c.dir(seg).NoteSYN(seg.Seq)
-		t.Counters.StraySYNs.Add(1)
+		// alive by it: the kernel's conntrack ignores these too.
+		if seg.SYN {
+			c.dir(seg).NoteSYN(seg.Seq)
+		}
+		t.Counters.Strays.Add(1)
 		return ControlResult{Tracked: true, Outbound: seg.Src == c.Inside}
 	} else if c.foreign(seg) {
 		spec := ConnSpec{Inside: c.Inside, Outside: c.Outside, Public: c.Public, Identity: c.Identity, Local: c.Local}
@@ -195,6 +197,12 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 		t.Counters.Retransmissions.Add(1)
 	}
 	res.Modified, res.Sum = sr.Modified, sr.Sum
+	if seg.FIN && !dir.FinSeen() {
+		// A FIN behind the stream, not a retransmission of the one
+		// seen: not the end of this direction.
+		t.Counters.Strays.Add(1)
+		return res
+	}
 	t.teardown(c, seg, now)
 	return res
 }
@@ -258,6 +266,26 @@ func (c *Conn) dir(seg *Segment) *alg.Stream {
 	}
 	return &c.in
 }
+
+// strayRST reports a RST on c whose sequence number lies outside its
+// direction's recent sequence space: ahead of its next byte, or more than
+// maxRSTBehind behind it. A genuine RST carries its sender's next sequence
+// number, or what the receiver acknowledged last (a closed socket's answer
+// to a segment), which in-flight data keeps within a window of it; the
+// receiver ignores one outside its window (RFC 5961), and the kernel's
+// conntrack marks it invalid. Where c's position cannot tell (not
+// started, or restored and possibly behind), a RST ends c as before.
+func (c *Conn) strayRST(seg *Segment) bool {
+	d, stale := &c.out, c.stale[0]
+	if seg.Src != c.Inside {
+		d, stale = &c.in, c.stale[1]
+	}
+	return d.Started() && !stale && d.Next()-seg.Seq > maxRSTBehind
+}
+
+// maxRSTBehind is the largest TCP window without scaling: a control
+// connection's unacknowledged bytes are a few messages.
+const maxRSTBehind = 1<<16 - 1
 
 // straySYN reports a SYN (or SYN-ACK) on live connection c that a new
 // connection on its ports is not shown to have sent (reopened decides

@@ -255,13 +255,16 @@ func establishedPeers(tbl *conntrack.Table) []uint16 {
 	return peers
 }
 
-// TestStraySYN: a SYN or a SYN-ACK on a live connection that neither
-// repeats its direction's SYN nor is answered (anyone who knows or guesses
-// the ports can send one; the kernel's conntrack ignores it) changes
-// nothing: the connection's next messages are walked and rewritten as
-// before, none dropped, and its rewrites still wait for their
-// acknowledgement. It is counted and passes unchanged.
-func TestStraySYN(t *testing.T) {
+// TestStraySegments: a SYN or SYN-ACK on a live connection that neither
+// repeats its direction's SYN nor is answered, a RST whose sequence number
+// is not its direction's next, a FIN behind the stream (anyone who knows
+// or guesses the ports can send them; the kernel's conntrack ignores them
+// and the endpoints do too) change nothing: the connection's calls stay
+// up, its next messages are walked and rewritten as before, none dropped,
+// and its rewrites still wait for their acknowledgement. Each is counted
+// and passes unchanged. (A genuine RST or FIN ends the connection:
+// teardown_test.go.)
+func TestStraySegments(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		seg  func(f *flow) *conntrack.Segment
@@ -278,6 +281,18 @@ func TestStraySYN(t *testing.T) {
 		{"SYN from the outside end", func(f *flow) *conntrack.Segment {
 			return &conntrack.Segment{Src: f.ends[dirIn], Dst: f.ends[dirOut], Seq: 7, SYN: true, Payload: ocrp(5, 5, 1)}
 		}},
+		{"RST ahead from the outside end", func(f *flow) *conntrack.Segment {
+			return &conntrack.Segment{Src: f.ends[dirIn], Dst: f.ends[dirOut], Seq: f.next[dirIn] + 1000, RST: true}
+		}},
+		{"RST|ACK far behind from the inside end", func(f *flow) *conntrack.Segment {
+			return &conntrack.Segment{Src: f.ends[dirOut], Dst: f.ends[dirIn], Seq: f.next[dirOut] - 1<<16, Ack: 5, RST: true, ACK: true}
+		}},
+		{"FIN behind from the outside end", func(f *flow) *conntrack.Segment {
+			return &conntrack.Segment{Src: f.ends[dirIn], Dst: f.ends[dirOut], Seq: f.next[dirIn] - 0x40000000, Ack: f.next[dirOut], FIN: true, ACK: true}
+		}},
+		{"FIN behind from the inside end", func(f *flow) *conntrack.Segment {
+			return &conntrack.Segment{Src: f.ends[dirOut], Dst: f.ends[dirIn], Seq: f.next[dirOut] - 20, Ack: f.next[dirIn], FIN: true, ACK: true}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tbl := conntrack.New(conntrack.Limits{}, nil)
@@ -291,8 +306,11 @@ func TestStraySYN(t *testing.T) {
 			if r.Drop || r.Modified || string(seg.Payload) != string(payload) {
 				t.Errorf("the stray segment: %+v", r)
 			}
-			if got := tbl.Counters.StraySYNs.Load(); got != 1 {
-				t.Errorf("stray SYNs counted: %d, want 1", got)
+			if got := tbl.Counters.Strays.Load(); got != 1 {
+				t.Errorf("strays counted: %d, want 1", got)
+			}
+			if peers := establishedPeers(tbl); len(peers) != 1 {
+				t.Fatalf("after it, established calls' PAC Call IDs %v, want 99", peers)
 			}
 			f.pnsCall(8, 100) // walked and rewritten both ways
 			if f.last.Drop || tbl.Counters.OutOfOrder.Load() != 0 {
@@ -305,5 +323,23 @@ func TestStraySYN(t *testing.T) {
 				t.Errorf("%d connections opened, want 1", got)
 			}
 		})
+	}
+}
+
+// TestRSTBehindEnds: a RST whose sequence number is what the receiver
+// acknowledged last, behind its sender's data in flight (a closed
+// socket's answer to a segment), ends the connection as one at its next
+// byte does.
+func TestRSTBehindEnds(t *testing.T) {
+	tbl := conntrack.New(conntrack.Limits{}, nil)
+	res := &fakeResolver{}
+	f := pnsFlow(t, tbl, res, cli1, 40000, pac1)
+	f.start()
+	f.pnsCall(7, 99)
+	acked := f.next[dirIn]
+	f.send(dirIn, echoRQ()) // not acknowledged: the client's socket is gone
+	tbl.Control(&conntrack.Segment{Src: f.ends[dirIn], Dst: f.ends[dirOut], Seq: acked, RST: true}, f.now, res)
+	if peers := establishedPeers(tbl); len(peers) != 0 || tbl.Counters.Strays.Load() != 0 {
+		t.Fatalf("after the RST: established calls %v, strays %d", peers, tbl.Counters.Strays.Load())
 	}
 }

@@ -177,9 +177,11 @@ type Counters struct {
 	IDsExhausted    atomic.Uint64
 	OutOfOrder      atomic.Uint64
 	Retransmissions atomic.Uint64
-	StraySYNs       atomic.Uint64 // a SYN on a live connection, answered by nothing: ignored
-	ConnsOpened     atomic.Uint64
-	ConnsClosed     atomic.Uint64
+	// Strays: SYN, RST and FIN segments out of place on a live
+	// connection (control.go), passed and otherwise ignored.
+	Strays      atomic.Uint64
+	ConnsOpened atomic.Uint64
+	ConnsClosed atomic.Uint64
 }
 
 // Stats returns the counters and gauges as a flat map (DESIGN.md stats).
@@ -200,7 +202,7 @@ func (t *Table) Stats() map[string]uint64 {
 		"call_ids_exhausted":   k.IDsExhausted.Load(),
 		"control_out_of_order": k.OutOfOrder.Load(),
 		"control_retransmits":  k.Retransmissions.Load(),
-		"control_stray_syns":   k.StraySYNs.Load(),
+		"control_stray":        k.Strays.Load(),
 		"control_conns_opened": k.ConnsOpened.Load(),
 		"control_conns_closed": k.ConnsClosed.Load(),
 		"calls_active":         uint64(active),

@@ -66,7 +66,7 @@ var (
 		"call_ids_exhausted":          counter("call_ids_exhausted_total", "Calls with no free outer Call ID.", ""),
 		"control_out_of_order":        counter("control_out_of_order_total", "Control segments beyond a gap in the sequence space.", ""),
 		"control_retransmits":         counter("control_retransmits_total", "Control segments retransmitted.", ""),
-		"control_stray_syns":          counter("control_stray_syns_total", "SYNs on live control connections that no answer showed to be new ones: passed, not walked.", ""),
+		"control_stray":               counter("control_stray_segments_total", "SYN, RST and FIN segments out of place on live control connections: passed, changing nothing.", ""),
 		"control_conns_opened":        counter("control_connections_opened_total", "Control connections opened.", ""),
 		"control_conns_closed":        counter("control_connections_closed_total", "Control connections closed.", ""),
 		"control_denied":              counter("control_connections_denied_total", "Control connections the policy does not allow (--allow-inside, --allow-peer).", ""),
