@@ -16,12 +16,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestStraySYN: a SYN with a live control connection's ports, sent by
-// someone else (spoofed from the inside host, and a SYN-ACK spoofed from
-// the server to the public address, its port guessed), passes the kernel's
-// conntrack as an ignored packet and reaches pptpgw. pptpgw counts it and
-// walks nothing: the connection's next call is still translated both ways.
-func TestStraySYN(t *testing.T) {
+// TestStraySegments: segments with a live control connection's ports,
+// sent by someone else (a SYN and a RST far from the stream spoofed from
+// the inside host; a SYN-ACK spoofed from the server to the public
+// address, its port guessed), pass the kernel's conntrack as ignored or
+// invalid packets and reach pptpgw. pptpgw counts them and changes
+// nothing: the connection's call stays up and its next call is still
+// translated both ways.
+func TestStraySegments(t *testing.T) {
 	s := startScaleLab(t, "pptpgw", []string{"--gre-path", "queue"}, false)
 	p, err := dialPNS(s.tp.clients[0], clientIP(0), serverIP, 7)
 	if err != nil {
@@ -29,16 +31,25 @@ func TestStraySYN(t *testing.T) {
 	}
 	defer p.close()
 	port := uint16(p.conn.LocalAddr().(*net.TCPAddr).Port)
+	// The client's next sequence number, from the server's acknowledgment
+	// of an Echo-Request: the RST is sent half the sequence space away.
+	next, err := nextSeq(s.tp.clients[0], p, port)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// MASQUERADE keeps a free source port: the public port is the client's.
-	if err := sendTCP(s.tp.clients[0], clientIP(0), serverIP, port, 1723, rand.Uint32(), 0, tcpSYN); err != nil {
+	if err := sendTCP(s.tp.clients[0], clientIP(0), serverIP, port, 1723, next+0x10000, 0, tcpSYN); err != nil {
 		t.Fatal(err)
 	}
 	if err := sendTCP(s.tp.srv, serverIP, publicIP, 1723, port, rand.Uint32(), rand.Uint32(), tcpSYN|tcpACK); err != nil {
 		t.Fatal(err)
 	}
-	s.tp.l.MustWaitFor("both stray SYNs counted", func() error {
-		if n := s.gw.MustStats()["control_stray_syns"]; n != 2 {
-			return fmt.Errorf("control_stray_syns %d", n)
+	if err := sendTCP(s.tp.clients[0], clientIP(0), serverIP, port, 1723, next+1<<31, 0, tcpRST); err != nil {
+		t.Fatal(err)
+	}
+	s.tp.l.MustWaitFor("the strays counted", func() error {
+		if n := s.gw.MustStats()["control_stray"]; n != 3 {
+			return fmt.Errorf("control_stray %d", n)
 		}
 		return nil
 	}, 5*time.Second)
@@ -74,9 +85,46 @@ func TestStraySYN(t *testing.T) {
 }
 
 const (
+	tcpRST = 0x04
 	tcpSYN = 0x02
 	tcpACK = 0x10
 )
+
+// nextSeq sends an Echo-Request on p's connection (local port port) and
+// returns the acknowledgment number of the server's answer, read from a
+// raw socket in ns: the client's next sequence number.
+func nextSeq(ns *lab.NS, p *pns, port uint16) (uint32, error) {
+	var fd int
+	if err := ns.Do(func() (err error) {
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_TCP)
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	tv := unix.Timeval{Sec: 5}
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return 0, err
+	}
+	if _, err := p.conn.Write(pptpmsg.New(pptpmsg.EchoRQ, 16)); err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			return 0, fmt.Errorf("await the Echo-Reply's segment: %w", err)
+		}
+		ip := buf[:n]
+		if n < 20 || n < hdr.IPv4HeaderLen(ip)+20 {
+			continue
+		}
+		tcp := ip[hdr.IPv4HeaderLen(ip):]
+		if binary.BigEndian.Uint16(tcp[0:]) == 1723 && binary.BigEndian.Uint16(tcp[2:]) == port && n > hdr.IPv4HeaderLen(ip)+hdr.TCPHeaderLen(tcp) {
+			return binary.BigEndian.Uint32(tcp[8:]), nil
+		}
+	}
+}
 
 // sendTCP sends one TCP segment with no payload from ns through a raw
 // socket (the kernel writes the IP header from src): the host's own TCP
