@@ -160,13 +160,7 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 		}
 		c = t.newConn(key, spec)
 		c.firstSeen(seg)
-	} else if seg.SYN && c.straySYN(seg) || seg.RST && c.strayRST(seg) {
-		// Not walked, nothing acknowledged, the connection not seen
-		// alive by it: the kernel's conntrack ignores these too.
-		if seg.SYN {
-			c.dir(seg).NoteSYN(seg.Seq)
-		}
-		t.Counters.Strays.Add(1)
+	} else if t.stray(c, seg) {
 		return ControlResult{Tracked: true, Outbound: seg.Src == c.Inside}
 	} else if c.foreign(seg) {
 		spec := ConnSpec{Inside: c.Inside, Outside: c.Outside, Public: c.Public, Identity: c.Identity, Local: c.Local}
@@ -197,13 +191,7 @@ func (t *Table) Control(seg *Segment, now int64, r Resolver) ControlResult {
 		t.Counters.Retransmissions.Add(1)
 	}
 	res.Modified, res.Sum = sr.Modified, sr.Sum
-	if seg.FIN && !dir.FinSeen() {
-		// A FIN behind the stream, not a retransmission of the one
-		// seen: not the end of this direction.
-		t.Counters.Strays.Add(1)
-		return res
-	}
-	t.teardown(c, seg, now)
+	t.teardown(c, dir, seg, now)
 	return res
 }
 
@@ -224,13 +212,17 @@ func (c *Conn) firstSeen(seg *Segment) {
 	}
 }
 
-// teardown applies a RST or FIN of segment seg to c.
-func (t *Table) teardown(c *Conn, seg *Segment, now int64) {
+// teardown applies a RST or FIN of segment seg, walked by dir, to c.
+func (t *Table) teardown(c *Conn, dir *alg.Stream, seg *Segment, now int64) {
 	switch {
 	case seg.RST:
 		c.out.Reset(t.handler(c, true, now)) // a message cut short by the reset is counted
 		c.in.Reset(t.handler(c, false, now))
 		t.endConn(c, now, "rst")
+	case seg.FIN && !dir.FinSeen():
+		// A FIN behind the stream, not a retransmission of the one
+		// seen: not the end of this direction.
+		t.Counters.Strays.Add(1)
 	case c.out.FinSeen() && c.in.FinSeen():
 		t.endConn(c, now, "fin")
 	case seg.FIN:
@@ -265,6 +257,21 @@ func (c *Conn) dir(seg *Segment) *alg.Stream {
 		return &c.out
 	}
 	return &c.in
+}
+
+// stray reports, counts and passes a segment out of place on live
+// connection c (straySYN, strayRST): not walked, nothing acknowledged, c
+// not seen alive by it, as the kernel's conntrack ignores these too. A
+// stray SYN is noted, for the SYN-ACK that may answer it (reopened).
+func (t *Table) stray(c *Conn, seg *Segment) bool {
+	if !(seg.SYN && c.straySYN(seg) || seg.RST && c.strayRST(seg)) {
+		return false
+	}
+	if seg.SYN {
+		c.dir(seg).NoteSYN(seg.Seq)
+	}
+	t.Counters.Strays.Add(1)
+	return true
 }
 
 // strayRST reports a RST on c whose sequence number lies outside its
