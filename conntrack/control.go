@@ -222,7 +222,7 @@ func (t *Table) teardown(c *Conn, dir *alg.Stream, seg *Segment, now int64) {
 	case seg.FIN && !dir.FinSeen():
 		// A FIN behind the stream, not a retransmission of the one
 		// seen: not the end of this direction.
-		t.Counters.Strays.Add(1)
+		t.strayed(c, ReasonStrayFIN)
 	case c.out.FinSeen() && c.in.FinSeen():
 		t.endConn(c, now, "fin")
 	case seg.FIN:
@@ -267,11 +267,27 @@ func (t *Table) stray(c *Conn, seg *Segment) bool {
 	if !(seg.SYN && c.straySYN(seg) || seg.RST && c.strayRST(seg)) {
 		return false
 	}
+	reason := ReasonStrayRST
 	if seg.SYN {
 		c.dir(seg).NoteSYN(seg.Seq)
+		reason = ReasonStraySYN
 	}
-	t.Counters.Strays.Add(1)
+	t.strayed(c, reason)
 	return true
+}
+
+// Reasons of the malformed events a stray segment gives (Observer.Malformed),
+// rate-limited in the log like the others.
+const (
+	ReasonStraySYN = "stray_syn"
+	ReasonStrayRST = "stray_rst"
+	ReasonStrayFIN = "stray_fin"
+)
+
+// strayed counts a stray segment of c and reports it.
+func (t *Table) strayed(c *Conn, reason string) {
+	t.Counters.Strays.Add(1)
+	t.emitConn(evMalformed, c.Info(), reason)
 }
 
 // strayRST reports a RST on c whose sequence number lies outside its

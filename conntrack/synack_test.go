@@ -266,36 +266,37 @@ func establishedPeers(tbl *conntrack.Table) []uint16 {
 // teardown_test.go.)
 func TestStraySegments(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		seg  func(f *flow) *conntrack.Segment
+		name, reason string
+		seg          func(f *flow) *conntrack.Segment
 	}{
-		{"SYN from the inside end", func(f *flow) *conntrack.Segment {
+		{"SYN from the inside end", conntrack.ReasonStraySYN, func(f *flow) *conntrack.Segment {
 			return &conntrack.Segment{Src: f.ends[dirOut], Dst: f.ends[dirIn], Seq: f.next[dirOut] + 0x10000, SYN: true}
 		}},
-		{"SYN behind the inside end's stream", func(f *flow) *conntrack.Segment {
+		{"SYN behind the inside end's stream", conntrack.ReasonStraySYN, func(f *flow) *conntrack.Segment {
 			return &conntrack.Segment{Src: f.ends[dirOut], Dst: f.ends[dirIn], Seq: f.next[dirOut] - 0x10000, SYN: true}
 		}},
-		{"SYN-ACK from the outside end", func(f *flow) *conntrack.Segment {
+		{"SYN-ACK from the outside end", conntrack.ReasonStraySYN, func(f *flow) *conntrack.Segment {
 			return &conntrack.Segment{Src: f.ends[dirIn], Dst: f.ends[dirOut], Seq: f.next[dirIn] + 0x10000, Ack: 12345, SYN: true, ACK: true}
 		}},
-		{"SYN from the outside end", func(f *flow) *conntrack.Segment {
+		{"SYN from the outside end", conntrack.ReasonStraySYN, func(f *flow) *conntrack.Segment {
 			return &conntrack.Segment{Src: f.ends[dirIn], Dst: f.ends[dirOut], Seq: 7, SYN: true, Payload: ocrp(5, 5, 1)}
 		}},
-		{"RST ahead from the outside end", func(f *flow) *conntrack.Segment {
+		{"RST ahead from the outside end", conntrack.ReasonStrayRST, func(f *flow) *conntrack.Segment {
 			return &conntrack.Segment{Src: f.ends[dirIn], Dst: f.ends[dirOut], Seq: f.next[dirIn] + 1000, RST: true}
 		}},
-		{"RST|ACK far behind from the inside end", func(f *flow) *conntrack.Segment {
+		{"RST|ACK far behind from the inside end", conntrack.ReasonStrayRST, func(f *flow) *conntrack.Segment {
 			return &conntrack.Segment{Src: f.ends[dirOut], Dst: f.ends[dirIn], Seq: f.next[dirOut] - 1<<16, Ack: 5, RST: true, ACK: true}
 		}},
-		{"FIN behind from the outside end", func(f *flow) *conntrack.Segment {
+		{"FIN behind from the outside end", conntrack.ReasonStrayFIN, func(f *flow) *conntrack.Segment {
 			return &conntrack.Segment{Src: f.ends[dirIn], Dst: f.ends[dirOut], Seq: f.next[dirIn] - 0x40000000, Ack: f.next[dirOut], FIN: true, ACK: true}
 		}},
-		{"FIN behind from the inside end", func(f *flow) *conntrack.Segment {
+		{"FIN behind from the inside end", conntrack.ReasonStrayFIN, func(f *flow) *conntrack.Segment {
 			return &conntrack.Segment{Src: f.ends[dirOut], Dst: f.ends[dirIn], Seq: f.next[dirOut] - 20, Ack: f.next[dirIn], FIN: true, ACK: true}
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tbl := conntrack.New(conntrack.Limits{}, nil)
+			obs := &recorder{}
+			tbl := conntrack.New(conntrack.Limits{}, obs)
 			res := &fakeResolver{}
 			f := pnsFlow(t, tbl, res, cli1, 40000, pac1)
 			f.start()
@@ -306,8 +307,11 @@ func TestStraySegments(t *testing.T) {
 			if r.Drop || r.Modified || string(seg.Payload) != string(payload) {
 				t.Errorf("the stray segment: %+v", r)
 			}
-			if got := tbl.Counters.Strays.Load(); got != 1 {
-				t.Errorf("strays counted: %d, want 1", got)
+			if got := tbl.Counters.Strays.Load(); got != 1 || tbl.Counters.Malformed.Load() != 0 {
+				t.Errorf("strays counted: %d, want 1 (malformed %d, want 0)", got, tbl.Counters.Malformed.Load())
+			}
+			if want := tc.reason; len(obs.malformed) != 1 || obs.malformed[0] != want {
+				t.Errorf("malformed events %q, want one %q", obs.malformed, want)
 			}
 			if peers := establishedPeers(tbl); len(peers) != 1 {
 				t.Fatalf("after it, established calls' PAC Call IDs %v, want 99", peers)
