@@ -153,6 +153,9 @@ func (s *refStream) Resume(seq uint32) {
 // Ack prunes the rewrite records the receiver has acknowledged: it drops
 // retransmitted bytes below its ack anyway.
 func (s *refStream) Ack(ack uint32) {
+	if int32(ack-s.next) > 0 {
+		return
+	}
 	i := 0
 	rs := s.recs()
 	for i < len(rs) && int32(rs[i].seq-ack) < 0 {

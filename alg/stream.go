@@ -402,8 +402,13 @@ func (s *Stream) Resume(seq uint32) {
 }
 
 // Ack prunes the rewrite records the receiver has acknowledged: it drops
-// retransmitted bytes below its ack anyway.
+// retransmitted bytes below its ack anyway. An ack beyond the stream's
+// next byte acknowledges bytes never sent (a spoofed segment): it prunes
+// nothing, so a retransmission of rewritten bytes is still rewritten.
 func (s *Stream) Ack(ack uint32) {
+	if int32(ack-s.next) > 0 {
+		return
+	}
 	i := 0
 	rs := s.recs()
 	for i < len(rs) && int32(rs[i].seq-ack) < 0 {

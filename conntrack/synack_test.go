@@ -347,3 +347,24 @@ func TestRSTBehindEnds(t *testing.T) {
 		t.Fatalf("after the RST: established calls %v, strays %d", peers, tbl.Counters.Strays.Load())
 	}
 }
+
+// TestAckBeyondStream: an acknowledgement of bytes the inside end never
+// sent (a spoofed segment) prunes none of its rewrite records: its
+// retransmitted OCRQ is still rewritten as the first copy was.
+func TestAckBeyondStream(t *testing.T) {
+	tbl := conntrack.New(conntrack.Limits{}, nil)
+	res := &fakeResolver{}
+	g := pnsFlow(t, tbl, res, cli2, 40000, pac1)
+	g.start()
+	g.pnsCall(7, 98) // takes outer ID 7 towards pac1: the next call 7 gets another
+	f := pnsFlow(t, tbl, res, cli1, 40000, pac1)
+	f.start()
+	seq := f.next[dirOut]
+	first := f.send(dirOut, ocrq(7))
+	spoofed := &conntrack.Segment{Src: f.ends[dirIn], Dst: f.ends[dirOut], Seq: f.next[dirIn], Ack: seq + 1<<20, ACK: true}
+	tbl.Control(spoofed, f.now, res)
+	again := f.resend(dirOut, seq, ocrq(7))
+	if u16(first, 12) == 7 || u16(again, 12) != u16(first, 12) {
+		t.Errorf("OCRQ Call ID: first copy %d, retransmission %d (inside 7)", u16(first, 12), u16(again, 12))
+	}
+}
