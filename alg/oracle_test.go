@@ -3,6 +3,7 @@ package alg
 import (
 	"bytes"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"unsafe"
 )
@@ -148,7 +149,7 @@ func (p *oraclePair) check() {
 	switch {
 	case ps != pr:
 		p.t.Fatalf("op %d: Pos %+v, want %+v", p.op, ps, pr)
-	case !equalRewrites(rs, rr):
+	case !slices.Equal(rs, rr):
 		p.t.Fatalf("op %d: records %v, want %v", p.op, rs, rr)
 	case p.s.Started() != p.r.Started() || p.s.Synced() != p.r.Synced() || p.s.FinSeen() != p.r.FinSeen() ||
 		p.s.Next() != p.r.Next() || p.s.RecordsDropped() != p.r.RecordsDropped() || p.s.IsISN(p.isn) != p.r.IsISN(p.isn):
@@ -164,18 +165,6 @@ func (p *oraclePair) check() {
 	if p.s.c != nil && p.s.c.msg == (Msg{Start: p.s.idleStart()}) && len(p.s.recs()) == 0 {
 		p.t.Fatalf("op %d: cold part kept while idle", p.op)
 	}
-}
-
-func equalRewrites(a, b []Rewrite) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // run interprets prog, three bytes per operation.

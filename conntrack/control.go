@@ -251,12 +251,12 @@ func (c *Conn) reopened(seg *Segment) bool {
 	return responder.Started() && (opener.IsISN(seg.Ack-1) || opener.SYNNoted(seg.Ack-1) || c.stale[d])
 }
 
-// dir is the stream tracker of seg's direction.
-func (c *Conn) dir(seg *Segment) *alg.Stream {
+// side is seg's direction (0 out, 1 in, as stale's) and its stream tracker.
+func (c *Conn) side(seg *Segment) (int, *alg.Stream) {
 	if seg.Src == c.Inside {
-		return &c.out
+		return 0, &c.out
 	}
-	return &c.in
+	return 1, &c.in
 }
 
 // stray reports, counts and passes a segment out of place on live
@@ -269,7 +269,8 @@ func (t *Table) stray(c *Conn, seg *Segment) bool {
 	}
 	reason := ReasonStrayRST
 	if seg.SYN {
-		c.dir(seg).NoteSYN(seg.Seq)
+		_, dir := c.side(seg)
+		dir.NoteSYN(seg.Seq)
 		reason = ReasonStraySYN
 	}
 	t.strayed(c, reason)
@@ -299,11 +300,8 @@ func (t *Table) strayed(c *Conn, reason string) {
 // conntrack marks it invalid. Where c's position cannot tell (not
 // started, or restored and possibly behind), a RST ends c as before.
 func (c *Conn) strayRST(seg *Segment) bool {
-	d, stale := &c.out, c.stale[0]
-	if seg.Src != c.Inside {
-		d, stale = &c.in, c.stale[1]
-	}
-	return d.Started() && !stale && d.Next()-seg.Seq > maxRSTBehind
+	d, dir := c.side(seg)
+	return dir.Started() && !c.stale[d] && dir.Next()-seg.Seq > maxRSTBehind
 }
 
 // maxRSTBehind is the largest TCP window without scaling: a control
@@ -318,8 +316,8 @@ const maxRSTBehind = 1<<16 - 1
 // there and lose the connection's own bytes. It is noted instead, so that
 // the SYN-ACK answering it shows the new connection.
 func (c *Conn) straySYN(seg *Segment) bool {
-	d := c.dir(seg)
-	return d.Started() && !d.IsISN(seg.Seq) && seg.Seq+1 != d.Next()
+	_, dir := c.side(seg)
+	return dir.Started() && !dir.IsISN(seg.Seq) && seg.Seq+1 != dir.Next()
 }
 
 // maxResume bounds how far past its saved position a restored
@@ -334,10 +332,7 @@ const maxResume = 1 << 20
 // sequence space. c ended unseen just before a crash, and a new
 // connection took its ports, its handshake walked by the daemon that died.
 func (c *Conn) foreign(seg *Segment) bool {
-	d, dir := 1, &c.in
-	if seg.Src == c.Inside {
-		d, dir = 0, &c.out
-	}
+	d, dir := c.side(seg)
 	if c.restoredAt == 0 || !c.stale[d] || seg.SYN || len(seg.Payload) == 0 || !dir.Started() {
 		return false
 	}

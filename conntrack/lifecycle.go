@@ -383,7 +383,7 @@ func (k *Call) setUpAt() int64 {
 // (a flag of the call, not a pointer of every connection: a connection
 // holds a call or two).
 func (c *Conn) walked() *Call {
-	for k := c.calls; k != nil; k = k.connNext {
+	for k := range c.eachCall {
 		if k.cur {
 			return k
 		}
