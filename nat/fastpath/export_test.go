@@ -30,3 +30,11 @@ func (s *Mirror) Held() int {
 	defer s.mu.Unlock()
 	return len(s.maps)
 }
+
+// Column says how the mirror keeps tier t's counters: a dense column, or
+// sparse entries (how many).
+func (s *Mirror) Column(t int) (dense bool, sparse int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counts[t] != nil, len(s.sparse[t])
+}

@@ -24,10 +24,17 @@ type Mirror struct {
 	mu sync.Mutex
 	// maps are sorted by InKey, a key's values (one per tier at most)
 	// side by side; held and each tier's counts are parallel to it.
-	maps   []conntrack.GREMap
-	held   []uint8
-	counts [maxTiers][]counts // a joined tier's only
-	taken  uint8              // the tiers' bits
+	maps []conntrack.GREMap
+	held []uint8
+	// Each tier's counters as last read: parallel to maps (dense) once
+	// the tier has counted something for many of them, before that in
+	// sparse, only the mappings whose counters are not zero (both nil:
+	// all zero). The nf_tables tier behind bpf carries only the packets
+	// bpf hands the stack (too big, fragments, IP options), for a few
+	// calls if any: it would pay 18 bytes a call for nothing.
+	counts [maxTiers][]counts
+	sparse [maxTiers]map[conntrack.GREMap]counts
+	taken  uint8 // the tiers' bits
 	// moves grows whenever mappings move in maps (insert, remove): an
 	// index into it built before is stale.
 	moves uint64
@@ -47,7 +54,6 @@ func (s *Mirror) join() (int, error) {
 	for t := range maxTiers {
 		if s.taken&(1<<t) == 0 {
 			s.taken |= 1 << t
-			s.counts[t] = make([]counts, len(s.maps), cap(s.maps))
 			return t, nil
 		}
 	}
@@ -59,10 +65,9 @@ func (s *Mirror) join() (int, error) {
 func (s *Mirror) leave(t int) {
 	s.drop(t)
 	s.taken &^= 1 << t
-	s.counts[t] = nil
 }
 
-// drop forgets what tier t holds (mu held).
+// drop forgets what tier t holds, and its counters (mu held).
 func (s *Mirror) drop(t int) {
 	var gone []int
 	for i := range s.held {
@@ -70,7 +75,41 @@ func (s *Mirror) drop(t int) {
 			gone = append(gone, i)
 		}
 	}
+	s.counts[t], s.sparse[t] = nil, nil
 	s.remove(gone)
+}
+
+// last returns tier t's counters of mapping i as last read (mu held).
+func (s *Mirror) last(t, i int) counts {
+	if s.counts[t] != nil {
+		return s.counts[t][i]
+	}
+	return s.sparse[t][s.maps[i]]
+}
+
+// setLast records a as tier t's counters of mapping i (mu held); zero
+// when t stops holding it, so that sparse keeps only what t holds.
+func (s *Mirror) setLast(t, i int, a counts) {
+	if s.counts[t] != nil {
+		s.counts[t][i] = a
+		return
+	}
+	if a == (counts{}) {
+		delete(s.sparse[t], s.maps[i])
+		return
+	}
+	if s.sparse[t] == nil {
+		s.sparse[t] = make(map[conntrack.GREMap]counts)
+	}
+	s.sparse[t][s.maps[i]] = a
+	// A map's entry takes about 60 bytes, a dense column 18 a mapping.
+	if len(s.sparse[t]) > max(len(s.maps)/4, 64) {
+		d := make([]counts, len(s.maps), cap(s.maps))
+		for i, m := range s.maps {
+			d[i] = s.sparse[t][m]
+		}
+		s.counts[t], s.sparse[t] = d, nil
+	}
 }
 
 // lower returns the index of the first mapping of k, or where it would go.

@@ -396,6 +396,7 @@ func (r *Reconciler) commit(add, del []conntrack.GREMap) {
 	for _, m := range del {
 		if i, ok := s.find(InKeyOf(m), r.bit); ok {
 			s.held[i] &^= r.bit
+			s.setLast(r.t, i, counts{})
 			r.n--
 			r.at = append(r.at, i)
 		}
@@ -409,7 +410,7 @@ func (r *Reconciler) commit(add, del []conntrack.GREMap) {
 				r.n++
 			}
 			s.held[i] |= r.bit
-			s.counts[r.t][i] = counts{}
+			s.setLast(r.t, i, counts{})
 		} else {
 			add[n] = m
 			n++
@@ -574,9 +575,10 @@ func (r *Reconciler) credit(i int, in bool, c Counters, now time.Time) {
 	if in {
 		d = dirIn
 	}
-	a := &r.mir.counts[r.t][i]
+	a := r.mir.last(r.t, i)
 	dp, db := a.moved(d, c)
 	a.keep(d, c)
+	r.mir.setLast(r.t, i, a)
 	if dp == 0 {
 		return
 	}

@@ -683,12 +683,79 @@ func BenchmarkReadCounters(b *testing.B) {
 	}
 }
 
-// TestMirrorSize: the mirror costs 37 bytes per call with one tier and
-// 55 with two (the daemon's heap per call, BenchmarkHeapPerCall in
-// nat/gateway).
+// TestMirrorSize: the mirror costs 37 bytes per call with one tier
+// counting and 55 with two (the daemon's heap per call,
+// BenchmarkHeapPerCall in nat/gateway).
 func TestMirrorSize(t *testing.T) {
 	if one, two := fastpath.MirrorBytes(1), fastpath.MirrorBytes(2); one != 37 || two != 55 {
 		t.Errorf("a mapping costs %d bytes with one tier, %d with two; want 37, 55", one, two)
+	}
+}
+
+// TestSparseCounts: a tier keeps counters only for the mappings it
+// counted something for until they are many, then a dense column; the
+// credits are exact across the change, and a mapping that went and came
+// back counts from zero.
+func TestSparseCounts(t *testing.T) {
+	var ms []conntrack.GREMap
+	for i := range 400 {
+		ms = append(ms, call(uint16(10*i)))
+	}
+	src, be, mir := fastpathtest.New(ms...), newMem(), fastpath.NewMirror()
+	r := fastpath.New(src, be, fastpath.Config{Mirror: mir})
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	kernel := map[conntrack.GREMap]uint64{} // packets each way since added
+	read := func(n int, step uint64) {
+		for _, m := range ms[:n] {
+			kernel[m] += step
+			be.in[fastpath.InKeyOf(m)] = fastpath.Counters{Packets: kernel[m], Bytes: 100 * kernel[m]}
+			be.out[fastpath.OutKeyOf(m)] = fastpath.Counters{Packets: kernel[m], Bytes: 100 * kernel[m]}
+		}
+		r.ReadCounters()
+	}
+	check := func(when string, dense bool, sparse int) {
+		t.Helper()
+		if d, n := mir.Column(0); d != dense || n != sparse {
+			t.Errorf("%s: dense %v, %d sparse; want %v, %d", when, d, n, dense, sparse)
+		}
+		for _, m := range ms {
+			if in, out := src.Credited(m, true), src.Credited(m, false); in.Packets != kernel[m] || out.Bytes != 100*kernel[m] {
+				t.Fatalf("%s: %d credited in %+v out %+v, the kernel counted %d", when, m.OuterID, in, out, kernel[m])
+			}
+		}
+	}
+	read(400, 0)
+	check("all zero", false, 0)
+	read(10, 5)
+	check("ten counted", false, 10)
+	read(100, 3) // 100 sparse: a quarter of 400, not above it
+	check("a hundred counted", false, 100)
+	read(101, 2)
+	check("above a quarter", true, 0)
+	read(400, 7)
+	check("all counted", true, 0)
+
+	// Gone from sparse, back with another value: counted from zero.
+	src2, be2, mir2 := fastpathtest.New(call(1)), newMem(), fastpath.NewMirror()
+	r2 := fastpath.New(src2, be2, fastpath.Config{Mirror: mir2})
+	if err := r2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	be2.in[fastpath.InKeyOf(call(1))] = fastpath.Counters{Packets: 50, Bytes: 50}
+	r2.ReadCounters()
+	src2.Set()
+	r2.Converge()
+	if _, n := mir2.Column(0); n != 0 {
+		t.Errorf("no mapping, %d sparse entries", n)
+	}
+	src2.Set(call(1)) // a kernel entry of its own, counting from zero
+	r2.Converge()
+	be2.in[fastpath.InKeyOf(call(1))] = fastpath.Counters{Packets: 60, Bytes: 60}
+	r2.ReadCounters()
+	if got := src2.Credited(call(1), true); got.Packets != 110 {
+		t.Errorf("credited %d packets, want 50 + 60", got.Packets)
 	}
 }
 

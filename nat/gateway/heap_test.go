@@ -21,8 +21,14 @@ import (
 )
 
 // nullBackend is a fast path that keeps nothing in Go memory, as the
-// kernel ones (the nf_tables and bpf maps live in the kernel).
-type nullBackend struct{ name string }
+// kernel ones (the nf_tables and bpf maps live in the kernel). With
+// calls, it reports a packet each way for each of them, as the bpf tier
+// does once bench-scale's warm-up went through it (the nf_tables tier
+// behind it counts nothing).
+type nullBackend struct {
+	name  string
+	calls func() []conntrack.CallInfo
+}
 
 func (b nullBackend) Name() string                          { return b.name }
 func (nullBackend) Replace([]conntrack.GREMap) error        { return nil }
@@ -32,10 +38,18 @@ func (nullBackend) SetInterfaces([]int) error               { return nil }
 func (nullBackend) Interfaces() []int                       { return nil }
 
 // Counters reports one key each way, of no call: the reconciler builds
-// its lookups by key as with a kernel's counters.
-func (nullBackend) Counters(in func(fastpath.InKey, fastpath.Counters), out func(fastpath.OutKey, fastpath.Counters)) error {
+// its lookups by key as with a kernel's counters; with calls, theirs.
+func (b nullBackend) Counters(in func(fastpath.InKey, fastpath.Counters), out func(fastpath.OutKey, fastpath.Counters)) error {
 	in(fastpath.InKey{}, fastpath.Counters{})
 	out(fastpath.OutKey{}, fastpath.Counters{})
+	if b.calls == nil {
+		return nil
+	}
+	one := fastpath.Counters{Packets: 1, Bytes: 64}
+	for _, c := range b.calls() {
+		in(fastpath.InKey{Peer: c.Peer, Public: c.Public, OuterID: c.OuterID}, one)
+		out(fastpath.OutKey{Inside: c.Inside, Peer: c.Peer, PeerID: c.PeerID}, one)
+	}
 	return nil
 }
 
@@ -52,11 +66,13 @@ func newHeapGateway(tb testing.TB, maxCalls int) *heapGateway {
 	state := StateFile(filepath.Join(tb.TempDir(), "state.json"))
 	cfg := Config{GREPath: PathBPF, Rules: rules.Config{Queue: 10, Queues: 1}, Observer: conntrack.NopObserver{},
 		Limits: conntrack.Limits{MaxCalls: maxCalls, MaxCallsPerInside: maxCalls}}
+	var g *Gateway // the bpf backend's calls, once started
 	g, qs, err := testGatewayDeps(tb, cfg, nil, func(d *Deps) {
 		d.Resolver = masquerade{}
 		d.State = state
-		for _, name := range []string{PathBPF, PathKernel} {
-			d.Backends[name] = func() (fastpath.Backend, error) { return nullBackend{name}, nil }
+		d.Backends[PathKernel] = func() (fastpath.Backend, error) { return nullBackend{name: PathKernel}, nil }
+		d.Backends[PathBPF] = func() (fastpath.Backend, error) {
+			return nullBackend{name: PathBPF, calls: func() []conntrack.CallInfo { return g.Calls() }}, nil
 		}
 	})
 	if err != nil {
@@ -115,11 +131,13 @@ func (h *heapGateway) settle() uint64 {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		s := h.g.Stats()
-		if s["calls_active"] == uint64(h.calls) && s["gre_bpf_calls"] == uint64(h.calls) && s["gre_kernel_calls"] == uint64(h.calls) {
+		if s["calls_active"] == uint64(h.calls) && s["gre_bpf_calls"] == uint64(h.calls) && s["gre_kernel_calls"] == uint64(h.calls) &&
+			s["gre_bpf_in"] == uint64(h.calls) && s["gre_bpf_out"] == uint64(h.calls) {
 			break
 		}
 		if time.Now().After(deadline) {
-			h.tb.Fatalf("calls_active %d, bpf %d, kernel %d: want %d", s["calls_active"], s["gre_bpf_calls"], s["gre_kernel_calls"], h.calls)
+			h.tb.Fatalf("calls_active %d, bpf %d (packets %d, %d), kernel %d: want %d", s["calls_active"], s["gre_bpf_calls"],
+				s["gre_bpf_in"], s["gre_bpf_out"], s["gre_kernel_calls"], h.calls)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
