@@ -13,8 +13,9 @@ import (
 // behind it): a mapping held by several tiers is kept once, with a bit per
 // tier holding it and each tier's counters as last read. The tiers hold
 // the same desired state but for the moments between their converges (or
-// while one fails), so at 10 000 calls two tiers cost 18 + 1 + 2 x 18
-// bytes a call rather than 2 x 36. Each tier's Reconciler still converges
+// while one fails), so at 10 000 calls bpf and the nf_tables tier behind
+// it cost 18 + 1 + 18 bytes a call (the bpf tier's counters; see
+// sparse) rather than 2 x 36. Each tier's Reconciler still converges
 // on its own goroutine, with its own generation, failures and events;
 // they take turns on the Mirror's lock: a converge holds it throughout, a
 // counter read only while it credits a key (a dump of nf_tables takes
