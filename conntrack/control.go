@@ -120,8 +120,8 @@ type connRare struct {
 	ended      int64 // when the connection ended (0: alive)
 }
 
-// more is c's rare part, taken when it holds none.
-func (c *Conn) more() *connRare {
+// takeRare is c's rare part, taken when it holds none.
+func (c *Conn) takeRare() *connRare {
 	if c.rare == nil {
 		c.rare = new(connRare)
 	}
@@ -416,7 +416,7 @@ func (t *Table) endConn(c *Conn, now int64, reason string) {
 		t.endCall(k, reason)
 	}
 	if c.ended() == 0 {
-		c.more().ended = now
+		c.takeRare().ended = now
 		t.idx.changes++
 		t.Counters.ConnsClosed.Add(1)
 		t.emitConn(evConnClosed, c.Info(), reason)

@@ -36,7 +36,7 @@ func (c *Conn) replicaOf() connReplica {
 }
 
 // rep is c's replication state to change.
-func (c *Conn) rep() *connReplica { return &c.more().connReplica }
+func (c *Conn) rep() *connReplica { return &c.takeRare().connReplica }
 
 // tableReplica tracks changes for the publisher; off (the zero value) it
 // costs one branch per change.

@@ -136,7 +136,7 @@ func (t *Table) restoreConn(cs ConnSnap) (skipped int) {
 	t.Counters.ConnsOpened.Add(^uint64(0))
 	c.Role, c.midStream, c.closing, c.lastSeen = cs.Role, cs.MidStream, cs.Closing, cs.LastSeen
 	if cs.Ended != 0 {
-		c.more().ended = cs.Ended
+		c.takeRare().ended = cs.Ended
 	}
 	c.unalloc = uint16(min(max(cs.Unalloc, 0), math.MaxUint16)) // a count of requests: a bad file cannot overflow it
 	if cs.Origin != "" {
@@ -146,7 +146,7 @@ func (t *Table) restoreConn(cs ConnSnap) (skipped int) {
 	c.in.SetState(cs.In)
 	if c.ended() == 0 {
 		c.unconfirmed, c.stale = true, [2]bool{true, true} // state.go
-		c.more().restoredAt = t.clock()
+		c.takeRare().restoredAt = t.clock()
 	}
 	for i, ks := range cs.Calls {
 		k, ok := t.restoreCall(c, ks)
