@@ -154,8 +154,8 @@ func (t *Table) Expire(now int64) {
 		if t.repl.on && c.replicaOf().origin != "" {
 			continue // another node's: its record's deletion removes it (replica.go)
 		}
-		if c.ended != 0 {
-			if now-c.ended >= int64(l.CloseLinger) {
+		if ended := c.ended(); ended != 0 {
+			if now-ended >= int64(l.CloseLinger) {
 				t.removeConn(c)
 			}
 			continue
@@ -164,7 +164,7 @@ func (t *Table) Expire(now int64) {
 			t.endConn(c, now, "control-idle")
 			continue
 		}
-		if c.unconfirmed && now-c.restoredAt >= int64(l.RestoreGrace) {
+		if c.unconfirmed && now-c.restoredAt() >= int64(l.RestoreGrace) {
 			t.endConn(c, now, "unconfirmed") // state.go
 			continue
 		}

@@ -137,3 +137,16 @@ func (t *Table) SetChangeLogLen(n int) {
 	defer t.log.mu.Unlock()
 	t.log.ring, t.log.n, t.log.lost = make([]changeEntry, n), 0, t.gen.Load()
 }
+
+// RareParts is how many connections hold their rare part (connRare).
+func (t *Table) RareParts() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	n := 0
+	for c := range t.idx.conns.all {
+		if c.rare != nil {
+			n++
+		}
+	}
+	return n
+}

@@ -27,21 +27,16 @@ type connReplica struct {
 
 // replicaOf is c's replication state (the zero value until replication
 // or an import first touched it: most tables never replicate, and a
-// connection's bytes count at scale).
+// connection's bytes count at scale, so it lives in c's rare part).
 func (c *Conn) replicaOf() connReplica {
-	if c.replica == nil {
+	if c.rare == nil {
 		return connReplica{}
 	}
-	return *c.replica
+	return c.rare.connReplica
 }
 
 // rep is c's replication state to change.
-func (c *Conn) rep() *connReplica {
-	if c.replica == nil {
-		c.replica = new(connReplica)
-	}
-	return c.replica
-}
+func (c *Conn) rep() *connReplica { return &c.takeRare().connReplica }
 
 // tableReplica tracks changes for the publisher; off (the zero value) it
 // costs one branch per change.

@@ -14,7 +14,7 @@ func TestSizes(t *testing.T) {
 		size, max uintptr
 	}{
 		{"Call", unsafe.Sizeof(Call{}), 112},
-		{"Conn", unsafe.Sizeof(Conn{}), 128},
+		{"Conn", unsafe.Sizeof(Conn{}), 112},
 	} {
 		if c.size > c.max {
 			t.Errorf("%s is %d bytes, want at most %d", c.name, c.size, c.max)

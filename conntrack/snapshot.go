@@ -134,15 +134,19 @@ func (t *Table) restoreConn(cs ConnSnap) (skipped int) {
 	}
 	c := t.newConn(key, ConnSpec{Inside: in, Outside: out, Public: pub, Identity: cs.Identity, Local: cs.Local})
 	t.Counters.ConnsOpened.Add(^uint64(0))
-	c.Role, c.midStream, c.closing, c.ended, c.lastSeen = cs.Role, cs.MidStream, cs.Closing, cs.Ended, cs.LastSeen
+	c.Role, c.midStream, c.closing, c.lastSeen = cs.Role, cs.MidStream, cs.Closing, cs.LastSeen
+	if cs.Ended != 0 {
+		c.takeRare().ended = cs.Ended
+	}
 	c.unalloc = uint16(min(max(cs.Unalloc, 0), math.MaxUint16)) // a count of requests: a bad file cannot overflow it
 	if cs.Origin != "" {
 		c.rep().origin = cs.Origin
 	}
 	c.out.SetState(cs.Out)
 	c.in.SetState(cs.In)
-	if c.ended == 0 {
-		c.unconfirmed, c.restoredAt, c.stale = true, t.clock(), [2]bool{true, true} // state.go
+	if c.ended() == 0 {
+		c.unconfirmed, c.stale = true, [2]bool{true, true} // state.go
+		c.takeRare().restoredAt = t.clock()
 	}
 	for i, ks := range cs.Calls {
 		k, ok := t.restoreCall(c, ks)

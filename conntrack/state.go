@@ -41,7 +41,7 @@ func (t *Table) StateGeneration() uint64 { return t.stateGen.Load() }
 func (t *Table) StateChanged() <-chan struct{} { return t.stateChanged }
 
 // replaceable: a SYN on c's ports starts a new connection.
-func (c *Conn) replaceable() bool { return c.ended != 0 || c.unconfirmed }
+func (c *Conn) replaceable() bool { return c.ended() != 0 || c.unconfirmed }
 
 // walkSegment runs seg through direction dir of c. A restored direction
 // whose position is older than the stream (the daemon was killed after
@@ -58,11 +58,27 @@ func (t *Table) walkSegment(c *Conn, out bool, dir *alg.Stream, seg *Segment, h 
 		return sr
 	}
 	c.stale[d] = false
+	c.settleRestored()
 	if sr.Gap {
 		dir.Resume(seg.Seq)
 		sr = dir.Segment(seg.Seq, seg.SYN, seg.FIN, seg.Payload, h)
 	}
 	return sr
+}
+
+// settleRestored forgets when c was restored once nothing reads it any
+// more (foreign and Expire do only while c is unconfirmed or a direction
+// stale), and gives its rare part up if that held nothing else: a restart
+// leaves the connections it restored no bigger than new ones.
+func (c *Conn) settleRestored() {
+	r := c.rare
+	if r == nil || c.unconfirmed || c.stale != [2]bool{} {
+		return
+	}
+	r.restoredAt = 0
+	if *r == (connRare{}) {
+		c.rare = nil
+	}
 }
 
 // ConfirmRestored asks r (the kernel's conntrack table) about every
@@ -97,6 +113,7 @@ func (t *Table) ConfirmRestored(r Resolver) (confirmed, left int) {
 		case c == nil || !c.unconfirmed:
 		case alive[i]:
 			c.unconfirmed = false
+			c.settleRestored()
 			confirmed++
 		default:
 			left++

@@ -104,6 +104,32 @@ func TestRestoreStaleStream(t *testing.T) {
 	}
 }
 
+// TestRestoredRarePart: a restored connection keeps its restore time (in
+// its rare part) until it is confirmed and shows a segment each way, then
+// is as small as a new one; its end takes the part again.
+func TestRestoredRarePart(t *testing.T) {
+	f, _, snap := restoredScene(t)
+	f.tbl = restoreInto(t, snap, conntrack.Limits{})
+	parts := func(what string, want int) {
+		t.Helper()
+		if n := f.tbl.RareParts(); n != want {
+			t.Errorf("%s: %d connections hold a rare part, want %d", what, n, want)
+		}
+	}
+	parts("restored", 1)
+	f.send(dirOut, echoRQ())
+	parts("a segment out (in still stale)", 1)
+	f.send(dirIn, echoRQ())
+	parts("a segment each way", 0)
+	f.fin(dirOut)
+	parts("one FIN", 0)
+	f.fin(dirIn)
+	parts("ended", 1)
+	if e := f.tbl.Snapshot().Conns[0].Ended; e != f.now {
+		t.Errorf("snapshot's end %d, want %d", e, f.now)
+	}
+}
+
 // TestRestoreUnconfirmed: restored connections the kernel's conntrack
 // table does not know and that show no segment end after RestoreGrace;
 // those it knows, or that show a segment, stay.

@@ -64,7 +64,7 @@ func (b *StateBuf) Conns() int { return len(b.conns) }
 func (b *StateBuf) add(c *Conn) {
 	r := connRec{inside: c.Inside, outside: c.Outside, public: c.Public, identity: c.Identity, local: c.Local,
 		midStream: c.midStream, closing: c.closing, role: c.Role, unalloc: int32(c.unalloc), cur: -1, calls: int32(c.numCalls()),
-		resv: c.resv, ended: c.ended, lastSeen: c.lastSeen, origin: c.replicaOf().origin}
+		resv: c.resv, ended: c.ended(), lastSeen: c.lastSeen, origin: c.replicaOf().origin}
 	r.out, b.recs = c.out.Pos(b.recs)
 	r.in, b.recs = c.in.Pos(b.recs)
 	i := int32(0)
