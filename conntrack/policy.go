@@ -202,7 +202,7 @@ func (t *Table) SetPolicy(p *Policy, now int64) {
 	t.bump() // whether calls wait for their negotiation may have changed
 	for c := range t.idx.conns.all {
 		for k := range c.eachCallBack {
-			if k.State != StateEstablished && k.State != StateClosing {
+			if k.State() != StateEstablished && k.State() != StateClosing {
 				continue
 			}
 			if reason := p.callVerdict(k); reason != "" {
@@ -303,8 +303,8 @@ func (t *Table) endWatch(k *Call) {
 // reserved, nothing is sent to the peers. It reports whether k was up.
 func (t *Table) clearLocked(k *Call, reason string, now int64) bool {
 	k.ppp.setWatch(false)
-	if k.State != StateEstablished && k.State != StateClosing {
-		return k.State == StateRefused
+	if k.State() != StateEstablished && k.State() != StateClosing {
+		return k.State() == StateRefused
 	}
 	t.refuse(k, reason, now)
 	t.policyCleared.Add(1)

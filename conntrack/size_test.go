@@ -13,7 +13,7 @@ func TestSizes(t *testing.T) {
 		name      string
 		size, max uintptr
 	}{
-		{"Call", unsafe.Sizeof(Call{}), 112},
+		{"Call", unsafe.Sizeof(Call{}), 104},
 		{"Conn", unsafe.Sizeof(Conn{}), 128},
 	} {
 		if c.size > c.max {
