@@ -37,7 +37,7 @@ type Call struct {
 	// 4 bytes of a call instead of 8, for a histogram of milliseconds.
 	setUp uint32
 	since sinceOffset // when State last changed (sinceAt)
-	ppp   pppState    // policy.go: what its PPP negotiation showed
+	ppp   pppState    // policy.go: what its PPP negotiation showed, one word
 
 	lastSeen atomic.Int64
 	pktsIn   atomic.Uint64
