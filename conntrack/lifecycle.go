@@ -101,12 +101,12 @@ func (k *Call) setRole(r Role) {
 
 func (k *Call) putState(s CallState) { k.rs = k.rs&0x0f | roleState(s)<<4 }
 
-// sinceOffset is a time after a call's created, in 32 bits: microseconds
-// below 2^31 (35 minutes: pending calls, setups, tombstones of refused
-// setups, to the microsecond as setUp), whole seconds, rounded up, in the
-// top bit's half (to 68 years: a tombstone of a call cleared long after
-// its setup, which so lives up to a second longer). A time before created
-// is created.
+// sinceOffset is a time after a call's created in 32 bits: microseconds,
+// rounded down, below 2^31 of them (35 minutes: where a pending call, a
+// setup and a refused setup fall, to the microsecond like setUp); past
+// that, the top bit set, whole seconds rounded up, to 68 years (a call
+// cleared long after its setup: its tombstone lives up to a second
+// longer). A time before created reads as created.
 type sinceOffset uint32
 
 const sinceSeconds sinceOffset = 1 << 31
