@@ -16,7 +16,7 @@ const bucketSize = 256
 func (t *Table) chooseBucket(c *Conn, hi byte) (byte, bool) {
 	peer := c.Outside.Addr
 	for k := range c.eachCall {
-		if k.inIndex && byte(k.InsideID>>8) == hi {
+		if k.inIndex() && byte(k.InsideID>>8) == hi {
 			if y := byte(k.OuterID >> 8); t.idx.room(peer, y) {
 				return y, true
 			}
@@ -36,7 +36,7 @@ func (t *Table) chooseBucket(c *Conn, hi byte) (byte, bool) {
 // byte other than hi.
 func (c *Conn) bucketTaken(b, hi byte) bool {
 	for k := range c.eachCall {
-		if k.inIndex && byte(k.OuterID>>8) == b && byte(k.InsideID>>8) != hi {
+		if k.inIndex() && byte(k.OuterID>>8) == b && byte(k.InsideID>>8) != hi {
 			return true
 		}
 	}

@@ -53,17 +53,17 @@ func (c *CallInfo) ID() string {
 
 // ID is the call's stable name (CallInfo.ID).
 func (k *Call) ID() string {
-	i := CallInfo{HasInside: k.hasInside, Public: k.Public, Peer: k.Peer, OuterID: k.OuterID, PeerID: k.PeerID}
+	i := CallInfo{HasInside: k.hasInside(), Public: k.Public, Peer: k.Peer, OuterID: k.OuterID, PeerID: k.PeerID}
 	return i.ID()
 }
 
 func (k *Call) info() CallInfo {
 	return CallInfo{
-		Conn: k.conn.Info(), Role: k.Role, State: k.State,
-		Inside: k.Inside, InsideID: k.InsideID, HasInside: k.hasInside,
+		Conn: k.conn.Info(), Role: k.Role(), State: k.State(),
+		Inside: k.Inside, InsideID: k.InsideID, HasInside: k.hasInside(),
 		Public: k.Public, OuterID: k.OuterID,
-		Peer: k.Peer, PeerID: k.PeerID, HasPeer: k.hasPeer,
-		Identity: k.identity, PickedUp: k.pickedUp,
+		Peer: k.Peer, PeerID: k.PeerID, HasPeer: k.hasPeer(),
+		Identity: k.identity(), PickedUp: k.pickedUp(),
 		Created: k.created, LastSeen: k.lastSeen.Load(), SetUp: k.setUpAt(),
 		PacketsIn: k.pktsIn.Load(), PacketsOut: k.pktsOut.Load(),
 		BytesIn: k.bytesIn.Load(), BytesOut: k.bytesOut.Load(),
@@ -134,7 +134,7 @@ func (t *Table) Delete(id string, now int64) error {
 	defer t.unlock()
 	for c := range t.idx.conns.all {
 		for k := range c.eachCall {
-			if k.ID() == id && k.State != StateRefused {
+			if k.ID() == id && k.State() != StateRefused {
 				t.refuse(k, "deleted", now)
 				return nil
 			}
@@ -176,9 +176,9 @@ func (t *Table) Expire(now int64) {
 func (t *Table) expireCalls(c *Conn, now int64) {
 	l := t.limits
 	for k := range c.eachCallBack {
-		switch k.State {
+		switch k.State() {
 		case StatePending, StateRefused:
-			if now-k.since >= int64(l.SetupTimeout) {
+			if now-k.sinceAt() >= int64(l.SetupTimeout) {
 				t.endCall(k, "setup-timeout")
 			}
 		default:

@@ -403,7 +403,7 @@ func (t *Table) closing(c *Conn) {
 	}
 	c.closing = true
 	for k := range c.eachCall {
-		if k.State == StateEstablished {
+		if k.State() == StateEstablished {
 			t.idx.setState(k, StateClosing)
 		}
 	}
@@ -583,7 +583,7 @@ func (h *handler) Message(m *alg.Msg) {
 		}
 	case alg.CCRQ:
 		// CCRQ carries the PNS's own ID.
-		if k := h.callByOwn(id); k != nil && k.State == StateEstablished {
+		if k := h.callByOwn(id); k != nil && k.State() == StateEstablished {
 			t.idx.setState(k, StateClosing)
 		}
 	case alg.CDN:
@@ -616,7 +616,7 @@ func (h *handler) Message(m *alg.Msg) {
 	}
 	if m.Type >= alg.OCRQ {
 		for k := range c.eachCall {
-			if k.State != StateRefused {
+			if k.State() != StateRefused {
 				k.lastSeen.Store(h.now)
 			}
 		}
@@ -660,11 +660,11 @@ func (h *handler) findCall(id uint16, out, in callIDKind) *Call {
 func (k *Call) hasID(kind callIDKind, id uint16) bool {
 	switch kind {
 	case insideID:
-		return k.hasInside && k.InsideID == id
+		return k.hasInside() && k.InsideID == id
 	case peerID:
-		return k.hasPeer && k.PeerID == id
+		return k.hasPeer() && k.PeerID == id
 	default:
-		return k.hasInside && k.OuterID == id
+		return k.hasInside() && k.OuterID == id
 	}
 }
 

@@ -70,32 +70,32 @@ func (t *Table) CheckIndex() error {
 			if k.conn != c {
 				return fmt.Errorf("call %s listed by another connection", k.ID())
 			}
-			if got := x.outer(k.Peer, k.OuterID); k.inIndex != (got == k) {
-				return fmt.Errorf("call %s: inIndex %v, byOuter has %p", k.ID(), k.inIndex, got)
+			if got := x.outer(k.Peer, k.OuterID); k.inIndex() != (got == k) {
+				return fmt.Errorf("call %s: inIndex %v, byOuter has %p", k.ID(), k.inIndex(), got)
 			}
-			if k.inIndex {
+			if k.inIndex() {
 				nOuter++
 				buckets[bucketKey{k.Peer, byte(k.OuterID >> 8)}]++
 			}
-			if k.inOutIndex {
+			if k.inOutIndex() {
 				nOut++
 				if x.out(k.Inside, k.Peer, k.PeerID) != k {
 					return fmt.Errorf("call %s published but not in byOut", k.ID())
 				}
-				if k.identity && k.hasInside {
+				if k.identity() && k.hasInside() {
 					ident[outKey{k.Inside, k.Peer, k.InsideID}] = true
-				} else if !k.identity {
+				} else if !k.identity() {
 					public[outKey{k.Public, k.Peer, k.PeerID}] = true
 				}
 			}
-			switch k.State {
+			switch k.State() {
 			case StatePending:
 				pending++
 			case StateEstablished, StateClosing:
 				active++
 				perIn[k.Inside]++
 			}
-			if k.pickedUp && !k.hasPeer {
+			if k.pickedUp() && !k.hasPeer() {
 				unbound++
 			}
 		}
@@ -115,12 +115,12 @@ func (t *Table) CheckIndex() error {
 		return fmt.Errorf("perIn %v, calls say %v", x.perIn, perIn)
 	}
 	for k := range x.byPublic.all {
-		if key := x.byPublic.keyOf(k); !public[key] || !k.inOutIndex || x.quoted(k.Public, k.Peer, k.PeerID) != k {
+		if key := x.byPublic.keyOf(k); !public[key] || !k.inOutIndex() || x.quoted(k.Public, k.Peer, k.PeerID) != k {
 			return fmt.Errorf("byPublic %v: call %s not published under it", key, k.ID())
 		}
 	}
 	for k := range x.identIn.all {
-		if key := x.identIn.keyOf(k); !ident[key] || !k.inOutIndex || x.identity(k.Peer, k.Inside, k.InsideID) != k {
+		if key := x.identIn.keyOf(k); !ident[key] || !k.inOutIndex() || x.identity(k.Peer, k.Inside, k.InsideID) != k {
 			return fmt.Errorf("identIn %v: call %s not published under it", key, k.ID())
 		}
 	}

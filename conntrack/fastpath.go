@@ -31,8 +31,8 @@ func (k *Call) greMap() GREMap {
 // chains do not see whole (no outbound prerouting), and their addresses
 // need no rewriting.
 func fastEligible(k *Call) bool {
-	return !k.identity && !k.conn.Local && k.inIndex && k.inOutIndex && k.hasInside && k.hasPeer &&
-		(k.State == StateEstablished || k.State == StateClosing)
+	return !k.identity() && !k.conn.Local && k.inIndex() && k.inOutIndex() && k.hasInside() && k.hasPeer() &&
+		(k.State() == StateEstablished || k.State() == StateClosing)
 }
 
 // needsPeek reports whether the policy in force reads the calls' PPP

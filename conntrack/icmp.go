@@ -15,7 +15,7 @@ func (t *Table) GREQuoted(public, peer Addr, peerID uint16) (inside Addr, ok boo
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	c := t.idx.quoted(public, peer, peerID)
-	if c == nil || (c.State != StateEstablished && c.State != StateClosing) {
+	if c == nil || (c.State() != StateEstablished && c.State() != StateClosing) {
 		return Addr{}, false
 	}
 	return c.Inside, true

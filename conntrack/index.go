@@ -234,12 +234,12 @@ func (x *index) free(peer Addr, id uint16) bool {
 // and state call for: byOuter when it has an inside Call ID and is
 // translated (its outer ID must not be in use), the counts of its state.
 func (x *index) insert(k *Call) {
-	if k.hasInside && !k.identity {
+	if k.hasInside() && !k.identity() {
 		x.byOuter.put(k)
 		x.reserve(k.Peer, byte(k.OuterID>>8))
-		k.inIndex = true
+		k.setFlag(fInIndex, true)
 	}
-	if k.pickedUp && !k.hasPeer {
+	if k.pickedUp() && !k.hasPeer() {
 		x.unbound++
 	}
 	x.count(k, +1)
@@ -252,12 +252,12 @@ func (x *index) insert(k *Call) {
 func (x *index) remove(k *Call) {
 	c := k.conn
 	c.removeCall(k)
-	if k.inIndex {
+	if k.inIndex() {
 		x.byOuter.del(k)
 		x.unreserve(k.Peer, byte(k.OuterID>>8))
-		k.inIndex = false
+		k.setFlag(fInIndex, false)
 	}
-	if k.pickedUp && !k.hasPeer {
+	if k.pickedUp() && !k.hasPeer() {
 		x.unbound--
 	}
 	x.count(k, -1)
@@ -266,23 +266,24 @@ func (x *index) remove(k *Call) {
 
 // bind gives picked-up call k the peer Call ID id.
 func (x *index) bind(k *Call, id uint16) {
-	if k.pickedUp && !k.hasPeer {
+	if k.pickedUp() && !k.hasPeer() {
 		x.unbound--
 	}
-	k.PeerID, k.hasPeer = id, true
+	k.PeerID = id
+	k.setFlag(fHasPeer, true)
 	x.changes++
 }
 
 // setState moves k to s, keeping the counts the limits read.
 func (x *index) setState(k *Call, s CallState) {
 	x.count(k, -1)
-	k.State = s
+	k.putState(s)
 	x.count(k, +1)
 	x.changes++
 }
 
 func (x *index) count(k *Call, d int) {
-	switch k.State {
+	switch k.State() {
 	case StatePending:
 		x.pending += d
 	case StateEstablished, StateClosing:
@@ -300,7 +301,7 @@ func (x *index) count(k *Call, d int) {
 // returned. It returns nil, false when k cannot be published (peer Call
 // ID unknown) or already is.
 func (x *index) publish(k *Call) (displaced *Call, ok bool) {
-	if !k.hasPeer || k.inOutIndex {
+	if !k.hasPeer() || k.inOutIndex() {
 		return nil, false
 	}
 	if old := x.out(k.Inside, k.Peer, k.PeerID); old != nil && old != k {
@@ -308,11 +309,11 @@ func (x *index) publish(k *Call) (displaced *Call, ok bool) {
 		displaced = old
 	}
 	x.byOut.put(k)
-	k.inOutIndex = true
-	if k.identity && k.hasInside {
+	k.setFlag(fInOutIndex, true)
+	if k.identity() && k.hasInside() {
 		// Forwarded GRE towards an untranslated inside end passes too.
 		x.identIn.put(k)
-	} else if !k.identity {
+	} else if !k.identity() {
 		x.byPublic.put(k)
 	}
 	return displaced, true
@@ -320,12 +321,12 @@ func (x *index) publish(k *Call) (displaced *Call, ok bool) {
 
 // unpublish undoes publish; it reports whether k was published.
 func (x *index) unpublish(k *Call) bool {
-	if !k.inOutIndex {
+	if !k.inOutIndex() {
 		return false
 	}
 	x.byOut.del(k)
-	k.inOutIndex = false
-	if k.identity {
+	k.setFlag(fInOutIndex, false)
+	if k.identity() {
 		x.identIn.del(k)
 	}
 	x.byPublic.del(k)

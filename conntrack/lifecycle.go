@@ -13,44 +13,136 @@ import (
 // change goes through the index (index.go) and the fast path's generation
 // (fastpath.go), and the observer hears of it after the lock (events.go).
 
-// Call is one PPTP call through the gateway. 112 bytes, no padding (a
-// size class of Go's allocator: a call's bytes are the table's size).
-// What the GRE path reads comes first, what it writes (the counters)
-// after; the two may share a cache line, which costs the queue path little
+// Call is one PPTP call through the gateway. 96 bytes, no padding (a
+// size class of Go's allocator: a call's bytes are the table's size): its
+// yes-or-no facts share a byte, its Role and State another, its PPP view
+// a word, and its times after created are 32-bit offsets from it.
+// The counters, written per packet, sit between the header and what the
+// GRE path reads: not next to the lookup fields of the call after it (96
+// bytes end to end): there they doubled GREInParallel's time a packet,
+// its workers walking the calls in step. A call's own fields may
+// still share a cache line with them, which costs the queue path little
 // next to its NFQUEUE round trip, and the kernel paths nothing.
 type Call struct {
 	conn     *Conn
 	connNext *Call // the next of conn's calls (index.go)
 	created  int64
-	since    int64 // when State last changed
+	lastSeen atomic.Int64 // written once a seenGrain (table.go)
+	pktsIn   atomic.Uint64
+	pktsOut  atomic.Uint64
+	bytesIn  atomic.Uint64
+	bytesOut atomic.Uint64
 	Inside   Addr
 	Public   Addr
 	Peer     Addr
 	InsideID uint16
 	OuterID  uint16
 	PeerID   uint16
-	Role     Role
-	State    CallState
-	// hasInside: the inside end's Call ID is known (false: request from
-	// outside pending).
-	hasInside  bool
-	hasPeer    bool
-	identity   bool // the kernel does not NAT this connection: nothing to rewrite
-	pickedUp   bool // setup not seen: picked up mid-stream
-	inIndex    bool // in byOuter and counted in its bucket
-	inOutIndex bool // published: in byOut
-	cur        bool // the reply from the inside end being walked (allocCall, replyOut)
+	rs       roleState
+	flags    callFlags
 	// setUp: 1 + how long after created the reply set it up, in
 	// microseconds (0: not seen, as for a call picked up or restored):
 	// 4 bytes of a call instead of 8, for a histogram of milliseconds.
 	setUp uint32
+	since sinceOffset // when State last changed (sinceAt)
+	ppp   pppState    // policy.go: what its PPP negotiation showed
+}
 
-	lastSeen atomic.Int64
-	pktsIn   atomic.Uint64
-	pktsOut  atomic.Uint64
-	bytesIn  atomic.Uint64
-	bytesOut atomic.Uint64
-	ppp      pppState // policy.go: what its PPP negotiation showed
+// callFlags are a call's yes-or-no facts. They are written under the
+// table's write lock only (the GRE path reads them under the read lock):
+// one byte where seven bools took seven.
+type callFlags uint8
+
+const (
+	// fHasInside: the inside end's Call ID is known (false: request from
+	// outside pending).
+	fHasInside callFlags = 1 << iota
+	fHasPeer
+	fIdentity   // the kernel does not NAT this connection: nothing to rewrite
+	fPickedUp   // setup not seen: picked up mid-stream
+	fInIndex    // in byOuter and counted in its bucket
+	fInOutIndex // published: in byOut
+	fCur        // the reply from the inside end being walked (allocCall, replyOut)
+)
+
+func (k *Call) hasInside() bool  { return k.flags&fHasInside != 0 }
+func (k *Call) hasPeer() bool    { return k.flags&fHasPeer != 0 }
+func (k *Call) identity() bool   { return k.flags&fIdentity != 0 }
+func (k *Call) pickedUp() bool   { return k.flags&fPickedUp != 0 }
+func (k *Call) inIndex() bool    { return k.flags&fInIndex != 0 }
+func (k *Call) inOutIndex() bool { return k.flags&fInOutIndex != 0 }
+func (k *Call) cur() bool        { return k.flags&fCur != 0 }
+
+// setFlag sets f (on) or clears it (t.mu held for writing).
+func (k *Call) setFlag(f callFlags, on bool) {
+	if on {
+		k.flags |= f
+	} else {
+		k.flags &^= f
+	}
+}
+
+// roleState is a call's Role in the low four bits and its CallState in
+// the high four (t.mu held for writing to change either).
+type roleState uint8
+
+// Role is which end of the call's control connection is behind the gateway.
+func (k *Call) Role() Role { return Role(k.rs & 0x0f) }
+
+// State is where the call is in its life.
+func (k *Call) State() CallState { return CallState(k.rs >> 4) }
+
+func (k *Call) setRole(r Role) {
+	if r > RoleLocalPAC {
+		r = RoleUnknown // a state file's: four bits hold the known ones
+	}
+	k.rs = k.rs&0xf0 | roleState(r)
+}
+
+func (k *Call) putState(s CallState) { k.rs = k.rs&0x0f | roleState(s)<<4 }
+
+// sinceOffset is a time after a call's created in 32 bits: microseconds,
+// rounded down, below 2^31 of them (35 minutes: where a pending call, a
+// setup and a refused setup fall, to the microsecond like setUp); past
+// that, the top bit set, whole seconds rounded up, to 68 years (a call
+// cleared long after its setup: its tombstone lives up to a second
+// longer). A time before created reads as created.
+type sinceOffset uint32
+
+const sinceSeconds sinceOffset = 1 << 31
+
+func makeSinceOffset(d int64) sinceOffset {
+	switch {
+	case d <= 0:
+		return 0
+	case d < int64(sinceSeconds)*1e3:
+		return sinceOffset(d / 1e3)
+	}
+	s := d / 1e9
+	if d%1e9 != 0 {
+		s++
+	}
+	return sinceSeconds | sinceOffset(min(s, int64(sinceSeconds-1)))
+}
+
+// ns is the offset in nanoseconds.
+func (o sinceOffset) ns() int64 {
+	if o&sinceSeconds != 0 {
+		return int64(o&^sinceSeconds) * 1e9
+	}
+	return int64(o) * 1e3
+}
+
+// sinceAt is when State last changed (Unix nanoseconds, to the microsecond).
+func (k *Call) sinceAt() int64 { return k.created + k.since.ns() }
+
+func (k *Call) setSince(at int64) { k.since = makeSinceOffset(at - k.created) }
+
+// setCreated moves created to at, keeping since.
+func (k *Call) setCreated(at int64) {
+	since := k.sinceAt()
+	k.created = at
+	k.setSince(since)
 }
 
 // role is the role of a call of c whose inside end is the PNS (pns) or the PAC.
@@ -68,8 +160,8 @@ func (c *Conn) role(pns bool) Role {
 
 // newCall is a pending call of connection c at now.
 func newCall(c *Conn, now int64) *Call {
-	k := &Call{conn: c, Inside: c.Inside.Addr, Public: c.Public.Addr, Peer: c.Outside.Addr,
-		identity: c.Identity, created: now, since: now}
+	k := &Call{conn: c, Inside: c.Inside.Addr, Public: c.Public.Addr, Peer: c.Outside.Addr, created: now}
+	k.setFlag(fIdentity, c.Identity)
 	k.lastSeen.Store(now)
 	return k
 }
@@ -79,9 +171,10 @@ func newCall(c *Conn, now int64) *Call {
 // waits, marked cur, for its Result Code.
 func (t *Table) allocCall(c *Conn, mt alg.MsgType, id, outer uint16, now int64) *Call {
 	k := newCall(c, now)
-	k.InsideID, k.hasInside, k.OuterID = id, true, outer
-	k.Role = c.role(mt == alg.OCRQ || mt == alg.ICRP)
-	c.Role = k.Role
+	k.InsideID, k.OuterID = id, outer
+	k.setFlag(fHasInside, true)
+	k.setRole(c.role(mt == alg.OCRQ || mt == alg.ICRP))
+	c.Role = k.Role()
 	if mt == alg.OCRP || mt == alg.ICRP {
 		if cur := c.walked(); cur != nil {
 			t.endCall(cur, "superseded")
@@ -89,7 +182,7 @@ func (t *Table) allocCall(c *Conn, mt alg.MsgType, id, outer uint16, now int64) 
 	}
 	t.idx.insert(k) // outer is not in use: chooseLow found it
 	if mt == alg.OCRP || mt == alg.ICRP {
-		k.cur = true
+		k.setFlag(fCur, true)
 	} else {
 		t.emitCall(evRequested, k, "")
 	}
@@ -105,9 +198,10 @@ func (t *Table) requestIn(c *Conn, mt alg.MsgType, peerID uint16, now int64) {
 		return
 	}
 	k := newCall(c, now)
-	k.PeerID, k.hasPeer = peerID, true
-	k.Role = c.role(mt == alg.ICRQ)
-	c.Role = k.Role
+	k.PeerID = peerID
+	k.setFlag(fHasPeer, true)
+	k.setRole(c.role(mt == alg.ICRQ))
+	c.Role = k.Role()
 	t.idx.insert(k)
 	t.emitCall(evRequested, k, "")
 }
@@ -116,7 +210,7 @@ func (t *Table) requestIn(c *Conn, mt alg.MsgType, peerID uint16, now int64) {
 func (t *Table) replyOut(c *Conn, peerID uint16, result byte, now int64) byte {
 	k := c.walked()
 	if k != nil {
-		k.cur = false
+		k.setFlag(fCur, false)
 	}
 	if k == nil {
 		// The reply's own Call ID got no outer ID: no call can exist.
@@ -128,14 +222,15 @@ func (t *Table) replyOut(c *Conn, peerID uint16, result byte, now int64) byte {
 	}
 	answered := false
 	for p := range c.eachCall {
-		if p != k && !p.hasInside && p.hasPeer && p.PeerID == peerID && p.State == StatePending {
-			k.created = p.created
+		if p != k && !p.hasInside() && p.hasPeer() && p.PeerID == peerID && p.State() == StatePending {
+			k.setCreated(p.created)
 			t.endCall(p, "answered")
 			answered = true
 			break
 		}
 	}
-	k.PeerID, k.hasPeer = peerID, true
+	k.PeerID = peerID
+	k.setFlag(fHasPeer, true)
 	if !answered && !c.midStream && result == alg.ResultOK {
 		// A request from outside that was not recorded (MaxCalls calls
 		// pending) or is gone (setup timeout, Delete): refused like a
@@ -151,7 +246,7 @@ func (t *Table) replyOut(c *Conn, peerID uint16, result byte, now int64) byte {
 func (t *Table) replyIn(c *Conn, own, outer uint16, result byte, now int64) byte {
 	var k *Call
 	for p := range c.eachCall {
-		if p.hasInside && p.State == StatePending && p.OuterID == outer {
+		if p.hasInside() && p.State() == StatePending && p.OuterID == outer {
 			k = p
 			break
 		}
@@ -164,7 +259,8 @@ func (t *Table) replyIn(c *Conn, own, outer uint16, result byte, now int64) byte
 		}
 		return result
 	}
-	k.PeerID, k.hasPeer = own, true
+	k.PeerID = own
+	k.setFlag(fHasPeer, true)
 	return t.settle(k, result, now)
 }
 
@@ -218,7 +314,7 @@ func (t *Table) refuse(k *Call, reason string, now int64) {
 func (t *Table) setState(k *Call, s CallState, now int64) {
 	t.touch(k.conn)
 	t.idx.setState(k, s)
-	k.since = now
+	k.setSince(now)
 }
 
 // publish makes k's outbound GRE mapping live and tells the fast path.
@@ -238,7 +334,7 @@ func (t *Table) publish(k *Call) {
 // unpublish takes k's outbound GRE mapping back.
 func (t *Table) unpublish(k *Call) {
 	t.touch(k.conn)
-	if t.idx.unpublish(k) && !k.identity {
+	if t.idx.unpublish(k) && !k.identity() {
 		t.bumpCalls(k, nil) // changelog.go
 	}
 }
@@ -248,8 +344,8 @@ func (t *Table) endCall(k *Call, reason string) {
 	t.unpublish(k) // touches k.conn
 	t.idx.remove(k)
 	t.emitCall(evEnded, k, reason)
-	up := k.State == StateEstablished || k.State == StateClosing
-	k.State = StateRefused
+	up := k.State() == StateEstablished || k.State() == StateClosing
+	k.putState(StateRefused)
 	if up {
 		t.Counters.CallsEnded.Add(1)
 		t.emitCall(evDown, k, reason)
@@ -263,9 +359,9 @@ func (t *Table) pickUp(c *Conn, id uint16, now int64) {
 		return
 	}
 	k := newCall(c, now)
-	k.InsideID, k.hasInside, k.OuterID, k.pickedUp = id, true, id, true
-	k.identity = false
-	k.Role = c.role(c.Inside.Port != 1723)
+	k.InsideID, k.OuterID = id, id
+	k.flags = k.flags&^fIdentity | fHasInside | fPickedUp
+	k.setRole(c.role(c.Inside.Port != 1723))
 	if !t.idx.free(k.Peer, id) {
 		return
 	}
@@ -283,7 +379,7 @@ func (t *Table) pickUp(c *Conn, id uint16, now int64) {
 func (t *Table) bindPeer(c *Conn, id uint16) {
 	var found *Call
 	for k := range c.eachCall {
-		if k.pickedUp && !k.hasPeer {
+		if k.pickedUp() && !k.hasPeer() {
 			if found != nil {
 				return
 			}
@@ -307,7 +403,7 @@ func (t *Table) bindPickedUp(src, peer Addr, peerID uint16) *Call {
 			continue
 		}
 		for k := range c.eachCall {
-			if k.pickedUp && !k.hasPeer {
+			if k.pickedUp() && !k.hasPeer() {
 				if found != nil {
 					return nil
 				}
@@ -334,7 +430,7 @@ func (c *Conn) findHi(hi byte, outer bool) *Call {
 		if outer {
 			id = k.OuterID
 		}
-		if k.inIndex && byte(id>>8) == hi {
+		if k.inIndex() && byte(id>>8) == hi {
 			return k
 		}
 	}
@@ -344,7 +440,7 @@ func (c *Conn) findHi(hi byte, outer bool) *Call {
 func (c *Conn) findInside(id uint16, outerHi byte) *Call {
 	var any *Call
 	for k := range c.eachCall {
-		if k.inIndex && k.InsideID == id {
+		if k.inIndex() && k.InsideID == id {
 			if byte(k.OuterID>>8) == outerHi {
 				return k
 			}
@@ -363,7 +459,7 @@ func (c *Conn) findOuter(id uint16) *Call {
 
 func (c *Conn) findOuterOK(id uint16) (*Call, bool) {
 	for k := range c.eachCall {
-		if k.hasInside && k.OuterID == id && (k.inIndex || k.identity) {
+		if k.hasInside() && k.OuterID == id && (k.inIndex() || k.identity()) {
 			return k, true
 		}
 	}
@@ -384,7 +480,7 @@ func (k *Call) setUpAt() int64 {
 // holds a call or two).
 func (c *Conn) walked() *Call {
 	for k := range c.eachCall {
-		if k.cur {
+		if k.cur() {
 			return k
 		}
 	}

@@ -391,3 +391,25 @@ func TestDeletePendingFromOutside(t *testing.T) {
 		t.Errorf("left after SetupTimeout: %v", ids)
 	}
 }
+
+// A call deleted hours after its setup (its since then an offset from
+// created in whole seconds) keeps its tombstone SetupTimeout from the
+// deletion, not less.
+func TestDeleteOldCall(t *testing.T) {
+	tbl := conntrack.New(conntrack.Limits{GREIdle: 24 * time.Hour, ControlIdle: 24 * time.Hour}, &recorder{})
+	f := twoCalls(t, tbl)
+	id := callName(pub1, pac1, 0x10)
+	del := f.now + int64(3*time.Hour+500*time.Millisecond)
+	if err := tbl.Delete(id, del); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	tbl.Expire(del + int64(conntrack.DefaultSetupTimeout) - 1)
+	if v := callByID(t, tbl, id); v.State != "closing" {
+		t.Errorf("tombstone before SetupTimeout: state %q", v.State)
+	}
+	tbl.Expire(del + int64(conntrack.DefaultSetupTimeout+time.Second))
+	if _, _, v := tbl.GREIn(pac1, pub1, 0x10, 1, del); v != conntrack.GREUnknown {
+		t.Errorf("tombstone a second past SetupTimeout: %v", v)
+	}
+	wantStats(t, tbl, map[string]uint64{"calls_active": 1})
+}

@@ -87,28 +87,46 @@ const (
 	pppWatch                        // still negotiating: GRE payloads are peeked
 )
 
-// pppState's word: the flags in its low byte, the alg.Auth in the next,
-// the frames peeked in the high half.
+// pppState's word: the flags in its low byte, the alg.Auth in the next
+// four bits, the MPPE option of the last CCP Configure-Ack in the next
+// nine (packMPPE), the frames peeked in the top eleven.
 const (
 	pppAuthShift = 8
-	pppAuthMask  = 0xff << pppAuthShift
-	pppPeekShift = 16
+	pppAuthMask  = 0xf << pppAuthShift
+	pppMPPEShift = 12
+	pppMPPEMask  = 0x1ff << pppMPPEShift
+	pppPeekShift = 21
 )
+
+// Every alg.Auth fits the word's four bits of it.
+const _ = 15 - alg.AuthOther
 
 // maxPeek bounds the GRE packets of one call peeked at, so a peer that
 // never gets to encryption or data costs nothing for long. A negotiation
-// takes a few dozen frames (EAP-TLS the most). It fits the word's 16 bits
-// of peeks: a call stops being peeked at when it is reached.
+// takes a few dozen frames (EAP-TLS the most). It fits the word's 11 bits
+// of peeks (the top ones: a count past them wraps, touching nothing else):
+// a call stops being peeked at when it is reached.
 const maxPeek = 512
 
-// pppState is a call's view of its PPP negotiation, in two words (a call's
-// bytes are the table's size): the flags, the authentication and the peek
-// count share one, changed with atomic Or, And and CompareAndSwap, since
-// the GRE path reads and writes them without the table's lock. watching is
-// the only thing the GRE path of a call in its steady state reads.
+// pppState is a call's view of its PPP negotiation, in one word (a call's
+// bytes are the table's size): the flags, the authentication, the MPPE
+// option and the peek count, changed with atomic Or, And, Add and
+// CompareAndSwap, since the GRE path reads and writes them without the
+// table's lock. watching is the only thing the GRE path of a call in its
+// steady state reads.
 type pppState struct {
 	word atomic.Uint32
-	mppe atomic.Uint32 // alg.MPPE of the last CCP Configure-Ack
+}
+
+// packMPPE keeps the bits of CCP option 18 that RFC 3078 defines (C, D,
+// L, S, M in its low byte; H) in nine bits; unpackMPPE undoes it. The
+// others are reserved and nothing reads them.
+func packMPPE(m alg.MPPE) uint32 {
+	return uint32(m&0xff) | uint32(m&alg.MPPEStateless)>>16
+}
+
+func unpackMPPE(v uint32) alg.MPPE {
+	return alg.MPPE(v&0xff) | alg.MPPE(v&0x100)<<16
 }
 
 func (p *pppState) flags() uint32     { return p.word.Load() & 0xff }
@@ -141,6 +159,22 @@ func (p *pppState) setAuth(a alg.Auth, ifUnknown bool) {
 	}
 }
 
+// mppe is the MPPE option recorded and whether one was (pppMPPESeen).
+func (p *pppState) mppe() (alg.MPPE, bool) {
+	w := p.word.Load()
+	return unpackMPPE(w & pppMPPEMask >> pppMPPEShift), w&pppMPPESeen != 0
+}
+
+// setMPPE records MPPE option m and sets flags f with it at once.
+func (p *pppState) setMPPE(m alg.MPPE, f uint32) {
+	for {
+		w := p.word.Load()
+		if p.word.CompareAndSwap(w, w&^pppMPPEMask|packMPPE(m)<<pppMPPEShift|f) {
+			return
+		}
+	}
+}
+
 // peeked counts one more frame peeked at and returns the count.
 func (p *pppState) peeked() uint32 { return p.word.Add(1<<pppPeekShift) >> pppPeekShift }
 
@@ -150,7 +184,7 @@ func (k *Call) Auth() alg.Auth { return k.ppp.auth() }
 
 // MPPE is the MPPE option the call negotiated and whether one was seen.
 func (k *Call) MPPE() (alg.MPPE, bool) {
-	return alg.MPPE(k.ppp.mppe.Load()), k.ppp.flags()&pppMPPESeen != 0
+	return k.ppp.mppe()
 }
 
 // mppeString is what CallInfo shows: "" until CCP is acked, then the option
@@ -182,8 +216,7 @@ func (k *Call) restorePPP(auth, mppe string, watch bool) {
 				m = b
 			}
 		}
-		k.ppp.mppe.Store(uint32(m))
-		k.ppp.setFlags(pppMPPESeen | pppAuthOver)
+		k.ppp.setMPPE(m, pppMPPESeen|pppAuthOver)
 	}
 	k.ppp.setWatch(watch)
 }
@@ -202,7 +235,7 @@ func (t *Table) SetPolicy(p *Policy, now int64) {
 	t.bump() // whether calls wait for their negotiation may have changed
 	for c := range t.idx.conns.all {
 		for k := range c.eachCallBack {
-			if k.State != StateEstablished && k.State != StateClosing {
+			if k.State() != StateEstablished && k.State() != StateClosing {
 				continue
 			}
 			if reason := p.callVerdict(k); reason != "" {
@@ -231,8 +264,9 @@ func (p *Policy) callVerdict(k *Call) string {
 	if p.MinMPPE == 0 {
 		return ""
 	}
+	m, _ := k.ppp.mppe()
 	switch {
-	case f&pppMPPESeen != 0 && alg.MPPE(k.ppp.mppe.Load()).KeyBits() < p.MinMPPE:
+	case f&pppMPPESeen != 0 && m.KeyBits() < p.MinMPPE:
 		return ReasonPolicyMPPE // a weaker key, MPPC only or another compressor
 	case f&pppClearData != 0:
 		return ReasonPolicyNoMPPE // data in clear, whatever CCP said
@@ -264,8 +298,7 @@ func (t *Table) peek(k *Call, payload []byte, now int64) (cleared bool) {
 		k.ppp.setAuth(ev.Auth, false)
 	case alg.PPPCCPAcked:
 		k.authOver()
-		k.ppp.mppe.Store(uint32(ev.MPPE))
-		k.ppp.setFlags(pppMPPESeen)
+		k.ppp.setMPPE(ev.MPPE, pppMPPESeen)
 	case alg.PPPNetControl:
 		k.authOver()
 	case alg.PPPEncrypted:
@@ -303,8 +336,8 @@ func (t *Table) endWatch(k *Call) {
 // reserved, nothing is sent to the peers. It reports whether k was up.
 func (t *Table) clearLocked(k *Call, reason string, now int64) bool {
 	k.ppp.setWatch(false)
-	if k.State != StateEstablished && k.State != StateClosing {
-		return k.State == StateRefused
+	if k.State() != StateEstablished && k.State() != StateClosing {
+		return k.State() == StateRefused
 	}
 	t.refuse(k, reason, now)
 	t.policyCleared.Add(1)

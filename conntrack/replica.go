@@ -258,7 +258,7 @@ func (t *Table) DropReplica(node, key string) (adopted bool, err error) {
 // deleted is no call ending here.
 func (t *Table) dropConn(c *Conn) {
 	for k := range c.eachCallBack {
-		if t.idx.unpublish(k) && !k.identity {
+		if t.idx.unpublish(k) && !k.identity() {
 			t.bumpCalls(k, nil)
 		}
 		t.idx.remove(k)

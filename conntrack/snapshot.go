@@ -153,7 +153,7 @@ func (t *Table) restoreConn(cs ConnSnap) (skipped int) {
 		if !ok {
 			skipped++
 		} else if i == cs.Cur {
-			k.cur = true
+			k.setFlag(fCur, true)
 		}
 	}
 	for d, b := range cs.Resv {
@@ -171,20 +171,26 @@ func (t *Table) restoreCall(c *Conn, ks CallSnap) (*Call, bool) {
 	if err1 != nil || err2 != nil || err3 != nil || ks.State > StateRefused {
 		return nil, false
 	}
-	k := &Call{conn: c, Role: ks.Role, State: ks.State, Inside: inside, InsideID: ks.InsideID, hasInside: ks.HasInside,
-		Public: public, OuterID: ks.OuterID, Peer: peer, PeerID: ks.PeerID, hasPeer: ks.HasPeer,
-		identity: ks.Identity, pickedUp: ks.PickedUp, created: ks.Created, since: ks.Since}
+	k := &Call{conn: c, Inside: inside, InsideID: ks.InsideID, Public: public, OuterID: ks.OuterID, Peer: peer,
+		PeerID: ks.PeerID, created: ks.Created}
+	k.setRole(ks.Role)
+	k.putState(ks.State)
+	k.setFlag(fHasInside, ks.HasInside)
+	k.setFlag(fHasPeer, ks.HasPeer)
+	k.setFlag(fIdentity, ks.Identity)
+	k.setFlag(fPickedUp, ks.PickedUp)
+	k.setSince(ks.Since)
 	k.lastSeen.Store(ks.LastSeen)
 	k.pktsIn.Store(ks.PktsIn)
 	k.pktsOut.Store(ks.PktsOut)
 	k.bytesIn.Store(ks.BytesIn)
 	k.bytesOut.Store(ks.BytesOut)
 	k.restorePPP(ks.Auth, ks.MPPE, ks.Negotiating)
-	if k.hasInside && !k.identity && !t.idx.free(peer, k.OuterID) {
+	if k.hasInside() && !k.identity() && !t.idx.free(peer, k.OuterID) {
 		return nil, false
 	}
 	t.idx.insert(k)
-	if k.State == StateEstablished || k.State == StateClosing {
+	if k.State() == StateEstablished || k.State() == StateClosing {
 		t.publish(k)
 	}
 	return k, true

@@ -69,12 +69,12 @@ func (b *StateBuf) add(c *Conn) {
 	r.in, b.recs = c.in.Pos(b.recs)
 	i := int32(0)
 	for k := c.calls; k != nil; k, i = k.connNext, i+1 {
-		if k.cur {
+		if k.cur() {
 			r.cur = i
 		}
 		b.calls = append(b.calls, callRec{inside: k.Inside, public: k.Public, peer: k.Peer, insideID: k.InsideID,
-			outerID: k.OuterID, peerID: k.PeerID, role: k.Role, state: k.State, hasInside: k.hasInside, hasPeer: k.hasPeer,
-			identity: k.identity, pickedUp: k.pickedUp, negotiat: k.ppp.watching(), created: k.created, since: k.since,
+			outerID: k.OuterID, peerID: k.PeerID, role: k.Role(), state: k.State(), hasInside: k.hasInside(), hasPeer: k.hasPeer(),
+			identity: k.identity(), pickedUp: k.pickedUp(), negotiat: k.ppp.watching(), created: k.created, since: k.sinceAt(),
 			lastSeen: k.lastSeen.Load(), pktsIn: k.pktsIn.Load(), pktsOut: k.pktsOut.Load(), bytesIn: k.bytesIn.Load(),
 			bytesOut: k.bytesOut.Load(), auth: k.Auth().String(), mppe: k.mppeString()})
 	}

@@ -109,9 +109,11 @@ func (t *Table) greIn(peer, dst Addr, outer uint16, n int, now int64) (Addr, uin
 		t.mu.RUnlock()
 		return Addr{}, 0, GREUnknown, nil
 	}
-	inside, id, st := c.Inside, c.InsideID, c.State
+	// hasInside is read under the lock too: it shares its byte with
+	// flags the write lock's holders change.
+	inside, id, st, hasInside := c.Inside, c.InsideID, c.State(), c.hasInside()
 	t.mu.RUnlock()
-	if st == StateRefused || st == StatePending || !c.hasInside {
+	if st == StateRefused || st == StatePending || !hasInside {
 		return Addr{}, 0, GRERefused, nil
 	}
 	c.seen(now)
@@ -150,7 +152,7 @@ func (t *Table) greOut(src, peer Addr, peerID uint16, n int, now int64) (Addr, G
 		}
 		t.mu.RLock()
 	}
-	public, st, ident := c.Public, c.State, c.identity
+	public, st, ident := c.Public, c.State(), c.identity()
 	t.mu.RUnlock()
 	if st == StateRefused || st == StatePending {
 		return Addr{}, GRERefused, nil
