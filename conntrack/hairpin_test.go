@@ -1,6 +1,8 @@
 package conntrack_test
 
 import (
+	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
@@ -44,4 +46,91 @@ func TestHairpinConn(t *testing.T) {
 	f.rst(dirIn)
 	tbl.Expire(f.now + int64(time.Hour))
 	wantEmpty(t, tbl)
+}
+
+// pairResolver knows one hairpin connection, by the endpoints its
+// segments carry (either way), as the kernel's conntrack table does.
+type pairResolver struct{ a, b, snat conntrack.Endpoint }
+
+func (r pairResolver) Resolve(src, dst conntrack.Endpoint) (conntrack.ConnSpec, bool) {
+	if (src != r.a || dst != r.b) && (src != r.b || dst != r.a) {
+		return conntrack.ConnSpec{}, false
+	}
+	return hairpinResolver{r.snat}.Resolve(src, dst)
+}
+
+// TestHairpinRestore: a hairpin connection restored from the state file,
+// or imported from a pair's record, is found by its segments' endpoints
+// again (a call after the restore goes through it, not a second
+// connection), is confirmed by them, and a record is replaced in place and
+// dropped by its key.
+func TestHairpinRestore(t *testing.T) {
+	tbl := newTable(conntrack.Limits{})
+	snat := ep(addr("10.0.1.254"), 61000)
+	res := pairResolver{ep(cli1, 50000), ep(srv1, 1723), snat}
+	f := pacFlow(t, tbl, res, srv1, cli1, 50000)
+	f.start()
+	f.send(dirIn, ocrq(0x0777))
+	f.send(dirOut, ocrp(0x0040, 0x0777, 1))
+	var b conntrack.StateBuf
+	tbl.SnapshotTo(&b)
+	want, err := json.Marshal(b.Snapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.AppendJSON(nil); string(got) != string(want) {
+		t.Fatalf("AppendJSON\n%s\nencoding/json\n%s", got, want)
+	}
+	var snap conntrack.Snapshot
+	if err := json.Unmarshal(want, &snap); err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Conns) != 1 || !slices.Equal(snap.Conns[0].Seg, []string{"10.0.0.1:50000", "10.0.1.1:1723"}) {
+		t.Fatalf("snapshot %s", want)
+	}
+
+	for _, seg := range [][]string{{"10.0.0.1:50000"}, {"10.0.0.1:50000", "10.0.1.1"}, {"x", "10.0.1.1:1723"}} {
+		bad := conntrack.Snapshot{Version: snap.Version, Conns: slices.Clone(snap.Conns)}
+		bad.Conns[0].Seg = seg
+		if skipped, err := newTable(conntrack.Limits{}).Restore(bad); skipped != 1 || err != nil {
+			t.Errorf("seg %q: %d skipped, %v; want the connection skipped", seg, skipped, err)
+		}
+	}
+	restored := newTable(conntrack.Limits{})
+	if skipped, err := restored.Restore(snap); skipped != 0 || err != nil {
+		t.Fatalf("Restore: %d skipped, %v", skipped, err)
+	}
+	if confirmed, left := restored.ConfirmRestored(res); confirmed != 1 || left != 0 {
+		t.Errorf("ConfirmRestored: %d confirmed, %d left", confirmed, left)
+	}
+	f.tbl = restored
+	f.send(dirIn, ocrq(0x0778))
+	f.send(dirOut, ocrp(0x0041, 0x0778, 1))
+	_, calls, ok := restored.ConnCalls(ep(cli1, 50000), ep(srv1, 1723))
+	if n := len(restored.Conns()); n != 1 || !ok || len(calls) != 2 {
+		t.Fatalf("%d connections; by the segments' endpoints %v, calls %+v", n, ok, calls)
+	}
+	for _, k := range calls {
+		if k.State != conntrack.StateEstablished {
+			t.Errorf("call %+v", k)
+		}
+	}
+	if err := restored.CheckIndex(); err != nil {
+		t.Fatal(err)
+	}
+
+	pair := newTable(conntrack.Limits{})
+	for range 2 {
+		if _, err := pair.ImportConn("gw-b", snap.Conns[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(pair.Conns()); n != 1 {
+		t.Fatalf("%d connections after two imports of one record", n)
+	}
+	if _, err := pair.DropReplica("gw-b", conntrack.ReplicaKey(ep(srv1, 1723), snat)); err != nil {
+		t.Fatal(err)
+	}
+	pair.Expire(f.now + int64(time.Hour))
+	wantEmpty(t, pair)
 }

@@ -193,6 +193,32 @@ func (x *index) room(peer Addr, hi byte) bool { return x.buckets[bucketKey{peer,
 
 // Connections.
 
+// connAt finds the connection whose Inside and Outside are in and out,
+// a hairpin one too (indexed by its segments' endpoints: a walk of the few
+// in segKeys). State files and a pair's records name connections so.
+func (x *index) connAt(in, out Endpoint) *Conn {
+	key := makeConnKey(in, out)
+	if c := x.conns.get(key); c != nil && makeConnKey(c.Inside, c.Outside) == key {
+		return c
+	}
+	for c := range x.segKeys {
+		if makeConnKey(c.Inside, c.Outside) == key {
+			return c
+		}
+	}
+	return nil
+}
+
+// segKey is the endpoints c's segments carry when they are not its Inside
+// and Outside (hairpin NAT).
+func (x *index) segKey(c *Conn) (connKey, bool) {
+	if len(x.segKeys) == 0 {
+		return connKey{}, false
+	}
+	k, ok := x.segKeys[c]
+	return k, ok
+}
+
 // addConn adds c, whose segments carry the endpoints key.
 func (x *index) addConn(c *Conn, key connKey) {
 	if key != makeConnKey(c.Inside, c.Outside) {

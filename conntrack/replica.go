@@ -52,20 +52,18 @@ type tableReplica struct {
 // "INSIDE_ADDR:PORT_OUTSIDE_ADDR:PORT".
 func ReplicaKey(inside, outside Endpoint) string { return epString(inside) + "_" + epString(outside) }
 
-func parseReplicaKey(key string) (connKey, error) {
+func parseReplicaKey(key string) (inside, outside Endpoint, err error) {
 	a, b, ok := strings.Cut(key, "_")
 	if !ok {
-		return connKey{}, fmt.Errorf("replica key %q: want INSIDE_OUTSIDE", key)
+		return Endpoint{}, Endpoint{}, fmt.Errorf("replica key %q: want INSIDE_OUTSIDE", key)
 	}
-	in, err := parseEP(a)
-	if err != nil {
-		return connKey{}, err
+	if inside, err = parseEP(a); err != nil {
+		return Endpoint{}, Endpoint{}, err
 	}
-	out, err := parseEP(b)
-	if err != nil {
-		return connKey{}, err
+	if outside, err = parseEP(b); err != nil {
+		return Endpoint{}, Endpoint{}, err
 	}
-	return makeConnKey(in, out), nil
+	return inside, outside, nil
 }
 
 // EnableReplica starts change tracking; every connection already in the
@@ -126,7 +124,7 @@ func (t *Table) ReplicaChanges(since uint64) (changed []ConnSnap, gone []string,
 	seq = t.repl.seq.Load()
 	for c := range t.idx.conns.all {
 		if c.replicaOf().origin == "" && c.replicaOf().stamp > since {
-			changed = append(changed, c.snap())
+			changed = append(changed, t.idx.snap(c))
 		}
 	}
 	t.repl.goneMu.Lock()
@@ -173,10 +171,9 @@ func (t *Table) ImportConn(node string, cs ConnSnap) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	key := makeConnKey(in, out)
 	t.lock()
 	defer t.unlock()
-	if c := t.idx.conns.get(key); c != nil {
+	if c := t.idx.connAt(in, out); c != nil {
 		if res, keep := t.keepCopy(c, node, &cs); keep {
 			return res, nil
 		}
@@ -187,7 +184,7 @@ func (t *Table) ImportConn(node string, cs ConnSnap) (int, error) {
 	}
 	cs.Origin = node
 	skipped := t.restoreConn(cs)
-	c := t.idx.conns.get(key)
+	c := t.idx.connAt(in, out)
 	if c == nil {
 		return 0, fmt.Errorf("record %s not importable", ReplicaKey(in, out))
 	}
@@ -235,13 +232,13 @@ func snapNewest(cs *ConnSnap) int64 {
 // goes, unless this node has carried its traffic since the import (it
 // took over from a dead node, whose lease ran out): then it is adopted.
 func (t *Table) DropReplica(node, key string) (adopted bool, err error) {
-	k, err := parseReplicaKey(key)
+	in, out, err := parseReplicaKey(key)
 	if err != nil {
 		return false, err
 	}
 	t.lock()
 	defer t.unlock()
-	c := t.idx.conns.get(k)
+	c := t.idx.connAt(in, out)
 	if c == nil || c.replicaOf().origin != node || node == "" {
 		return false, nil
 	}

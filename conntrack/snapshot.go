@@ -40,6 +40,10 @@ type ConnSnap struct {
 	Calls     []CallSnap      `json:"calls"`
 	// Origin: the node whose replicated record this is (nat/ha); "" this one.
 	Origin string `json:"origin,omitempty"`
+	// Seg: the two endpoints its segments carry when they are not Inside
+	// and Outside (hairpin NAT: the client's own endpoint, where the PAC
+	// sees the address SNAT gave it); absent otherwise.
+	Seg []string `json:"seg,omitempty"`
 }
 
 // CallSnap is one call in a Snapshot.
@@ -96,9 +100,9 @@ func (t *Table) Snapshot() Snapshot {
 }
 
 // snap is c as a Snapshot keeps it (t.mu held).
-func (c *Conn) snap() ConnSnap {
+func (x *index) snap(c *Conn) ConnSnap {
 	var b StateBuf
-	b.add(c)
+	b.add(x, c)
 	it := stateIter{b: &b}
 	return it.snap()
 }
@@ -129,7 +133,19 @@ func (t *Table) restoreConn(cs ConnSnap) (skipped int) {
 		return 1
 	}
 	key := makeConnKey(in, out)
-	if t.idx.conns.get(key) != nil {
+	if len(cs.Seg) != 0 {
+		var seg [2]Endpoint
+		for i := range seg {
+			if len(cs.Seg) != 2 {
+				return 1
+			}
+			if seg[i], err1 = parseEP(cs.Seg[i]); err1 != nil {
+				return 1
+			}
+		}
+		key = makeConnKey(seg[0], seg[1])
+	}
+	if t.idx.conns.get(key) != nil || t.idx.connAt(in, out) != nil {
 		return 1
 	}
 	c := t.newConn(key, ConnSpec{Inside: in, Outside: out, Public: pub, Identity: cs.Identity, Local: cs.Local})

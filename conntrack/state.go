@@ -84,31 +84,29 @@ func (c *Conn) settleRestored() {
 // ConfirmRestored asks r (the kernel's conntrack table) about every
 // unconfirmed connection, without the lock, and confirms those it knows.
 // It returns how many it confirmed and how many are left unconfirmed.
+// It asks by the endpoints the connection's segments carry, as Control
+// does: a hairpin connection's Inside and Outside are no kernel tuple.
 func (t *Table) ConfirmRestored(r Resolver) (confirmed, left int) {
-	type ends struct {
-		key     connKey
-		in, out Endpoint
-	}
-	var todo []ends
+	var todo []connKey
 	t.mu.RLock()
 	for c := range t.idx.conns.all {
 		if c.unconfirmed {
-			todo = append(todo, ends{t.idx.connKeyOf(c), c.Inside, c.Outside})
+			todo = append(todo, t.idx.connKeyOf(c))
 		}
 	}
 	t.mu.RUnlock()
 	alive := make([]bool, len(todo))
-	for i, e := range todo {
-		_, ok := r.Resolve(e.in, e.out)
+	for i, k := range todo {
+		_, ok := r.Resolve(k.a, k.b)
 		if !ok {
-			_, ok = r.Resolve(e.out, e.in)
+			_, ok = r.Resolve(k.b, k.a)
 		}
 		alive[i] = ok
 	}
 	t.lock()
 	defer t.unlock()
-	for i, e := range todo {
-		c := t.idx.conns.get(e.key)
+	for i, k := range todo {
+		c := t.idx.conns.get(k)
 		switch {
 		case c == nil || !c.unconfirmed:
 		case alive[i]:

@@ -32,6 +32,8 @@ type connRec struct {
 	ended, lastSeen                     int64
 	out, in                             alg.StreamPos
 	origin                              string
+	seg                                 connKey // its segments' endpoints, when hasSeg (hairpin NAT)
+	hasSeg                              bool
 }
 
 // callRec is a CallSnap as values.
@@ -53,18 +55,19 @@ func (t *Table) SnapshotTo(b *StateBuf) {
 	defer t.mu.RUnlock()
 	b.conns = slices.Grow(b.conns, t.idx.conns.len())
 	for c := range t.idx.conns.all {
-		b.add(c)
+		b.add(&t.idx, c)
 	}
 }
 
 // Conns is how many connections b holds.
 func (b *StateBuf) Conns() int { return len(b.conns) }
 
-// add appends c (t.mu held).
-func (b *StateBuf) add(c *Conn) {
+// add appends c, of index x (t.mu held).
+func (b *StateBuf) add(x *index, c *Conn) {
 	r := connRec{inside: c.Inside, outside: c.Outside, public: c.Public, identity: c.Identity, local: c.Local,
 		midStream: c.midStream, closing: c.closing, role: c.Role, unalloc: int32(c.unalloc), cur: -1, calls: int32(c.numCalls()),
 		resv: c.resv, ended: c.ended(), lastSeen: c.lastSeen, origin: c.replicaOf().origin}
+	r.seg, r.hasSeg = x.segKey(c)
 	r.out, b.recs = c.out.Pos(b.recs)
 	r.in, b.recs = c.in.Pos(b.recs)
 	i := int32(0)
@@ -117,6 +120,9 @@ func (it *stateIter) snap() ConnSnap {
 		Identity: r.identity, Local: r.local, Role: r.role, MidStream: r.midStream, Closing: r.closing, Ended: r.ended,
 		LastSeen: r.lastSeen, Unalloc: int(r.unalloc), Resv: r.resv, Cur: int(r.cur),
 		Out: r.out.State(out), In: r.in.State(in), Calls: make([]CallSnap, 0, len(calls)), Origin: r.origin}
+	if r.hasSeg {
+		cs.Seg = []string{epString(r.seg.a), epString(r.seg.b)}
+	}
 	for _, k := range calls {
 		cs.Calls = append(cs.Calls, CallSnap{Role: k.role, State: k.state,
 			Inside: k.inside.String(), InsideID: k.insideID, HasInside: k.hasInside,
@@ -206,6 +212,11 @@ func (r *connRec) appendJSON(b []byte, calls []callRec, out, in []alg.Rewrite) [
 	b = append(b, ']')
 	if r.origin != "" {
 		b = jsonw.String(append(b, `,"origin":`...), r.origin)
+	}
+	if r.hasSeg {
+		b = appendEndpoint(append(b, `,"seg":["`...), r.seg.a)
+		b = appendEndpoint(append(b, `","`...), r.seg.b)
+		b = append(b, `"]`...)
 	}
 	return append(b, '}')
 }
