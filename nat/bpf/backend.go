@@ -419,7 +419,8 @@ func (b *Backend) del(errs *firstErrors, k key, v value) (final value, ok bool) 
 }
 
 // OnDelete sets fn to hear the final counters of every mapping Apply
-// deletes, read just as the entry goes (so the call's last packets are
+// deletes (with CountersAreDeltas, what moved since the last read), read
+// just as the entry goes (so the call's last packets are
 // not lost with it, but for those counted in the microseconds between
 // the two). fn runs on the caller's goroutine.
 func (b *Backend) OnDelete(fn func(m conntrack.GREMap, in bool, c fastpath.Counters)) {
