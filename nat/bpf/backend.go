@@ -50,7 +50,7 @@ type Backend struct {
 	line   *ebpf.Map          // the call lines: both directions of every call (lines.go)
 	lines  *lines             // line, mapped into memory
 	calls  *ebpf.Map          // the spill: calls whose line is full
-	wraps  map[key]wrap       // the spill's packet counters' wraps
+	wraps  map[key]wrap       // the spill's counters as last read (spillCounters)
 	dev    *ebpf.Map          // by ifindex: the interfaces it is attached to (and may redirect to)
 	devs   map[uint32]devInfo // what dev holds (its non-zero entries), nil until read
 	tcx    map[int]link.Link  // ifindex -> pinned tcx link
@@ -62,7 +62,11 @@ type Backend struct {
 	onDelete func(m conntrack.GREMap, in bool, c fastpath.Counters)
 }
 
-var _ fastpath.Backend = (*Backend)(nil)
+var (
+	_ fastpath.Backend       = (*Backend)(nil)
+	_ fastpath.DeltaCounters = (*Backend)(nil)
+	_ fastpath.FinalCounter  = (*Backend)(nil)
+)
 
 // Open loads the program and re-uses the pinned maps when their spec
 // matches (else replaces them: a changed --max-calls), and moves every
@@ -106,7 +110,32 @@ func Open(cfg Config) (*Backend, error) {
 		b.closeFDs()
 		return nil, err
 	}
+	if adopted && b.lines.deltas {
+		b.baseSpill()
+	}
 	return b, nil
+}
+
+// baseSpill takes the adopted spill's counters as read, so that its first
+// report is what moved since Open. The lines' counters are what the
+// program counted since the previous daemon's last read (a read swaps
+// them to zero), and the state file holds the calls' counters as of that
+// daemon's last write, which at a clean stop follows its last read: the
+// first read here credits exactly what the calls missed. The spill's
+// counters are cumulative, and the previous daemon's last read of them
+// is gone with it: counting them whole would count the calls' history
+// twice, while from here the spilled calls (a percent) lose only what
+// they carried between that read and this Open.
+func (b *Backend) baseSpill() {
+	b.wraps = map[key]wrap{}
+	err := b.walk(func(k key, v value) {
+		if v.Packets != 0 || v.Byts != 0 {
+			b.wraps[k] = wrap{lo: v.Packets, byts: v.Byts}
+		}
+	})
+	if err != nil {
+		b.log.Warn("bpf: read the adopted spill's counters; its first read counts them whole", zap.Error(err))
+	}
 }
 
 // load creates the collection, re-using compatible pinned maps; pins
@@ -335,8 +364,8 @@ func (b *Backend) remove(errs *firstErrors, k key, v value) (fastpath.Counters, 
 		if !sameMapping(b.lines.value(s), v) {
 			return fastpath.Counters{}, false
 		}
-		final := b.lines.empty(s)
-		return fastpath.Counters{Packets: b.lines.packets(s), Bytes: final.Byts}, true
+		p, by := b.lines.empty(s)
+		return fastpath.Counters{Packets: p, Bytes: by}, true
 	}
 	final, ok := b.del(errs, k, v)
 	if !ok {
@@ -390,7 +419,8 @@ func (b *Backend) del(errs *firstErrors, k key, v value) (final value, ok bool) 
 }
 
 // OnDelete sets fn to hear the final counters of every mapping Apply
-// deletes, read just as the entry goes (so the call's last packets are
+// deletes (with CountersAreDeltas, what moved since the last read), read
+// just as the entry goes (so the call's last packets are
 // not lost with it, but for those counted in the microseconds between
 // the two). fn runs on the caller's goroutine.
 func (b *Backend) OnDelete(fn func(m conntrack.GREMap, in bool, c fastpath.Counters)) {
@@ -420,8 +450,15 @@ func (b *Backend) put(k key, v value) error {
 	return nil
 }
 
-// Counters implements fastpath.Backend: every entry's counters. Last is
-// zero: the reconciler stamps what is new when it reads it.
+// CountersAreDeltas implements fastpath.DeltaCounters: true where the
+// lines' counters are taken with atomic swaps (deltaCounters; not on
+// 32-bit hosts). Counters and OnDelete then report what moved since the
+// last report, for the spill too.
+func (b *Backend) CountersAreDeltas() bool { return b.lines.deltas }
+
+// Counters implements fastpath.Backend: every entry's counters,
+// cumulative or since the last read (CountersAreDeltas). Last is zero:
+// the reconciler stamps what is new when it reads it.
 func (b *Backend) Counters(in func(fastpath.InKey, fastpath.Counters), out func(fastpath.OutKey, fastpath.Counters)) error {
 	report := func(k key, dir uint8, c fastpath.Counters) {
 		if dir == dirIn {
@@ -435,8 +472,8 @@ func (b *Backend) Counters(in func(fastpath.InKey, fastpath.Counters), out func(
 		if !l.used(s) {
 			continue
 		}
-		k, v := l.key(s), l.value(s)
-		report(k, v.Dir, fastpath.Counters{Packets: l.packets(s), Bytes: v.Byts})
+		p, by := l.take(s)
+		report(l.key(s), l.dir(s), fastpath.Counters{Packets: p, Bytes: by})
 	}
 	err := b.walk(func(k key, v value) { report(k, v.Dir, b.spillCounters(k, v)) })
 	if err != nil {
@@ -445,17 +482,35 @@ func (b *Backend) Counters(in func(fastpath.InKey, fastpath.Counters), out func(
 	return nil
 }
 
-// wrap is a 32-bit packet counter's last reading and how often it
-// wrapped.
-type wrap struct{ lo, hi uint32 }
+// wrap is a spill entry's counters as last read: the 32-bit packet
+// counter and how often it wrapped, and with deltas the bytes. Kept per
+// spilled key (a percent of them): the program's adds to a hash map's
+// value cannot be swapped away from userspace.
+type wrap struct {
+	lo, hi uint32
+	byts   uint64
+}
 
-// spillCounters are the counters of the spill's entry k, its packet
-// counter unwrapped.
+// spillCounters are the counters of the spill's entry k: cumulative, the
+// packet counter unwrapped, or with deltas what moved since the last
+// read (an entry with fewer bytes than that read is another one: all of
+// it is new). An entry that never counted keeps nothing.
 func (b *Backend) spillCounters(k key, v value) fastpath.Counters {
+	w, had := b.wraps[k]
+	if !had && v.Packets == 0 && v.Byts == 0 {
+		return fastpath.Counters{}
+	}
 	if b.wraps == nil {
 		b.wraps = map[key]wrap{}
 	}
-	w := b.wraps[k]
+	if b.lines.deltas {
+		c := fastpath.Counters{Packets: uint64(v.Packets - w.lo), Bytes: v.Byts - w.byts}
+		if v.Byts < w.byts {
+			c = fastpath.Counters{Packets: uint64(v.Packets), Bytes: v.Byts}
+		}
+		b.wraps[k] = wrap{lo: v.Packets, byts: v.Byts}
+		return c
+	}
 	if v.Packets < w.lo {
 		w.hi++
 	}

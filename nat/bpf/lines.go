@@ -58,18 +58,29 @@ func lineOf(k key, shift uint32) uint32 {
 	return (s ^ d*hashDaddr ^ c*hashCallID) * hashMix >> shift
 }
 
+// deltaCounters says the daemon takes the slots' counters with atomic
+// swaps to zero (lines.take): each read gets what the program counted
+// since the last one, exactly, and the daemon keeps no last read of them.
+// That needs the swaps to be single instructions against the program's
+// atomic adds: on 32-bit hosts (arm, mips) Go makes a 64-bit atomic of a
+// lock, which the program does not take, so there the counters are read
+// cumulative and their wraps carried. A variable: tests force the 32-bit
+// way on any host.
+var deltaCounters = unsafe.Sizeof(uintptr(0)) == 8
+
 // lines is the daemon's view of the call lines: the array mapped into its
 // memory, written and read with atomic word accesses in an order that a
 // concurrent program never sees a key with another key's value
 // (cilium/ebpf's Map.Memory copies bytes, with no order). Its own state is
 // per slot, sized once: nothing per call.
 type lines struct {
-	mem   []byte
-	shift uint32
-	epoch time.Time
-	freed []int64  // per slot: when it was emptied, ns since epoch
-	lo    []uint32 // per slot: the packet counter's last reading
-	hi    []uint32 // and how often it wrapped
+	mem    []byte
+	shift  uint32
+	epoch  time.Time
+	deltas bool     // deltaCounters when made
+	freed  []int64  // per slot: when it was emptied, ns since epoch
+	lo     []uint32 // cumulative only, per slot: the packet counter's last reading
+	hi     []uint32 // and how often it wrapped
 }
 
 // mapLines maps m (MapLineName). adopted says it comes from an earlier
@@ -86,8 +97,11 @@ func mapLines(m *ebpf.Map, adopted bool) (*lines, error) {
 // power of two).
 func newLines(mem []byte, adopted bool) *lines {
 	n := len(mem) / lineSize
-	l := &lines{mem: mem, shift: lineShift(uint32(n)), epoch: time.Now(),
-		freed: make([]int64, 2*n), lo: make([]uint32, 2*n), hi: make([]uint32, 2*n)}
+	l := &lines{mem: mem, shift: lineShift(uint32(n)), epoch: time.Now(), deltas: deltaCounters,
+		freed: make([]int64, 2*n)}
+	if !l.deltas {
+		l.lo, l.hi = make([]uint32, 2*n), make([]uint32, 2*n)
+	}
 	if !adopted {
 		for s := range l.freed {
 			l.freed[s] = -int64(slotGrace)
@@ -125,7 +139,8 @@ func (l *lines) key(s int) key {
 	return k
 }
 
-// value reads slot s's value, the packet counter unwrapped.
+// value reads slot s's value as it is, the counters left alone (take
+// reads them).
 func (l *lines) value(s int) value {
 	o := s * slotSize
 	var v value
@@ -134,13 +149,42 @@ func (l *lines) value(s int) value {
 	var w [4]byte // Call ID, Dir, Pad
 	binary.NativeEndian.PutUint32(w[:], atomic.LoadUint32(l.word(o+valCallID)))
 	v.CallID, v.Dir = [2]byte{w[0], w[1]}, w[2]
+	v.Packets = atomic.LoadUint32(l.word(o + valPackets))
+	return v
+}
+
+// dir is slot s's direction (dirIn, dirOut).
+func (l *lines) dir(s int) uint8 {
+	var w [4]byte // Call ID, Dir, Pad
+	binary.NativeEndian.PutUint32(w[:], atomic.LoadUint32(l.word(s*slotSize+valCallID)))
+	return w[2]
+}
+
+// take reads slot s's counters: with deltas, what the program counted
+// since the last take (or since put), each counter swapped to zero in one
+// atomic instruction, so that no add is lost: a packet's two adds may
+// fall on both sides of a take, its bytes then come with the next one.
+// A counter found zero is not swapped: a swap writes the cache line,
+// which an idle call's line need not pay. Else (32-bit hosts) the
+// cumulative counts, the packet counter unwrapped.
+func (l *lines) take(s int) (pkts, byts uint64) {
+	o := s * slotSize
+	if l.deltas {
+		if p := l.word(o + valPackets); atomic.LoadUint32(p) != 0 {
+			pkts = uint64(atomic.SwapUint32(p, 0))
+		}
+		if b := l.dword(o + valBytes); atomic.LoadUint64(b) != 0 {
+			byts = atomic.SwapUint64(b, 0)
+		}
+		return pkts, byts
+	}
+	byts = l.bytes(o)
 	lo := atomic.LoadUint32(l.word(o + valPackets))
 	if lo < l.lo[s] {
 		l.hi[s]++
 	}
 	l.lo[s] = lo
-	v.Packets = lo
-	return v
+	return uint64(l.hi[s])<<32 | uint64(lo), byts
 }
 
 // bytes reads the byte counter at o: twice until it agrees, where the
@@ -154,9 +198,6 @@ func (l *lines) bytes(o int) uint64 {
 		}
 	}
 }
-
-// packets is slot s's packet count with its wraps, after value(s).
-func (l *lines) packets(s int) uint64 { return uint64(l.hi[s])<<32 | uint64(l.lo[s]) }
 
 // find returns the slot holding k, if its line has it.
 func (l *lines) find(k key) (int, bool) {
@@ -190,20 +231,23 @@ func (l *lines) put(k key, v value) bool {
 		for i := keySize - 4; i >= 0; i -= 4 {
 			atomic.StoreUint32(l.word(o+slotKey+i), binary.NativeEndian.Uint32(k[i:]))
 		}
-		l.lo[s], l.hi[s] = 0, 0
+		if !l.deltas {
+			l.lo[s], l.hi[s] = 0, 0
+		}
 		return true
 	}
 	return false
 }
 
-// empty clears slot s and returns its last value: the key's first word
-// first, so that no packet matches it any more, then the address, so
-// that a program that matched the key just before finds no mapping.
-func (l *lines) empty(s int) value {
+// empty clears slot s and returns its last counters (take): the key's
+// first word first, so that no packet matches it any more, then the
+// address, so that a program that matched the key just before finds no
+// mapping.
+func (l *lines) empty(s int) (pkts, byts uint64) {
 	o := s * slotSize
 	atomic.StoreUint32(l.word(o+slotKey), 0)
-	v := l.value(s)
+	pkts, byts = l.take(s)
 	atomic.StoreUint32(l.word(o+valAddr), 0)
 	l.freed[s] = l.now()
-	return v
+	return pkts, byts
 }

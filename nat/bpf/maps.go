@@ -24,7 +24,9 @@ const (
 // packet costs one lookup whichever way it goes. The counters are the
 // program's (atomic adds: one entry per direction of a call, which one
 // CPU mostly handles); Packets is 32 bits so that a slot with its key
-// fits half a cache line, and the backend carries its wraps. There is
+// fits half a cache line: the daemon takes a slot's counters with atomic
+// swaps to zero at each read, or, on 32-bit hosts and in the spill, reads
+// them cumulative and carries the wraps. There is
 // no last-seen time: the reconciler stamps new packets when it reads
 // them, which the idle timeouts need no finer than that.
 type value struct {

@@ -17,6 +17,10 @@ type PinnedTotals struct {
 	Calls                 int
 	PacketsIn, PacketsOut uint64
 	BytesIn, BytesOut     uint64
+	// SinceRead: the lines' counters are what the program counted since
+	// the daemon last read them (it swaps them to zero, every second
+	// while it runs), not since the calls began; the spill's few are.
+	SinceRead bool
 }
 
 // ReadPinned reads the maps pinned under pinDir read-only, beside a
@@ -24,7 +28,7 @@ type PinnedTotals struct {
 // os.ErrNotExist means nothing is pinned there. Packet counts are the
 // kernel's 32-bit counters, without the wraps only the daemon knows.
 func ReadPinned(pinDir string) (PinnedTotals, error) {
-	var t PinnedTotals
+	t := PinnedTotals{SinceRead: deltaCounters}
 	add := func(v value) {
 		if v.Dir == dirIn {
 			t.Calls++

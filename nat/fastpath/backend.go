@@ -38,8 +38,9 @@ func OutKeyOf(m conntrack.GREMap) OutKey {
 }
 
 // Counters are one direction of one mapping, cumulative since the mapping
-// entered the kernel. Last is when the kernel last translated a packet of
-// it (zero: never, or the backend cannot tell).
+// entered the kernel (from a DeltaCounters backend: since its previous
+// report). Last is when the kernel last translated a packet of it (zero:
+// never, or the backend cannot tell).
 type Counters struct {
 	Packets, Bytes uint64
 	Last           time.Time
@@ -59,7 +60,8 @@ type Backend interface {
 	// state: the Reconciler follows it with Replace.
 	Apply(add, del []conntrack.GREMap) error
 	// Counters reads the cumulative counters of every mapping the kernel
-	// holds, calling in and out once per key.
+	// holds, calling in and out once per key (a DeltaCounters backend:
+	// what moved since, and may leave out keys that moved nothing).
 	Counters(in func(InKey, Counters), out func(OutKey, Counters)) error
 	// Close lets go of the kernel objects; with remove they are deleted,
 	// else they stay and keep translating (persistent rules: the next
@@ -72,6 +74,21 @@ type Backend interface {
 // counted too. fn runs on the Reconciler's goroutine, inside Apply.
 type FinalCounter interface {
 	OnDelete(fn func(m conntrack.GREMap, in bool, c Counters))
+}
+
+// DeltaCounters is a Backend that can tell, with CountersAreDeltas true,
+// that its Counters and OnDelete (FinalCounter) report what each key moved
+// since the backend's previous report of it, or since the key entered the
+// kernel, rather than cumulative counts: the bpf call lines, whose
+// counters it takes with atomic swaps to zero. The Reconciler credits
+// those as they come and keeps no last read for that tier (18 bytes a
+// call in the Mirror otherwise). The backend must never report the same
+// packet twice: a key it reports after a Replace or a failed Apply
+// reports only what moved since its last report, and what it reports for
+// a key the Reconciler does not hold for it is lost. Counters may
+// skip keys that moved nothing.
+type DeltaCounters interface {
+	CountersAreDeltas() bool
 }
 
 // Source is the call table as a fast path sees it (*conntrack.Table). A

@@ -14,8 +14,9 @@ import (
 // tier holding it and each tier's counters as last read. The tiers hold
 // the same desired state but for the moments between their converges (or
 // while one fails), so at 10 000 calls bpf and the nf_tables tier behind
-// it cost 18 + 1 + 18 bytes a call (the bpf tier's counters; see
-// sparse) rather than 2 x 36. Each tier's Reconciler still converges
+// it cost 18 + 1 bytes a call (the bpf tier reports deltas, and the
+// nf_tables tier counts next to nothing: see sparse; 18 more where bpf
+// reports cumulative counters, on 32-bit hosts) rather than 2 x 36. Each tier's Reconciler still converges
 // on its own goroutine, with its own generation, failures and events;
 // they take turns on the Mirror's lock: a converge holds it throughout, a
 // counter read only while it credits a key (a dump of nf_tables takes
@@ -32,7 +33,9 @@ type Mirror struct {
 	// sparse, only the mappings whose counters are not zero (both nil:
 	// all zero). The nf_tables tier behind bpf carries only the packets
 	// bpf hands the stack (too big, fragments, IP options), for a few
-	// calls if any: it would pay 18 bytes a call for nothing.
+	// calls if any: it would pay 18 bytes a call for nothing. A tier
+	// whose backend reports deltas (DeltaCounters: the bpf call lines)
+	// keeps none.
 	counts [maxTiers][]counts
 	sparse [maxTiers]map[conntrack.GREMap]counts
 	taken  uint8 // the tiers' bits

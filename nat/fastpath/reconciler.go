@@ -81,6 +81,7 @@ type Reconciler struct {
 	t       int
 	bit     uint8
 	joined  bool
+	deltas  bool // be is a DeltaCounters: nothing of its counters is kept
 	n       int
 	gen     uint64
 	failing bool
@@ -118,6 +119,9 @@ func New(src Source, be Backend, cfg Config) *Reconciler {
 	r := &Reconciler{cfg: cfg, src: src, be: be, log: cfg.Log, changed: src.DesiredChanged(), mir: mir}
 	if fc, ok := be.(FinalCounter); ok {
 		fc.OnDelete(r.final)
+	}
+	if dc, ok := be.(DeltaCounters); ok {
+		r.deltas = dc.CountersAreDeltas()
 	}
 	return r
 }
@@ -540,12 +544,18 @@ func (r *Reconciler) ReadCounters() {
 	var byOut []outEntry // sorted at the first outbound key
 	var moves uint64
 	err := r.be.Counters(func(k InKey, c Counters) {
+		if r.deltas && c.Packets == 0 && c.Bytes == 0 {
+			return // nothing to credit, nothing to keep
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if i, ok := s.find(k, r.bit); ok {
 			r.credit(i, true, c, now)
 		}
 	}, func(k OutKey, c Counters) {
+		if r.deltas && c.Packets == 0 && c.Bytes == 0 {
+			return
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if byOut == nil || moves != s.moves {
@@ -568,18 +578,24 @@ func (r *Reconciler) ReadCounters() {
 
 // credit gives the call of the mirror's mapping i what the kernel
 // translated (c: its counters now, in: towards the inside end) since the
-// last read. With nothing new it says nothing: the kernel's last-seen
-// time moves only with a packet.
+// last read; from a DeltaCounters backend c is that already. With nothing
+// new it says nothing: the kernel's last-seen time moves only with a
+// packet. Bytes alone are credited too: a read may fall between a
+// packet's two atomic adds (packets, then bytes), its bytes then come
+// with the next read.
 func (r *Reconciler) credit(i int, in bool, c Counters, now time.Time) {
-	d := dirOut
-	if in {
-		d = dirIn
+	dp, db := c.Packets, c.Bytes
+	if !r.deltas {
+		d := dirOut
+		if in {
+			d = dirIn
+		}
+		a := r.mir.last(r.t, i)
+		dp, db = a.moved(d, c)
+		a.keep(d, c)
+		r.mir.setLast(r.t, i, a)
 	}
-	a := r.mir.last(r.t, i)
-	dp, db := a.moved(d, c)
-	a.keep(d, c)
-	r.mir.setLast(r.t, i, a)
-	if dp == 0 {
+	if dp == 0 && db == 0 {
 		return
 	}
 	seen := c.Last

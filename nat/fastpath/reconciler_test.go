@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -638,10 +639,26 @@ func (b *dumpBackend) Counters(in func(fastpath.InKey, fastpath.Counters), out f
 	return nil
 }
 
+// dumpDelta is dumpBackend reporting deltas, of calls carrying nothing
+// since the last read (as dumpBackend's after the first read).
+type dumpDelta struct{ *dumpBackend }
+
+func (dumpDelta) CountersAreDeltas() bool { return true }
+
+func (b dumpDelta) Counters(in func(fastpath.InKey, fastpath.Counters), out func(fastpath.OutKey, fastpath.Counters)) error {
+	for _, k := range b.in {
+		in(k, fastpath.Counters{})
+	}
+	for _, k := range b.out {
+		out(k, fastpath.Counters{})
+	}
+	return nil
+}
+
 // BenchmarkReadCounters: one counter read of 10 000 calls, both
 // directions, from a backend that costs next to nothing (quiet: no
 // change since the last read; churn: one call set up and one torn down
-// before each read).
+// before each read; delta: the backend reports deltas).
 func BenchmarkReadCounters(b *testing.B) {
 	const n = 10000
 	mk := func(i int) conntrack.GREMap {
@@ -649,8 +666,9 @@ func BenchmarkReadCounters(b *testing.B) {
 		return conntrack.GREMap{Peer: conntrack.Addr{203, 0, byte(i >> 8), byte(i)}, OuterID: uint16(i), Public: conntrack.Addr{198, 51, 100, 1},
 			Inside: conntrack.Addr{192, 168, byte(j >> 8), byte(j)}, InsideID: 1, PeerID: uint16(i)}
 	}
-	for _, churn := range []bool{false, true} {
-		b.Run(map[bool]string{false: "quiet", true: "churn"}[churn], func(b *testing.B) {
+	for _, mode := range []string{"quiet", "churn", "delta-quiet", "delta-churn"} {
+		churn := strings.HasSuffix(mode, "churn")
+		b.Run(mode, func(b *testing.B) {
 			ms := make([]conntrack.GREMap, n)
 			be := &dumpBackend{memBackend: newMem()}
 			for i := range ms {
@@ -662,7 +680,11 @@ func BenchmarkReadCounters(b *testing.B) {
 			rng.Shuffle(n, func(i, j int) { be.in[i], be.in[j] = be.in[j], be.in[i] })
 			rng.Shuffle(n, func(i, j int) { be.out[i], be.out[j] = be.out[j], be.out[i] })
 			src := fastpathtest.New(ms...)
-			r := fastpath.New(src, be, fastpath.Config{})
+			var fb fastpath.Backend = be
+			if strings.HasPrefix(mode, "delta") {
+				fb = dumpDelta{be}
+			}
+			r := fastpath.New(src, fb, fastpath.Config{})
 			if err := r.Start(); err != nil {
 				b.Fatal(err)
 			}

@@ -11,6 +11,7 @@ import (
 	"runtime/pprof"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/pptpgw/pptpgw/alg/pptpmsg"
 	"github.com/pptpgw/pptpgw/conntrack"
@@ -24,11 +25,20 @@ import (
 // kernel ones (the nf_tables and bpf maps live in the kernel). With
 // calls, it reports a packet each way for each of them, as the bpf tier
 // does once bench-scale's warm-up went through it (the nf_tables tier
-// behind it counts nothing).
+// behind it counts nothing): cumulative, or with deltas a packet at each
+// read, as the bpf backend where it reports deltas (64-bit hosts,
+// nat/bpf's deltaCounters), so that the reconciler keeps what it keeps
+// for the real one.
 type nullBackend struct {
-	name  string
-	calls func() []conntrack.CallInfo
+	name   string
+	calls  func() []conntrack.CallInfo
+	deltas bool
 }
+
+// bpfDeltas: the bpf backend reports deltas here (nat/bpf/lines.go).
+const bpfDeltas = unsafe.Sizeof(uintptr(0)) == 8
+
+func (b nullBackend) CountersAreDeltas() bool { return b.deltas }
 
 func (b nullBackend) Name() string                          { return b.name }
 func (nullBackend) Replace([]conntrack.GREMap) error        { return nil }
@@ -72,7 +82,7 @@ func newHeapGateway(tb testing.TB, maxCalls int) *heapGateway {
 		d.State = state
 		d.Backends[PathKernel] = func() (fastpath.Backend, error) { return nullBackend{name: PathKernel}, nil }
 		d.Backends[PathBPF] = func() (fastpath.Backend, error) {
-			return nullBackend{name: PathBPF, calls: func() []conntrack.CallInfo { return g.Calls() }}, nil
+			return nullBackend{name: PathBPF, calls: func() []conntrack.CallInfo { return g.Calls() }, deltas: bpfDeltas}, nil
 		}
 	})
 	if err != nil {
@@ -129,11 +139,21 @@ func (h *heapGateway) send(pkt []byte, meta nfq.Meta) nfqtest.Result {
 // file was written since, then returns the live heap after a GC.
 func (h *heapGateway) settle() uint64 {
 	deadline := time.Now().Add(30 * time.Second)
+	var base uint64 // with deltas: the packets counted once the tiers held every call
 	for {
 		s := h.g.Stats()
-		if s["calls_active"] == uint64(h.calls) && s["gre_bpf_calls"] == uint64(h.calls) && s["gre_kernel_calls"] == uint64(h.calls) &&
-			s["gre_bpf_in"] == uint64(h.calls) && s["gre_bpf_out"] == uint64(h.calls) {
+		held := s["calls_active"] == uint64(h.calls) && s["gre_bpf_calls"] == uint64(h.calls) && s["gre_kernel_calls"] == uint64(h.calls)
+		if held && !bpfDeltas && s["gre_bpf_in"] == uint64(h.calls) && s["gre_bpf_out"] == uint64(h.calls) {
 			break
+		}
+		if held && bpfDeltas {
+			if base == 0 {
+				base = min(s["gre_bpf_in"], s["gre_bpf_out"]) + 1
+			}
+			// Two reads of every call since: one at least whole.
+			if min(s["gre_bpf_in"], s["gre_bpf_out"])+1 >= base+2*uint64(h.calls) {
+				break
+			}
 		}
 		if time.Now().After(deadline) {
 			h.tb.Fatalf("calls_active %d, bpf %d (packets %d, %d), kernel %d: want %d", s["calls_active"], s["gre_bpf_calls"],

@@ -19,6 +19,10 @@ type PathCounts struct {
 	Err     string // reading them failed
 	Calls   int
 	In, Out uint64
+	// SinceRead: the counts are since the daemon's last read of them
+	// (the bpf lines, swapped to zero at each read), not since the calls
+	// began.
+	SinceRead bool
 }
 
 // FastPaths are the kernel fast paths' counters, read whatever --gre-path
@@ -35,6 +39,7 @@ func gatherFastPaths(bpfPinDir string) FastPaths {
 	p.Kernel = pathCounts(err, t.Calls, t.PacketsIn, t.PacketsOut)
 	b, err := bpf.ReadPinned(bpfPinDir)
 	p.BPF = pathCounts(err, b.Calls, b.PacketsIn, b.PacketsOut)
+	p.BPF.SinceRead = p.BPF.Present && b.SinceRead
 	return p
 }
 
@@ -72,6 +77,9 @@ func greSources(f *Facts) (srcs []greSource, notes []string) {
 			notes = append(notes, "cannot read "+p.name+": "+p.c.Err)
 		default:
 			srcs = append(srcs, greSource{fmt.Sprintf("%s (%d calls)", p.name, p.c.Calls), p.c.In, p.c.Out})
+			if p.c.SinceRead {
+				notes = append(notes, p.name+" counts since the daemon's last read of it, a second at most while it runs")
+			}
 		}
 	}
 	return srcs, notes

@@ -49,6 +49,10 @@ func TestPathsAndDaemon(t *testing.T) {
 			zeroGRE(f)
 			f.Paths.BPF = PathCounts{Present: true, Calls: 1, In: 5, Out: 6}
 		}, "gre-arriving", OK, "the bpf fast path (1 calls) 5 in, 6 out", ""},
+		{"the bpf path's counts since the daemon's last read", func(f *Facts) {
+			zeroGRE(f)
+			f.Paths.BPF = PathCounts{Present: true, Calls: 1, In: 5, Out: 6, SinceRead: true}
+		}, "gre-arriving", OK, "the bpf fast path (1 calls) 5 in, 6 out (the bpf fast path counts since the daemon's last read of it", ""},
 		{"GRE leaves through the kernel, none arrives", func(f *Facts) {
 			zeroGRE(f)
 			f.Paths.Kernel = PathCounts{Present: true, Calls: 1, Out: 50}
