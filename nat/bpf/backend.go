@@ -110,7 +110,7 @@ func Open(cfg Config) (*Backend, error) {
 		b.closeFDs()
 		return nil, err
 	}
-	if adopted && b.lines.deltas {
+	if adopted {
 		b.baseSpill()
 	}
 	return b, nil
@@ -130,7 +130,7 @@ func (b *Backend) baseSpill() {
 	b.wraps = map[key]wrap{}
 	err := b.walk(func(k key, v value) {
 		if v.Packets != 0 || v.Byts != 0 {
-			b.wraps[k] = wrap{lo: v.Packets, byts: v.Byts}
+			b.wraps[k] = wrap{pkts: v.Packets, byts: v.Byts}
 		}
 	})
 	if err != nil {
@@ -450,11 +450,10 @@ func (b *Backend) put(k key, v value) error {
 	return nil
 }
 
-// CountersAreDeltas implements fastpath.DeltaCounters: true where the
-// lines' counters are taken with atomic swaps (deltaCounters; not on
-// 32-bit hosts). Counters and OnDelete then report what moved since the
-// last report, for the spill too.
-func (b *Backend) CountersAreDeltas() bool { return b.lines.deltas }
+// CountersAreDeltas implements fastpath.DeltaCounters: Counters and
+// OnDelete report what moved since the last report (lines.take; the
+// spill by difference).
+func (b *Backend) CountersAreDeltas() bool { return true }
 
 // Counters implements fastpath.Backend: every entry's counters,
 // cumulative or since the last read (CountersAreDeltas). Last is zero:
@@ -482,19 +481,17 @@ func (b *Backend) Counters(in func(fastpath.InKey, fastpath.Counters), out func(
 	return nil
 }
 
-// wrap is a spill entry's counters as last read: the 32-bit packet
-// counter and how often it wrapped, and with deltas the bytes. Kept per
-// spilled key (a percent of them): the program's adds to a hash map's
-// value cannot be swapped away from userspace.
+// wrap is a spill entry's counters as last read. Kept per spilled key (a
+// percent of them): the program's adds to a hash map's value cannot be
+// swapped away from userspace.
 type wrap struct {
-	lo, hi uint32
-	byts   uint64
+	pkts uint32
+	byts uint64
 }
 
-// spillCounters are the counters of the spill's entry k: cumulative, the
-// packet counter unwrapped, or with deltas what moved since the last
-// read (an entry with fewer bytes than that read is another one: all of
-// it is new). An entry that never counted keeps nothing.
+// spillCounters is what the spill's entry k counted since the last read:
+// the packets modulo 2^32, and all of it if its bytes went back (another
+// entry under that key). An entry that never counted keeps nothing.
 func (b *Backend) spillCounters(k key, v value) fastpath.Counters {
 	w, had := b.wraps[k]
 	if !had && v.Packets == 0 && v.Byts == 0 {
@@ -503,20 +500,12 @@ func (b *Backend) spillCounters(k key, v value) fastpath.Counters {
 	if b.wraps == nil {
 		b.wraps = map[key]wrap{}
 	}
-	if b.lines.deltas {
-		c := fastpath.Counters{Packets: uint64(v.Packets - w.lo), Bytes: v.Byts - w.byts}
-		if v.Byts < w.byts {
-			c = fastpath.Counters{Packets: uint64(v.Packets), Bytes: v.Byts}
-		}
-		b.wraps[k] = wrap{lo: v.Packets, byts: v.Byts}
-		return c
+	c := fastpath.Counters{Packets: uint64(v.Packets - w.pkts), Bytes: v.Byts - w.byts}
+	if v.Byts < w.byts {
+		c = fastpath.Counters{Packets: uint64(v.Packets), Bytes: v.Byts}
 	}
-	if v.Packets < w.lo {
-		w.hi++
-	}
-	w.lo = v.Packets
-	b.wraps[k] = w
-	return fastpath.Counters{Packets: uint64(w.hi)<<32 | uint64(w.lo), Bytes: v.Byts}
+	b.wraps[k] = wrap{pkts: v.Packets, byts: v.Byts}
+	return c
 }
 
 // batch is how many entries one batch lookup reads.

@@ -10,41 +10,42 @@ import (
 	"github.com/pptpgw/pptpgw/nat/fastpath"
 )
 
-// cumulative has the test run with the counters of a 32-bit host
-// (deltaCounters false), on any host.
-func cumulative(t *testing.T) {
-	old := deltaCounters
-	deltaCounters = false
-	t.Cleanup(func() { deltaCounters = old })
+// noSwaps has the test run with the counters of a 32-bit host
+// (swapCounters false), on any host.
+func noSwaps(t *testing.T) {
+	old := swapCounters
+	swapCounters = false
+	t.Cleanup(func() { swapCounters = old })
 }
 
-func deltas(t *testing.T) {
-	old := deltaCounters
-	deltaCounters = true
-	t.Cleanup(func() { deltaCounters = old })
+func swaps(t *testing.T) {
+	old := swapCounters
+	swapCounters = true
+	t.Cleanup(func() { swapCounters = old })
 }
 
-// TestDeltaCountersHere: 64-bit hosts take deltas, as the swaps are
-// single instructions there.
-func TestDeltaCountersHere(t *testing.T) {
-	if want := unsafe.Sizeof(uintptr(0)) == 8; deltaCounters != want {
-		t.Fatalf("deltaCounters %v on a host with %d-byte pointers", deltaCounters, unsafe.Sizeof(uintptr(0)))
+// TestSwapCountersHere: 64-bit hosts swap, as the swaps are single
+// instructions there.
+func TestSwapCountersHere(t *testing.T) {
+	if want := unsafe.Sizeof(uintptr(0)) == 8; swapCounters != want {
+		t.Fatalf("swapCounters %v on a host with %d-byte pointers", swapCounters, unsafe.Sizeof(uintptr(0)))
 	}
 }
 
-// TestLineCounters: with deltas a take is what the program added since the
-// last one and leaves zero, and no per-slot state is made; cumulative (32-bit
-// hosts), the counts as they are, the 32-bit packet counter unwrapped.
+// TestLineCounters: a take is what the program added since the last one.
+// With swaps it leaves zero and no per-slot state is made; without (32-bit
+// hosts), by difference from the last read, across the packet counter's
+// wrap, and adopted lines' counters count from what they hold.
 func TestLineCounters(t *testing.T) {
 	set := func(l *lines, p uint32, by uint64) {
 		binary.NativeEndian.PutUint32(l.mem[valPackets:], p)
 		binary.NativeEndian.PutUint64(l.mem[valBytes:], by)
 	}
-	t.Run("deltas", func(t *testing.T) {
-		deltas(t)
+	t.Run("swaps", func(t *testing.T) {
+		swaps(t)
 		l := newLines(make([]byte, 8*lineSize), false)
-		if l.lo != nil || l.hi != nil || !(&Backend{lines: l}).CountersAreDeltas() {
-			t.Fatal("per-slot wraps made, or no deltas")
+		if l.pkts != nil || l.byts != nil {
+			t.Fatal("per-slot reads made")
 		}
 		l.put(sameLine(l.shift, 1)[0], inValue(testMap))
 		set(l, 0xffffff00, 1<<40)
@@ -59,11 +60,11 @@ func TestLineCounters(t *testing.T) {
 			t.Fatalf("final %d %d", p, by)
 		}
 	})
-	t.Run("cumulative", func(t *testing.T) {
-		cumulative(t)
+	t.Run("no swaps", func(t *testing.T) {
+		noSwaps(t)
 		l := newLines(make([]byte, 8*lineSize), false)
-		if len(l.lo) != l.slots() || (&Backend{lines: l}).CountersAreDeltas() {
-			t.Fatal("no per-slot wraps, or deltas")
+		if len(l.pkts) != l.slots() || len(l.byts) != l.slots() {
+			t.Fatal("no per-slot reads")
 		}
 		l.put(sameLine(l.shift, 1)[0], inValue(testMap))
 		set(l, 0xffffff00, 1<<40)
@@ -71,13 +72,27 @@ func TestLineCounters(t *testing.T) {
 			t.Fatalf("take %d %d", p, by)
 		}
 		set(l, 5, 1<<40+100)
-		if p, by := l.take(0); p != 1<<32|5 || by != 1<<40+100 {
-			t.Fatalf("after a wrap: %d %d", p, by)
+		if p, by := l.take(0); p != 0x105 || by != 100 {
+			t.Fatalf("across the wrap: %d %d", p, by)
 		}
-		if p, _ := l.empty(0); p != 1<<32|5 {
-			t.Fatalf("final %d packets", p)
+		set(l, 8, 1<<40+400)
+		if p, by := l.empty(0); p != 3 || by != 300 {
+			t.Fatalf("final %d %d", p, by)
+		}
+		// Adopted: what the lines hold was read by the daemon before.
+		mem := make([]byte, 8*lineSize)
+		binary.NativeEndian.PutUint32(mem[valPackets:], 70)
+		binary.NativeEndian.PutUint64(mem[valBytes:], 7000)
+		a := newLines(mem, true)
+		binary.NativeEndian.PutUint32(mem[valPackets:], 72)
+		binary.NativeEndian.PutUint64(mem[valBytes:], 7200)
+		if p, by := a.take(0); p != 2 || by != 200 {
+			t.Fatalf("adopted: %d %d, want what came after", p, by)
 		}
 	})
+	if !(&Backend{}).CountersAreDeltas() {
+		t.Error("the backend's counters are not deltas")
+	}
 }
 
 // TestLineSwapsRace: a writer adds packets to two slots as the program
@@ -88,7 +103,7 @@ func TestLineSwapsRace(t *testing.T) {
 	if unsafe.Sizeof(uintptr(0)) != 8 {
 		t.Skip("swaps against adds need 64-bit atomics")
 	}
-	deltas(t)
+	swaps(t)
 	l := newLines(make([]byte, 8*lineSize), false)
 	ks := sameLine(l.shift, 2)
 	l.put(ks[0], inValue(testMap))
@@ -132,49 +147,30 @@ func TestLineSwapsRace(t *testing.T) {
 	t.Logf("%d reads", reads)
 }
 
-// TestSpillCounters: the spill's values are cumulative; with deltas a
-// read reports what moved since the last one (the packet counter across
-// its wrap, an entry with fewer bytes as new), cumulative the counts
-// with the wraps; an entry that never counted keeps nothing.
+// TestSpillCounters: the spill's values are cumulative; a read reports
+// what moved since the last one (the packet counter across its wrap, an
+// entry with fewer bytes as new); an entry that never counted keeps
+// nothing.
 func TestSpillCounters(t *testing.T) {
 	k := inKey(testMap)
 	val := func(p uint32, by uint64) value { v := inValue(testMap); v.Packets, v.Byts = p, by; return v }
-	t.Run("deltas", func(t *testing.T) {
-		deltas(t)
-		b := &Backend{lines: newLines(make([]byte, 8*lineSize), false)}
-		for i, tc := range []struct {
-			v    value
-			want fastpath.Counters
-		}{
-			{val(0, 0), fastpath.Counters{}},
-			{val(10, 1000), fastpath.Counters{Packets: 10, Bytes: 1000}},
-			{val(10, 1000), fastpath.Counters{}},
-			{val(0xfffffffe, 1<<33), fastpath.Counters{Packets: 0xfffffffe - 10, Bytes: 1<<33 - 1000}},
-			{val(3, 1<<33+500), fastpath.Counters{Packets: 5, Bytes: 500}}, // the packets wrapped
-			{val(2, 200), fastpath.Counters{Packets: 2, Bytes: 200}},       // another entry
-		} {
-			if got := b.spillCounters(k, tc.v); got != tc.want {
-				t.Fatalf("read %d: %+v, want %+v", i, got, tc.want)
-			}
-			if i == 0 && len(b.wraps) != 0 {
-				t.Fatal("an entry that never counted is kept")
-			}
+	b := &Backend{lines: newLines(make([]byte, 8*lineSize), false)}
+	for i, tc := range []struct {
+		v    value
+		want fastpath.Counters
+	}{
+		{val(0, 0), fastpath.Counters{}},
+		{val(10, 1000), fastpath.Counters{Packets: 10, Bytes: 1000}},
+		{val(10, 1000), fastpath.Counters{}},
+		{val(0xfffffffe, 1<<33), fastpath.Counters{Packets: 0xfffffffe - 10, Bytes: 1<<33 - 1000}},
+		{val(3, 1<<33+500), fastpath.Counters{Packets: 5, Bytes: 500}}, // the packets wrapped
+		{val(2, 200), fastpath.Counters{Packets: 2, Bytes: 200}},       // another entry
+	} {
+		if got := b.spillCounters(k, tc.v); got != tc.want {
+			t.Fatalf("read %d: %+v, want %+v", i, got, tc.want)
 		}
-	})
-	t.Run("cumulative", func(t *testing.T) {
-		cumulative(t)
-		b := &Backend{lines: newLines(make([]byte, 8*lineSize), false)}
-		for i, tc := range []struct {
-			v    value
-			want fastpath.Counters
-		}{
-			{val(10, 1000), fastpath.Counters{Packets: 10, Bytes: 1000}},
-			{val(0xfffffffe, 1<<33), fastpath.Counters{Packets: 0xfffffffe, Bytes: 1 << 33}},
-			{val(3, 1<<33+500), fastpath.Counters{Packets: 1<<32 | 3, Bytes: 1<<33 + 500}},
-		} {
-			if got := b.spillCounters(k, tc.v); got != tc.want {
-				t.Fatalf("read %d: %+v, want %+v", i, got, tc.want)
-			}
+		if i == 0 && len(b.wraps) != 0 {
+			t.Fatal("an entry that never counted is kept")
 		}
-	})
+	}
 }

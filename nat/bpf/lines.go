@@ -58,15 +58,16 @@ func lineOf(k key, shift uint32) uint32 {
 	return (s ^ d*hashDaddr ^ c*hashCallID) * hashMix >> shift
 }
 
-// deltaCounters says the daemon takes the slots' counters with atomic
+// swapCounters says the daemon takes the slots' counters with atomic
 // swaps to zero (lines.take): each read gets what the program counted
 // since the last one, exactly, and the daemon keeps no last read of them.
 // That needs the swaps to be single instructions against the program's
 // atomic adds: on 32-bit hosts (arm, mips) Go makes a 64-bit atomic of a
-// lock, which the program does not take, so there the counters are read
-// cumulative and their wraps carried. A variable: tests force the 32-bit
-// way on any host.
-var deltaCounters = unsafe.Sizeof(uintptr(0)) == 8
+// lock, which the program does not take, so there the daemon keeps each
+// slot's last read (12 bytes a slot, sized once) and takes the
+// difference: deltas either way. A variable: tests force the 32-bit way
+// on any host.
+var swapCounters = unsafe.Sizeof(uintptr(0)) == 8
 
 // lines is the daemon's view of the call lines: the array mapped into its
 // memory, written and read with atomic word accesses in an order that a
@@ -74,13 +75,13 @@ var deltaCounters = unsafe.Sizeof(uintptr(0)) == 8
 // (cilium/ebpf's Map.Memory copies bytes, with no order). Its own state is
 // per slot, sized once: nothing per call.
 type lines struct {
-	mem    []byte
-	shift  uint32
-	epoch  time.Time
-	deltas bool     // deltaCounters when made
-	freed  []int64  // per slot: when it was emptied, ns since epoch
-	lo     []uint32 // cumulative only, per slot: the packet counter's last reading
-	hi     []uint32 // and how often it wrapped
+	mem   []byte
+	shift uint32
+	epoch time.Time
+	swaps bool     // swapCounters when made
+	freed []int64  // per slot: when it was emptied, ns since epoch
+	pkts  []uint32 // without swaps, per slot: the counters as last read
+	byts  []uint64
 }
 
 // mapLines maps m (MapLineName). adopted says it comes from an earlier
@@ -94,13 +95,18 @@ func mapLines(m *ebpf.Map, adopted bool) (*lines, error) {
 }
 
 // newLines is the view of the lines in mem (len(mem)/lineSize of them, a
-// power of two).
+// power of two). Without swaps, adopted lines' counters are taken as read:
+// what the previous daemon read of them is gone with it, and counting them
+// whole would count the calls' history twice (the state file has it).
 func newLines(mem []byte, adopted bool) *lines {
 	n := len(mem) / lineSize
-	l := &lines{mem: mem, shift: lineShift(uint32(n)), epoch: time.Now(), deltas: deltaCounters,
+	l := &lines{mem: mem, shift: lineShift(uint32(n)), epoch: time.Now(), swaps: swapCounters,
 		freed: make([]int64, 2*n)}
-	if !l.deltas {
-		l.lo, l.hi = make([]uint32, 2*n), make([]uint32, 2*n)
+	if !l.swaps {
+		l.pkts, l.byts = make([]uint32, 2*n), make([]uint64, 2*n)
+		for s := 0; adopted && s < len(l.pkts); s++ {
+			l.pkts[s], l.byts[s] = atomic.LoadUint32(l.word(s*slotSize+valPackets)), l.bytes(s*slotSize)
+		}
 	}
 	if !adopted {
 		for s := range l.freed {
@@ -160,16 +166,18 @@ func (l *lines) dir(s int) uint8 {
 	return w[2]
 }
 
-// take reads slot s's counters: with deltas, what the program counted
-// since the last take (or since put), each counter swapped to zero in one
-// atomic instruction, so that no add is lost: a packet's two adds may
-// fall on both sides of a take, its bytes then come with the next one.
-// A counter found zero is not swapped: a swap writes the cache line,
-// which an idle call's line need not pay. Else (32-bit hosts) the
-// cumulative counts, the packet counter unwrapped.
+// take reads what the program counted in slot s since the last take (or
+// since put). With swaps each counter is swapped to zero in one atomic
+// instruction, so that no add is lost: a packet's two adds may fall on
+// both sides of a take, its bytes then come with the next one. A counter
+// found zero is not swapped: a swap writes the cache line, which an idle
+// call's line need not pay. Without (32-bit hosts), the difference from
+// the last read: the packets modulo 2^32 (reads are at most a minute
+// apart), the bytes whole if they went back (a slot filled anew behind
+// the daemon's back: no such writer, but never a huge delta).
 func (l *lines) take(s int) (pkts, byts uint64) {
 	o := s * slotSize
-	if l.deltas {
+	if l.swaps {
 		if p := l.word(o + valPackets); atomic.LoadUint32(p) != 0 {
 			pkts = uint64(atomic.SwapUint32(p, 0))
 		}
@@ -178,13 +186,13 @@ func (l *lines) take(s int) (pkts, byts uint64) {
 		}
 		return pkts, byts
 	}
-	byts = l.bytes(o)
-	lo := atomic.LoadUint32(l.word(o + valPackets))
-	if lo < l.lo[s] {
-		l.hi[s]++
+	p, b := atomic.LoadUint32(l.word(o+valPackets)), l.bytes(o)
+	pkts, byts = uint64(p-l.pkts[s]), b-l.byts[s]
+	if b < l.byts[s] {
+		pkts, byts = uint64(p), b
 	}
-	l.lo[s] = lo
-	return uint64(l.hi[s])<<32 | uint64(lo), byts
+	l.pkts[s], l.byts[s] = p, b
+	return pkts, byts
 }
 
 // bytes reads the byte counter at o: twice until it agrees, where the
@@ -231,8 +239,8 @@ func (l *lines) put(k key, v value) bool {
 		for i := keySize - 4; i >= 0; i -= 4 {
 			atomic.StoreUint32(l.word(o+slotKey+i), binary.NativeEndian.Uint32(k[i:]))
 		}
-		if !l.deltas {
-			l.lo[s], l.hi[s] = 0, 0
+		if !l.swaps {
+			l.pkts[s], l.byts[s] = 0, 0
 		}
 		return true
 	}

@@ -274,8 +274,13 @@ func testLab(t *testing.T, cls bool) {
 	if g := recvGRE(l.gfd); len(g) != 0 {
 		t.Errorf("during the restart %d packets took the slow path", len(g))
 	}
-	if in, _ := counters(t, b, &tally); in.Packets != uint64(nIn+n) {
+	// With swaps what the program counted after the last read is still in
+	// the lines: exact. Without (32-bit hosts) the previous read is gone:
+	// what came between it and Open is lost, never counted twice.
+	if in, _ := counters(t, b, &tally); swapCounters && in.Packets != uint64(nIn+n) {
 		t.Errorf("counters after the restart: %d packets, want %d (kept across it)", in.Packets, nIn+n)
+	} else if !swapCounters && (in.Packets > uint64(nIn+n) || in.Packets < uint64(nIn)) {
+		t.Errorf("counters after the restart: %d packets, want %d to %d", in.Packets, nIn, nIn+n)
 	}
 	t.Logf("%s: %d packets sent across Close(false) and Open, all translated", mode, n)
 

@@ -28,7 +28,7 @@ type PinnedTotals struct {
 // os.ErrNotExist means nothing is pinned there. Packet counts are the
 // kernel's 32-bit counters, without the wraps only the daemon knows.
 func ReadPinned(pinDir string) (PinnedTotals, error) {
-	t := PinnedTotals{SinceRead: deltaCounters}
+	t := PinnedTotals{SinceRead: swapCounters}
 	add := func(v value) {
 		if v.Dir == dirIn {
 			t.Calls++

@@ -30,7 +30,7 @@ func TestReadPinned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := PinnedTotals{Calls: 2, PacketsIn: 4, PacketsOut: 6, SinceRead: deltaCounters}
+	want := PinnedTotals{Calls: 2, PacketsIn: 4, PacketsOut: 6, SinceRead: swapCounters}
 	if got != want {
 		t.Errorf("ReadPinned %+v, want %+v", got, want)
 	}

@@ -11,7 +11,6 @@ import (
 	"runtime/pprof"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/pptpgw/pptpgw/alg/pptpmsg"
 	"github.com/pptpgw/pptpgw/conntrack"
@@ -25,18 +24,14 @@ import (
 // kernel ones (the nf_tables and bpf maps live in the kernel). With
 // calls, it reports a packet each way for each of them, as the bpf tier
 // does once bench-scale's warm-up went through it (the nf_tables tier
-// behind it counts nothing): cumulative, or with deltas a packet at each
-// read, as the bpf backend where it reports deltas (64-bit hosts,
-// nat/bpf's deltaCounters), so that the reconciler keeps what it keeps
-// for the real one.
+// behind it counts nothing): the bpf tier as deltas, a packet at each
+// read, as the bpf backend reports them, so that the reconciler keeps
+// what it keeps for the real one.
 type nullBackend struct {
 	name   string
 	calls  func() []conntrack.CallInfo
 	deltas bool
 }
-
-// bpfDeltas: the bpf backend reports deltas here (nat/bpf/lines.go).
-const bpfDeltas = unsafe.Sizeof(uintptr(0)) == 8
 
 func (b nullBackend) CountersAreDeltas() bool { return b.deltas }
 
@@ -82,7 +77,7 @@ func newHeapGateway(tb testing.TB, maxCalls int) *heapGateway {
 		d.State = state
 		d.Backends[PathKernel] = func() (fastpath.Backend, error) { return nullBackend{name: PathKernel}, nil }
 		d.Backends[PathBPF] = func() (fastpath.Backend, error) {
-			return nullBackend{name: PathBPF, calls: func() []conntrack.CallInfo { return g.Calls() }, deltas: bpfDeltas}, nil
+			return nullBackend{name: PathBPF, calls: func() []conntrack.CallInfo { return g.Calls() }, deltas: true}, nil
 		}
 	})
 	if err != nil {
@@ -139,14 +134,11 @@ func (h *heapGateway) send(pkt []byte, meta nfq.Meta) nfqtest.Result {
 // file was written since, then returns the live heap after a GC.
 func (h *heapGateway) settle() uint64 {
 	deadline := time.Now().Add(30 * time.Second)
-	var base uint64 // with deltas: the packets counted once the tiers held every call
+	var base uint64 // the packets counted once the tiers held every call
 	for {
 		s := h.g.Stats()
 		held := s["calls_active"] == uint64(h.calls) && s["gre_bpf_calls"] == uint64(h.calls) && s["gre_kernel_calls"] == uint64(h.calls)
-		if held && !bpfDeltas && s["gre_bpf_in"] == uint64(h.calls) && s["gre_bpf_out"] == uint64(h.calls) {
-			break
-		}
-		if held && bpfDeltas {
+		if held {
 			if base == 0 {
 				base = min(s["gre_bpf_in"], s["gre_bpf_out"]) + 1
 			}
