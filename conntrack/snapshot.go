@@ -134,16 +134,15 @@ func (t *Table) restoreConn(cs ConnSnap) (skipped int) {
 	}
 	key := makeConnKey(in, out)
 	if len(cs.Seg) != 0 {
-		var seg [2]Endpoint
-		for i := range seg {
-			if len(cs.Seg) != 2 {
-				return 1
-			}
-			if seg[i], err1 = parseEP(cs.Seg[i]); err1 != nil {
-				return 1
-			}
+		if len(cs.Seg) != 2 {
+			return 1
 		}
-		key = makeConnKey(seg[0], seg[1])
+		a, errA := parseEP(cs.Seg[0])
+		b, errB := parseEP(cs.Seg[1])
+		if errA != nil || errB != nil {
+			return 1
+		}
+		key = makeConnKey(a, b)
 	}
 	if t.idx.conns.get(key) != nil || t.idx.connAt(in, out) != nil {
 		return 1
